@@ -1,0 +1,23 @@
+//! Core types every Sluice crate shares: the [`StreamElement`] that carries
+//! records and control in one ordered stream, event time, key groups with
+//! their stable hash, job configuration, and the error type.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod element;
+pub mod error;
+pub mod key_group;
+pub mod time;
+
+pub use config::ExecutionConfig;
+pub use element::{CheckpointBarrier, RecordBatch, StreamElement, StreamRecord};
+pub use error::{ErrorOrigin, FunctionResult, Result, SluiceError};
+pub use key_group::{KeyGroupRange, KeyHasher};
+pub use time::{Timestamp, Watermark};
+
+/// What a record type must be: cloneable (fan-out, broadcast), sendable
+/// between task threads, and serializable so it can cross processes and go
+/// into snapshots. Implemented for every type that qualifies.
+pub trait Data: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + 'static {}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + 'static> Data for T {}

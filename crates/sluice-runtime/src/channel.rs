@@ -1,0 +1,178 @@
+//! In-memory channels between subtasks and the input gate that reads them.
+//!
+//! A channel is bounded (a few batches): a full channel blocks its sender,
+//! so memory is bounded whatever the speed difference between tasks. Each
+//! channel has a single sender, so the gate can tell channels apart (for the
+//! watermark minimum now, and for barrier alignment later).
+
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, Select, Sender, TryRecvError};
+use sluice_core::{RecordBatch, Result, SluiceError, StreamElement, Watermark};
+
+use crate::watermark_valve::StatusWatermarkValve;
+
+/// A new bounded channel holding up to `capacity` elements.
+pub fn channel(capacity: usize) -> (Sender<StreamElement>, Receiver<StreamElement>) {
+    bounded(capacity)
+}
+
+/// One input channel of a task.
+#[derive(Debug)]
+pub struct InputChannel {
+    /// The receiving end.
+    pub receiver: Receiver<StreamElement>,
+    /// The logical input (0, or 1 for the second input of a two-input operator).
+    pub input: usize,
+    /// Names the upstream, for errors.
+    pub description: String,
+}
+
+/// What the gate delivers to the task.
+#[derive(Debug)]
+pub enum GateEvent {
+    /// Records on a logical input.
+    Records {
+        /// The logical input.
+        input: usize,
+        /// The records.
+        batch: RecordBatch,
+    },
+    /// The combined watermark advanced.
+    Watermark(Watermark),
+    /// The combined idle status changed.
+    IdleStatus(bool),
+    /// Every channel of a logical input ended.
+    EndOfInput(usize),
+    /// Every channel ended.
+    Finished,
+    /// Nothing arrived within the timeout.
+    Timeout,
+}
+
+/// Reads all input channels of a task, combining their watermarks.
+#[derive(Debug)]
+pub struct InputGate {
+    channels: Vec<InputChannel>,
+    ended: Vec<bool>,
+    open_per_input: Vec<usize>,
+    open: usize,
+    next: usize,
+    valve: StatusWatermarkValve,
+    pending: Option<GateEvent>,
+}
+
+impl InputGate {
+    /// A gate over `channels`; `inputs` is the number of logical inputs.
+    pub fn new(channels: Vec<InputChannel>, inputs: usize) -> Self {
+        let mut open_per_input = vec![0; inputs];
+        for c in &channels {
+            open_per_input[c.input] += 1;
+        }
+        Self {
+            ended: vec![false; channels.len()],
+            open: channels.len(),
+            valve: StatusWatermarkValve::new(channels.len()),
+            channels,
+            open_per_input,
+            next: 0,
+            pending: None,
+        }
+    }
+
+    /// Number of logical inputs that have no channel at all (already ended).
+    pub fn inputs_without_channels(&self) -> Vec<usize> {
+        (0..self.open_per_input.len()).filter(|&i| self.open_per_input[i] == 0).collect()
+    }
+
+    /// The next event, waiting at most `timeout`.
+    pub fn next(&mut self, timeout: Duration) -> Result<GateEvent> {
+        if let Some(event) = self.pending.take() {
+            return Ok(event);
+        }
+        loop {
+            if self.open == 0 {
+                return Ok(GateEvent::Finished);
+            }
+            let Some((index, element)) = self.receive(timeout)? else {
+                return Ok(GateEvent::Timeout);
+            };
+            if let Some(event) = self.handle(index, element) {
+                return Ok(event);
+            }
+        }
+    }
+
+    fn receive(&mut self, timeout: Duration) -> Result<Option<(usize, StreamElement)>> {
+        // Fast path: take whatever is ready, round robin, so that no channel starves.
+        let n = self.channels.len();
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            if self.ended[i] {
+                continue;
+            }
+            match self.channels[i].receiver.try_recv() {
+                Ok(e) => {
+                    self.next = (i + 1) % n;
+                    return Ok(Some((i, e)));
+                }
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => return Err(self.disconnected(i)),
+            }
+        }
+        let mut select = Select::new();
+        let mut indices = Vec::with_capacity(self.open);
+        for (i, c) in self.channels.iter().enumerate() {
+            if !self.ended[i] {
+                select.recv(&c.receiver);
+                indices.push(i);
+            }
+        }
+        let op = match select.select_timeout(timeout) {
+            Ok(op) => op,
+            Err(_) => return Ok(None),
+        };
+        let i = indices[op.index()];
+        match op.recv(&self.channels[i].receiver) {
+            Ok(e) => Ok(Some((i, e))),
+            Err(_) => Err(self.disconnected(i)),
+        }
+    }
+
+    fn disconnected(&self, i: usize) -> SluiceError {
+        SluiceError::Internal(format!(
+            "input channel from {} closed before end of input (the upstream subtask failed or was cancelled)",
+            self.channels[i].description
+        ))
+    }
+
+    fn handle(&mut self, i: usize, element: StreamElement) -> Option<GateEvent> {
+        match element {
+            StreamElement::Records(batch) => Some(GateEvent::Records { input: self.channels[i].input, batch }),
+            StreamElement::Watermark(w) => self.valve.input_watermark(i, w).map(GateEvent::Watermark),
+            StreamElement::IdleStatus(idle) => {
+                let w = self.valve.input_idle(i, idle);
+                match (w, self.valve.idle_changed()) {
+                    (Some(w), _) => Some(GateEvent::Watermark(w)),
+                    (None, Some(idle)) => Some(GateEvent::IdleStatus(idle)),
+                    (None, None) => None,
+                }
+            }
+            // Barriers are handled by the checkpointing issue; until then they pass no operator.
+            StreamElement::Barrier(_) => None,
+            StreamElement::EndOfInput => {
+                self.ended[i] = true;
+                self.open -= 1;
+                let input = self.channels[i].input;
+                self.open_per_input[input] -= 1;
+                let w = self.valve.input_ended(i).map(GateEvent::Watermark);
+                if self.open_per_input[input] == 0 {
+                    // The watermark an ended channel releases goes first.
+                    self.pending = Some(GateEvent::EndOfInput(input));
+                    return w.or_else(|| self.pending.take());
+                }
+                w
+            }
+        }
+    }
+}

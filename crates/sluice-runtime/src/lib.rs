@@ -1,0 +1,26 @@
+//! The Sluice runtime: the three plan levels (StreamGraph → JobGraph →
+//! ExecutionGraph), the operators, the tasks that run chains of them, and
+//! the bounded channels with partitioners that connect tasks.
+#![deny(missing_docs)]
+
+pub mod channel;
+pub mod execution_graph;
+pub mod functions;
+pub mod job_graph;
+pub mod metrics;
+pub mod operator;
+pub mod operators;
+pub mod partitioner;
+pub mod plan;
+pub mod record_writer;
+pub mod runtime_context;
+pub mod sink;
+pub mod source;
+pub mod stream_graph;
+pub mod task;
+pub mod watermark_valve;
+
+pub use operator::{Output, StreamOperator};
+pub use runtime_context::RuntimeContext;
+pub use sink::{Sink, SinkWriter};
+pub use source::{Boundedness, InputStatus, Source, SourceOutput, SourceReader, SourceSplit};

@@ -1,0 +1,264 @@
+//! The operator contract and operator chains.
+//!
+//! A chain is a tree: each operator hands its output batches directly to the
+//! operators chained after it (a method call, no channel, no lock) and to the
+//! record writers of the network edges that leave it. A record crosses a
+//! thread only at a record writer.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use sluice_core::{RecordBatch, Result, SluiceError, StreamRecord, Watermark};
+
+use crate::record_writer::RecordWriter;
+use crate::runtime_context::RuntimeContext;
+
+/// A running operator instance of one subtask. All hooks run on the task's thread.
+pub trait StreamOperator: Send {
+    /// Called once before any element arrives.
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// Processes a batch of records that arrived on logical input `input`
+    /// (0, or 1 for the second input of a two-input operator) and emits its
+    /// results to `out`. Required: the one hook every operator implements.
+    fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()>;
+
+    /// The combined watermark of the inputs advanced. The default forwards it.
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
+        out.emit_watermark(watermark)
+    }
+
+    /// Logical input `input` has ended: no record follows on it. An operator
+    /// that buffers (windows, aggregations) emits what it holds here.
+    fn end_input(&mut self, _input: usize, _out: &mut Output) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called once after the last element, also after a failure; releases resources.
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Clones a batch of the output type, for an output consumed more than once.
+pub type BatchCloner = fn(&RecordBatch) -> Result<RecordBatch>;
+
+/// Clones a batch of `StreamRecord<T>`.
+pub fn clone_batch<T: Clone + Send + 'static>(batch: &RecordBatch) -> Result<RecordBatch> {
+    Ok(RecordBatch::new(batch.records::<T>()?.clone()))
+}
+
+/// Where an operator's output goes.
+pub enum OutputTarget {
+    /// An operator chained after this one, called directly.
+    Chained(Box<ChainedOperator>),
+    /// A network edge to another task.
+    Network(Box<dyn RecordWriter>),
+}
+
+/// The output of one operator: every consumer of its records.
+pub struct Output {
+    targets: Vec<OutputTarget>,
+    clone_batch: BatchCloner,
+}
+
+impl Output {
+    /// An output to `targets`; `clone_batch` clones a batch of the operator's output type.
+    pub fn new(targets: Vec<OutputTarget>, clone_batch: BatchCloner) -> Self {
+        Self { targets, clone_batch }
+    }
+
+    /// An output that drops everything (a sink's).
+    pub fn none() -> Self {
+        Self { targets: Vec::new(), clone_batch: |b| Err(SluiceError::Internal(format!("{b:?} cloned by a sink"))) }
+    }
+
+    /// Emits a batch to every target; all but the last get a clone.
+    pub fn emit(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let Some((last, rest)) = self.targets.split_last_mut() else { return Ok(()) };
+        for target in rest {
+            target.process((self.clone_batch)(&batch)?)?;
+        }
+        last.process(batch)
+    }
+
+    /// Emits typed records.
+    #[inline]
+    pub fn emit_records<T: Send + 'static>(&mut self, records: Vec<StreamRecord<T>>) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.emit(RecordBatch::new(records))
+    }
+
+    /// Forwards a watermark to every target.
+    pub fn emit_watermark(&mut self, watermark: Watermark) -> Result<()> {
+        for target in &mut self.targets {
+            match target {
+                OutputTarget::Chained(op) => op.process_watermark(watermark)?,
+                OutputTarget::Network(w) => w.broadcast_watermark(watermark)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The producing operator will emit nothing more.
+    pub fn end_input(&mut self) -> Result<()> {
+        for target in &mut self.targets {
+            match target {
+                OutputTarget::Chained(op) => op.end_input(0)?,
+                OutputTarget::Network(w) => w.end_input()?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends partly filled batches older than the buffer timeout, down the whole chain.
+    pub fn flush_if_due(&mut self, now: Instant) -> Result<()> {
+        for target in &mut self.targets {
+            match target {
+                OutputTarget::Chained(op) => op.output.flush_if_due(now)?,
+                OutputTarget::Network(w) => w.flush_if_due(now)?,
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn open(&mut self, ctx_for: &mut dyn FnMut(&str) -> RuntimeContext) -> Result<()> {
+        for target in &mut self.targets {
+            if let OutputTarget::Chained(op) = target {
+                op.open(ctx_for)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn close(&mut self) -> Result<()> {
+        let mut first = Ok(());
+        for target in &mut self.targets {
+            if let OutputTarget::Chained(op) = target {
+                let r = op.close();
+                if first.is_ok() {
+                    first = r;
+                }
+            }
+        }
+        first
+    }
+}
+
+impl OutputTarget {
+    #[inline]
+    fn process(&mut self, batch: RecordBatch) -> Result<()> {
+        match self {
+            OutputTarget::Chained(op) => op.process_batch(0, batch),
+            OutputTarget::Network(w) => w.emit(batch),
+        }
+    }
+}
+
+/// An operator with its output, inside a task's chain.
+pub struct ChainedOperator {
+    name: String,
+    subtask: String,
+    operator: Box<dyn StreamOperator>,
+    output: Output,
+    open_inputs: usize,
+}
+
+impl ChainedOperator {
+    /// Chains `operator` (with `inputs` logical inputs) before `output`.
+    pub fn new(name: String, operator: Box<dyn StreamOperator>, inputs: usize, output: Output) -> Self {
+        Self { name, subtask: String::new(), operator, output, open_inputs: inputs }
+    }
+
+    /// Name of the operator.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Opens this operator and everything chained after it.
+    pub fn open(&mut self, ctx_for: &mut dyn FnMut(&str) -> RuntimeContext) -> Result<()> {
+        let ctx = ctx_for(&self.name);
+        self.subtask = ctx.subtask_label();
+        let op = &mut self.operator;
+        guard(&self.name, &self.subtask, || op.open(&ctx))?;
+        self.output.open(ctx_for)
+    }
+
+    /// Processes a batch from logical input `input`.
+    #[inline]
+    pub fn process_batch(&mut self, input: usize, batch: RecordBatch) -> Result<()> {
+        let (op, out) = (&mut self.operator, &mut self.output);
+        guard(&self.name, &self.subtask, || op.process_batch(input, batch, out))
+    }
+
+    /// Processes a watermark.
+    pub fn process_watermark(&mut self, watermark: Watermark) -> Result<()> {
+        let (op, out) = (&mut self.operator, &mut self.output);
+        guard(&self.name, &self.subtask, || op.process_watermark(watermark, out))
+    }
+
+    /// Logical input `input` ended; once all have, the end travels down the chain.
+    pub fn end_input(&mut self, input: usize) -> Result<()> {
+        let (op, out) = (&mut self.operator, &mut self.output);
+        guard(&self.name, &self.subtask, || op.end_input(input, out))?;
+        self.open_inputs = self.open_inputs.saturating_sub(1);
+        if self.open_inputs == 0 {
+            self.output.end_input()?;
+        }
+        Ok(())
+    }
+
+    /// Sends partly filled batches older than the buffer timeout.
+    pub fn flush_if_due(&mut self, now: Instant) -> Result<()> {
+        self.output.flush_if_due(now)
+    }
+
+    /// Closes this operator and everything chained after it; reports the first error.
+    pub fn close(&mut self) -> Result<()> {
+        let op = &mut self.operator;
+        let r = guard(&self.name, &self.subtask, || op.close());
+        let rest = self.output.close();
+        r.and(rest)
+    }
+}
+
+/// Runs an operator hook, turning a panic or an error into an error that
+/// names the operator and subtask. An error already naming an operator
+/// further down the chain passes unchanged.
+#[inline]
+fn guard<R>(operator: &str, subtask: &str, f: impl FnOnce() -> Result<R>) -> Result<R> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e @ SluiceError::Task { .. })) => Err(e),
+        Ok(Err(e)) => Err(task_error(operator, subtask, e)),
+        Err(panic) => Err(task_error(
+            operator,
+            subtask,
+            SluiceError::UserFunction { message: format!("panicked: {}", panic_message(&panic)), source: None },
+        )),
+    }
+}
+
+/// Wraps an error with the operator and subtask it happened in.
+pub fn task_error(operator: &str, subtask: &str, e: SluiceError) -> SluiceError {
+    SluiceError::Task { operator: operator.to_string(), subtask: subtask.to_string(), source: Box::new(e) }
+}
+
+/// The message of a panic payload.
+pub fn panic_message(payload: &Box<dyn Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}

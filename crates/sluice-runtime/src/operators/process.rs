@@ -1,0 +1,106 @@
+//! Operators that run a user's process function, keyed or not.
+
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use sluice_core::{Data, RecordBatch, Result, Watermark};
+
+use crate::functions::{Collector, Context, KeyedContext, KeyedProcessFunction, ProcessFunction};
+use crate::operator::{Output, StreamOperator};
+use crate::operators::user_error;
+use crate::runtime_context::RuntimeContext;
+
+/// Runs a [`ProcessFunction`].
+pub struct ProcessOperator<I, O, F> {
+    function: F,
+    watermark: Watermark,
+    _types: PhantomData<fn(I) -> O>,
+}
+
+impl<I, O, F> ProcessOperator<I, O, F> {
+    /// Runs `function`.
+    pub fn new(function: F) -> Self {
+        Self { function, watermark: Watermark::MIN, _types: PhantomData }
+    }
+}
+
+impl<I: Data, O: Data, F: ProcessFunction<I, O>> StreamOperator for ProcessOperator<I, O, F> {
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        self.function.open(ctx).map_err(user_error)
+    }
+
+    fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let records = batch.into_records::<I>()?;
+        let mut result = Vec::with_capacity(records.len());
+        for r in records {
+            let ctx = Context { timestamp: r.timestamp, current_watermark: self.watermark };
+            let mut c = Collector::new(&mut result, r.timestamp);
+            self.function.process_element(r.value, &ctx, &mut c).map_err(user_error)?;
+        }
+        out.emit_records(result)
+    }
+
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
+        self.watermark = watermark;
+        out.emit_watermark(watermark)
+    }
+
+    fn end_input(&mut self, _input: usize, out: &mut Output) -> Result<()> {
+        let mut result = Vec::new();
+        let ts = sluice_core::Timestamp::NONE;
+        self.function.end_input(&mut Collector::new(&mut result, ts)).map_err(user_error)?;
+        out.emit_records(result)
+    }
+}
+
+/// Runs a [`KeyedProcessFunction`], computing each record's key.
+pub struct KeyedProcessOperator<K, I, O, KS, F> {
+    key_selector: KS,
+    function: F,
+    watermark: Watermark,
+    _types: PhantomData<fn(I) -> (K, O)>,
+}
+
+impl<K, I, O, KS, F> KeyedProcessOperator<K, I, O, KS, F> {
+    /// Runs `function` on records keyed by `key_selector`.
+    pub fn new(key_selector: KS, function: F) -> Self {
+        Self { key_selector, function, watermark: Watermark::MIN, _types: PhantomData }
+    }
+}
+
+impl<K, I, O, KS, F> StreamOperator for KeyedProcessOperator<K, I, O, KS, F>
+where
+    K: Serialize + Send + 'static,
+    I: Data,
+    O: Data,
+    KS: Fn(&I) -> K + Send,
+    F: KeyedProcessFunction<K, I, O>,
+{
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        self.function.open(ctx).map_err(user_error)
+    }
+
+    fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let records = batch.into_records::<I>()?;
+        let mut result = Vec::with_capacity(records.len());
+        for r in records {
+            let key = (self.key_selector)(&r.value);
+            let ctx = KeyedContext { key: &key, timestamp: r.timestamp, current_watermark: self.watermark };
+            let mut c = Collector::new(&mut result, r.timestamp);
+            self.function.process_element(r.value, &ctx, &mut c).map_err(user_error)?;
+        }
+        out.emit_records(result)
+    }
+
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
+        self.watermark = watermark;
+        out.emit_watermark(watermark)
+    }
+
+    fn end_input(&mut self, _input: usize, out: &mut Output) -> Result<()> {
+        let mut result = Vec::new();
+        let ts = sluice_core::Timestamp::NONE;
+        self.function.end_input(&mut Collector::new(&mut result, ts)).map_err(user_error)?;
+        out.emit_records(result)
+    }
+}

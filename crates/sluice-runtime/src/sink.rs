@@ -1,0 +1,76 @@
+//! The Sink API: a sink creates one writer per subtask; the writer receives
+//! batches and flushes at end of input.
+
+use std::sync::Arc;
+
+use sluice_core::{Data, RecordBatch, Result, StreamRecord};
+
+use crate::operator::{Output, StreamOperator};
+use crate::runtime_context::RuntimeContext;
+
+/// A sink for records of type `T`, shared by all its subtasks.
+pub trait Sink<T: Data>: Send + Sync + 'static {
+    /// Creates the writer of one subtask.
+    fn create_writer(&self, ctx: &RuntimeContext) -> Result<Box<dyn SinkWriter<T>>>;
+}
+
+/// Writes the records of one subtask.
+pub trait SinkWriter<T>: Send {
+    /// Writes a batch of records.
+    fn write_batch(&mut self, records: Vec<StreamRecord<T>>) -> Result<()>;
+
+    /// Makes everything written so far durable or visible; `end_of_input`
+    /// says no record follows.
+    fn flush(&mut self, _end_of_input: bool) -> Result<()> {
+        Ok(())
+    }
+
+    /// Releases resources (also called after a failure).
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs a [`SinkWriter`] as the last operator of a chain.
+pub struct SinkOperator<T: Data> {
+    sink: Arc<dyn Sink<T>>,
+    writer: Option<Box<dyn SinkWriter<T>>>,
+}
+
+impl<T: Data> SinkOperator<T> {
+    /// A sink operator for `sink`; the writer is created in `open`.
+    pub fn new(sink: Arc<dyn Sink<T>>) -> Self {
+        Self { sink, writer: None }
+    }
+
+    fn writer(&mut self) -> &mut dyn SinkWriter<T> {
+        self.writer.as_deref_mut().expect("sink writer used before open")
+    }
+}
+
+impl<T: Data> StreamOperator for SinkOperator<T> {
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        self.writer = Some(self.sink.create_writer(ctx)?);
+        Ok(())
+    }
+
+    fn process_batch(&mut self, _input: usize, batch: RecordBatch, _out: &mut Output) -> Result<()> {
+        let records = batch.into_records::<T>()?;
+        self.writer().write_batch(records)
+    }
+
+    fn process_watermark(&mut self, _watermark: sluice_core::Watermark, _out: &mut Output) -> Result<()> {
+        Ok(())
+    }
+
+    fn end_input(&mut self, _input: usize, _out: &mut Output) -> Result<()> {
+        self.writer().flush(true)
+    }
+
+    fn close(&mut self) -> Result<()> {
+        match self.writer.as_mut() {
+            Some(w) => w.close(),
+            None => Ok(()),
+        }
+    }
+}

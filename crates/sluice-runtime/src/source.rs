@@ -1,0 +1,217 @@
+//! The Source API, as in Flink's FLIP-27: a source is split into splits (a
+//! file, a partition, a range of a sequence); the split enumerator runs in the
+//! JobManager and assigns splits to subtasks; each subtask's `SourceReader`
+//! reads the splits it was given into batches.
+
+use std::fmt::Debug;
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sluice_core::{Data, RecordBatch, Result, StreamRecord, Timestamp};
+
+use crate::runtime_context::RuntimeContext;
+
+/// Whether a source ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Boundedness {
+    /// The source ends after a finite number of records.
+    Bounded,
+    /// The source runs until the job is cancelled.
+    ContinuousUnbounded,
+}
+
+/// What a reader reports after a poll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputStatus {
+    /// More records are available now: poll again at once.
+    MoreAvailable,
+    /// Nothing is available now; poll again after a short wait.
+    NothingAvailable,
+    /// Every split this reader has is exhausted, and no more will come.
+    EndOfInput,
+}
+
+/// A unit of source work, sent from the enumerator to a reader.
+pub trait SourceSplit: Serialize + DeserializeOwned + Clone + Debug + Send + 'static {
+    /// A stable id, for logs and (later) checkpointed split state.
+    fn split_id(&self) -> String;
+}
+
+/// A source of records of type `T`. One instance is shared by the
+/// enumerator and every reader, so it holds configuration, not state.
+pub trait Source<T: Data>: Send + Sync + 'static {
+    /// The split type.
+    type Split: SourceSplit;
+
+    /// Whether the source ends.
+    fn boundedness(&self) -> Boundedness;
+
+    /// The largest parallelism the source supports (a socket: 1).
+    fn max_parallelism(&self) -> Option<usize> {
+        None
+    }
+
+    /// Enumerates the splits to read when running at `parallelism`; errors
+    /// here (a missing file) fail the job before any task starts.
+    fn create_splits(&self, parallelism: usize) -> Result<Vec<Self::Split>>;
+
+    /// Creates the reader of one subtask.
+    fn create_reader(&self, ctx: &RuntimeContext) -> Result<Box<dyn SourceReader<T, Self::Split>>>;
+}
+
+/// Reads the splits of one subtask.
+pub trait SourceReader<T, S>: Send {
+    /// Adds splits to read.
+    fn add_splits(&mut self, splits: Vec<S>) -> Result<()>;
+
+    /// Fills `output` (until it is full, or nothing more is available now)
+    /// and says what comes next. Must not block for long: a reader waiting on
+    /// I/O returns [`InputStatus::NothingAvailable`] after a few milliseconds.
+    fn poll_next(&mut self, output: &mut SourceOutput<T>) -> Result<InputStatus>;
+
+    /// Releases resources.
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The batch a reader fills.
+#[derive(Debug)]
+pub struct SourceOutput<T> {
+    records: Vec<StreamRecord<T>>,
+    capacity: usize,
+}
+
+impl<T> SourceOutput<T> {
+    /// An empty output holding up to `capacity` records.
+    pub fn new(capacity: usize) -> Self {
+        Self { records: Vec::with_capacity(capacity), capacity }
+    }
+
+    /// Adds a record without event time.
+    #[inline]
+    pub fn collect(&mut self, value: T) {
+        self.records.push(StreamRecord::new(value));
+    }
+
+    /// Adds a record with its event timestamp.
+    #[inline]
+    pub fn collect_with_timestamp(&mut self, value: T, timestamp: Timestamp) {
+        self.records.push(StreamRecord::with_timestamp(value, timestamp));
+    }
+
+    /// How many more records fit in this batch.
+    #[inline]
+    pub fn remaining(&self) -> usize {
+        self.capacity.saturating_sub(self.records.len())
+    }
+
+    /// Whether the batch is full.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.records.len() >= self.capacity
+    }
+
+    /// Number of records collected.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether nothing was collected.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Takes the collected records, leaving a fresh batch.
+    pub fn take(&mut self) -> Vec<StreamRecord<T>> {
+        std::mem::replace(&mut self.records, Vec::with_capacity(self.capacity))
+    }
+}
+
+/// A split in transit from the enumerator to a reader: postcard bytes, so it
+/// can cross processes and go into checkpoints.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SerializedSplit {
+    /// The split's id.
+    pub id: String,
+    /// The split, postcard-encoded.
+    pub bytes: Vec<u8>,
+}
+
+/// A source with its record and split types erased, as the StreamGraph holds it.
+pub trait ErasedSource: Send + Sync {
+    /// Whether the source ends.
+    fn boundedness(&self) -> Boundedness;
+    /// The largest parallelism the source supports.
+    fn max_parallelism(&self) -> Option<usize>;
+    /// Enumerates the splits.
+    fn create_splits(&self, parallelism: usize) -> Result<Vec<SerializedSplit>>;
+    /// Creates one subtask's reader, already given its splits.
+    fn create_reader(&self, ctx: &RuntimeContext, splits: &[SerializedSplit]) -> Result<Box<dyn ErasedSourceReader>>;
+}
+
+/// A reader with its record type erased: it yields whole batches.
+pub trait ErasedSourceReader: Send {
+    /// Polls one batch (possibly empty) and the status after it.
+    fn poll_batch(&mut self) -> Result<(RecordBatch, InputStatus)>;
+    /// Releases resources.
+    fn close(&mut self) -> Result<()>;
+}
+
+/// Erases the types of a [`Source`].
+pub struct SourceAdapter<T, S> {
+    source: S,
+    _records: PhantomData<fn() -> T>,
+}
+
+impl<T, S> SourceAdapter<T, S> {
+    /// Wraps `source`.
+    pub fn new(source: S) -> Self {
+        Self { source, _records: PhantomData }
+    }
+}
+
+impl<T: Data, S: Source<T>> ErasedSource for SourceAdapter<T, S> {
+    fn boundedness(&self) -> Boundedness {
+        self.source.boundedness()
+    }
+
+    fn max_parallelism(&self) -> Option<usize> {
+        self.source.max_parallelism()
+    }
+
+    fn create_splits(&self, parallelism: usize) -> Result<Vec<SerializedSplit>> {
+        self.source
+            .create_splits(parallelism)?
+            .into_iter()
+            .map(|s| Ok(SerializedSplit { id: s.split_id(), bytes: postcard::to_stdvec(&s)? }))
+            .collect()
+    }
+
+    fn create_reader(&self, ctx: &RuntimeContext, splits: &[SerializedSplit]) -> Result<Box<dyn ErasedSourceReader>> {
+        let mut reader = self.source.create_reader(ctx)?;
+        let splits = splits
+            .iter()
+            .map(|s| postcard::from_bytes::<S::Split>(&s.bytes).map_err(Into::into))
+            .collect::<Result<Vec<_>>>()?;
+        reader.add_splits(splits)?;
+        Ok(Box::new(ErasedReader { reader, output: SourceOutput::new(ctx.batch_size) }))
+    }
+}
+
+struct ErasedReader<T, S> {
+    reader: Box<dyn SourceReader<T, S>>,
+    output: SourceOutput<T>,
+}
+
+impl<T: Data, S: Send> ErasedSourceReader for ErasedReader<T, S> {
+    fn poll_batch(&mut self) -> Result<(RecordBatch, InputStatus)> {
+        let status = self.reader.poll_next(&mut self.output)?;
+        Ok((RecordBatch::new(self.output.take()), status))
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.reader.close()
+    }
+}

@@ -1,0 +1,231 @@
+//! A task: one subtask of a job vertex, running its operator chain on its
+//! own thread. The loop takes input (a source reader's batches, or the input
+//! gate's events), pushes it through the chain, and sends partly filled
+//! batches when the buffer timeout passes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use sluice_core::{Result, SluiceError, StreamElement, Watermark};
+
+use crate::channel::{GateEvent, InputChannel, InputGate};
+use crate::job_graph::JobGraph;
+use crate::metrics::TaskMetrics;
+use crate::operator::{task_error, ChainedOperator, Output, OutputTarget};
+use crate::record_writer::WriterSetup;
+use crate::runtime_context::RuntimeContext;
+use crate::source::{ErasedSourceReader, InputStatus, SerializedSplit};
+use crate::stream_graph::{NodeBody, NodeKind};
+
+/// Everything a TaskManager needs to run one subtask.
+pub struct TaskDeployment {
+    /// The job.
+    pub job_graph: Arc<JobGraph>,
+    /// The job vertex.
+    pub vertex: usize,
+    /// The subtask index.
+    pub subtask_index: usize,
+    /// Execution attempt.
+    pub attempt: usize,
+    /// Input channels (empty for a source).
+    pub inputs: Vec<InputChannel>,
+    /// Output channels per outgoing job edge id, in downstream subtask order.
+    pub outputs: HashMap<usize, Vec<Sender<StreamElement>>>,
+    /// Splits for a source task.
+    pub splits: Vec<SerializedSplit>,
+    /// Set when the job is cancelled or failing.
+    pub cancel: Arc<AtomicBool>,
+    /// The task's counters.
+    pub metrics: Arc<TaskMetrics>,
+}
+
+impl TaskDeployment {
+    /// "Vertex name (i/p)".
+    pub fn task_name(&self) -> String {
+        let v = &self.job_graph.vertices[self.vertex];
+        format!("{} ({}/{})", v.name, self.subtask_index + 1, v.parallelism)
+    }
+}
+
+/// The head of a task: where its input comes from.
+enum Head {
+    Source { reader: Box<dyn ErasedSourceReader>, output: Output, name: String },
+    Operator { gate: InputGate, chain: ChainedOperator },
+}
+
+/// Runs a task to completion and passes its outcome (the first error, naming
+/// the operator and subtask) to `report` while the task's channel ends are
+/// still open: a root cause is reported before the failures it causes downstream.
+pub fn run_task(d: TaskDeployment, report: impl FnOnce(Result<()>)) {
+    let mut head = None;
+    let result = run_task_inner(d, &mut head);
+    report(result);
+    drop(head);
+}
+
+fn run_task_inner(mut d: TaskDeployment, head_slot: &mut Option<Head>) -> Result<()> {
+    let task_name = d.task_name();
+    let inputs = std::mem::take(&mut d.inputs);
+    let outputs = std::mem::take(&mut d.outputs);
+    let jg = d.job_graph.clone();
+    let sg = &jg.stream_graph;
+    let vertex = &jg.vertices[d.vertex];
+    let subtask = format!("{}/{}", d.subtask_index + 1, vertex.parallelism);
+    let params = Arc::new(sg.config.job_parameters.clone());
+    let make_ctx = |name: &str| RuntimeContext {
+        operator_name: name.to_string(),
+        task_name: task_name.clone(),
+        subtask_index: d.subtask_index,
+        parallelism: vertex.parallelism,
+        max_parallelism: vertex.max_parallelism,
+        attempt: d.attempt,
+        batch_size: sg.config.batch_size,
+        job_parameters: params.clone(),
+    };
+    let mut builder = ChainBuilder { d: &d, outputs };
+    let head_node = &sg.nodes[vertex.head];
+    let head = match &head_node.body {
+        NodeBody::Source(source) => {
+            let ctx = make_ctx(&head_node.name);
+            let reader = source
+                .create_reader(&ctx, &d.splits)
+                .map_err(|e| task_error(&head_node.name, &subtask, e))?;
+            Head::Source { reader, output: builder.output(vertex.head)?, name: head_node.name.clone() }
+        }
+        NodeBody::Operator { inputs: inputs_count, .. } => {
+            let gate = InputGate::new(inputs, *inputs_count);
+            Head::Operator { gate, chain: builder.operator(vertex.head, *inputs_count)? }
+        }
+    };
+
+    let head = head_slot.insert(head);
+    let mut ctx_for = |name: &str| make_ctx(name);
+    let result = match head {
+        Head::Source { reader, output, name } => output
+            .open(&mut ctx_for)
+            .and_then(|_| run_source(reader.as_mut(), output, &d.cancel, &d.metrics, sg.config.buffer_timeout))
+            .map_err(|e| match e {
+                SluiceError::Task { .. } => e,
+                e => task_error(name, &subtask, e),
+            }),
+        Head::Operator { gate, chain } => chain
+            .open(&mut ctx_for)
+            .and_then(|_| run_operator(gate, chain, &d.cancel, &d.metrics, sg.config.buffer_timeout)),
+    };
+    let closed = match head {
+        Head::Source { reader, output, .. } => reader.close().and(output.close()),
+        Head::Operator { chain, .. } => chain.close(),
+    };
+    result.and(closed)
+}
+
+fn run_source(
+    reader: &mut dyn ErasedSourceReader,
+    output: &mut Output,
+    cancel: &AtomicBool,
+    metrics: &TaskMetrics,
+    buffer_timeout: Duration,
+) -> Result<()> {
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(SluiceError::Cancelled);
+        }
+        let (batch, status) = reader.poll_batch()?;
+        metrics.add_records_out(batch.len());
+        output.emit(batch)?;
+        match status {
+            InputStatus::MoreAvailable => output.flush_if_due(Instant::now())?,
+            InputStatus::NothingAvailable => {
+                output.flush_if_due(Instant::now())?;
+                std::thread::sleep(buffer_timeout.min(Duration::from_millis(1)));
+            }
+            InputStatus::EndOfInput => {
+                // A bounded source ends event time: every timer and window fires.
+                output.emit_watermark(Watermark::MAX)?;
+                return output.end_input();
+            }
+        }
+    }
+}
+
+fn run_operator(
+    gate: &mut InputGate,
+    chain: &mut ChainedOperator,
+    cancel: &AtomicBool,
+    metrics: &TaskMetrics,
+    buffer_timeout: Duration,
+) -> Result<()> {
+    for input in gate.inputs_without_channels() {
+        chain.end_input(input)?;
+    }
+    let wait = buffer_timeout.max(Duration::from_millis(1));
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(SluiceError::Cancelled);
+        }
+        match gate.next(wait)? {
+            GateEvent::Records { input, batch } => {
+                metrics.add_records_in(batch.len());
+                chain.process_batch(input, batch)?;
+            }
+            GateEvent::Watermark(w) => chain.process_watermark(w)?,
+            GateEvent::IdleStatus(_) => {}
+            GateEvent::EndOfInput(input) => chain.end_input(input)?,
+            GateEvent::Finished => return Ok(()),
+            GateEvent::Timeout => {}
+        }
+        chain.flush_if_due(Instant::now())?;
+    }
+}
+
+/// Builds the operator tree of a task from the StreamGraph.
+struct ChainBuilder<'a> {
+    d: &'a TaskDeployment,
+    outputs: HashMap<usize, Vec<Sender<StreamElement>>>,
+}
+
+impl ChainBuilder<'_> {
+    fn operator(&mut self, node: usize, inputs: usize) -> Result<ChainedOperator> {
+        let sg = &self.d.job_graph.stream_graph;
+        let n = &sg.nodes[node];
+        let NodeBody::Operator { factory, .. } = &n.body else {
+            return Err(SluiceError::Internal(format!("source '{}' chained after another operator", n.name)));
+        };
+        let output = if n.kind == NodeKind::Sink { Output::none() } else { self.output(node)? };
+        Ok(ChainedOperator::new(n.name.clone(), factory(), inputs, output))
+    }
+
+    fn output(&mut self, node: usize) -> Result<Output> {
+        let jg = self.d.job_graph.clone();
+        let sg = &jg.stream_graph;
+        let mut targets = Vec::new();
+        for (edge_index, edge) in sg.out_edges(node) {
+            match jg.edge_for_stream_edge(edge_index) {
+                None => targets.push(OutputTarget::Chained(Box::new(self.operator(edge.target, 1)?))),
+                Some(job_edge) => {
+                    let channels = self.outputs.remove(&job_edge.id).ok_or_else(|| {
+                        SluiceError::Internal(format!("no channels deployed for edge {}", job_edge.id))
+                    })?;
+                    let setup = WriterSetup {
+                        channels,
+                        batch_size: sg.config.batch_size,
+                        buffer_timeout: sg.config.buffer_timeout,
+                        subtask_index: self.d.subtask_index,
+                        max_parallelism: sg.config.max_parallelism,
+                        metrics: self.d.metrics.clone(),
+                        edge_name: format!("{} -> {}", sg.nodes[edge.source].name, sg.nodes[edge.target].name),
+                    };
+                    let writer = match &edge.keyed_writer {
+                        Some(make) => make(setup),
+                        None => (sg.nodes[node].output.make_writer)(job_edge.partitioner, setup),
+                    };
+                    targets.push(OutputTarget::Network(writer));
+                }
+            }
+        }
+        Ok(Output::new(targets, sg.nodes[node].output.clone_batch))
+    }
+}

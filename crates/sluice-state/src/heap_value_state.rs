@@ -1,0 +1,143 @@
+//! A value per key, on the heap, partitioned by key group.
+//!
+//! Invariant: a key lives in exactly the map of its key group, and only key
+//! groups of the owning subtask's [`KeyGroupRange`] exist here.
+
+use std::hash::Hash;
+
+use hashbrown::hash_map::Entry;
+use hashbrown::HashMap;
+use sluice_core::{KeyGroupRange, Result, SluiceError};
+
+/// One value per key for the key groups of one subtask.
+#[derive(Debug)]
+pub struct HeapValueState<K, V> {
+    range: KeyGroupRange,
+    groups: Vec<HashMap<K, V>>,
+}
+
+impl<K: Eq + Hash, V> HeapValueState<K, V> {
+    /// Empty state for the key groups in `range`.
+    pub fn new(range: KeyGroupRange) -> Self {
+        Self { range, groups: (0..range.len()).map(|_| HashMap::new()).collect() }
+    }
+
+    /// The key-group range this state holds.
+    pub fn key_group_range(&self) -> KeyGroupRange {
+        self.range
+    }
+
+    #[inline]
+    fn group(&mut self, key_group: usize) -> &mut HashMap<K, V> {
+        debug_assert!(self.range.contains(key_group), "key group {key_group} not in {:?}", self.range);
+        &mut self.groups[key_group - self.range.start]
+    }
+
+    /// The value of `key`, if any.
+    #[inline]
+    pub fn get(&self, key_group: usize, key: &K) -> Option<&V> {
+        self.groups[key_group - self.range.start].get(key)
+    }
+
+    /// The value of `key`, mutable, if any.
+    #[inline]
+    pub fn get_mut(&mut self, key_group: usize, key: &K) -> Option<&mut V> {
+        self.group(key_group).get_mut(key)
+    }
+
+    /// Sets the value of `key`, returning the previous one.
+    #[inline]
+    pub fn put(&mut self, key_group: usize, key: K, value: V) -> Option<V> {
+        self.group(key_group).insert(key, value)
+    }
+
+    /// Replaces the value of `key` by `f(previous)` in one lookup, moving the
+    /// previous value into `f` (no clone), and returns the new value.
+    #[inline]
+    pub fn update(&mut self, key_group: usize, key: K, f: impl FnOnce(Option<V>) -> V) -> &mut V {
+        match self.group(key_group).entry(key) {
+            Entry::Occupied(e) => match e.replace_entry_with(|_, v| Some(f(Some(v)))) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(_) => unreachable!("replace_entry_with returned Some"),
+            },
+            Entry::Vacant(e) => e.insert(f(None)),
+        }
+    }
+
+    /// Removes the value of `key`.
+    pub fn remove(&mut self, key_group: usize, key: &K) -> Option<V> {
+        self.group(key_group).remove(key)
+    }
+
+    /// Number of keys with a value.
+    pub fn len(&self) -> usize {
+        self.groups.iter().map(HashMap::len).sum()
+    }
+
+    /// Whether no key has a value.
+    pub fn is_empty(&self) -> bool {
+        self.groups.iter().all(HashMap::is_empty)
+    }
+
+    /// Removes and returns the entries of every key group in `range`, per key group.
+    pub fn extract_key_groups(&mut self, range: KeyGroupRange) -> Result<Vec<(usize, Vec<(K, V)>)>> {
+        self.check_range(range)?;
+        Ok((range.start..range.end)
+            .map(|g| (g, self.group(g).drain().collect()))
+            .collect())
+    }
+
+    /// Inserts entries of one key group (for example from [`Self::extract_key_groups`]).
+    pub fn insert_key_group(&mut self, key_group: usize, entries: Vec<(K, V)>) -> Result<()> {
+        self.check_range(KeyGroupRange::new(key_group, key_group + 1))?;
+        self.group(key_group).extend(entries);
+        Ok(())
+    }
+
+    fn check_range(&self, range: KeyGroupRange) -> Result<()> {
+        if range.start < self.range.start || range.end > self.range.end {
+            return Err(SluiceError::Internal(format!(
+                "key groups {range:?} are not in this state's range {:?}",
+                self.range
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::KeyHasher;
+
+    #[test]
+    fn entries_moved_between_subtasks_by_key_group_keep_their_values() {
+        let max = 128;
+        let mut h = KeyHasher::new();
+        let mut from = HeapValueState::new(KeyGroupRange::new(0, max));
+        for k in 0..1000u64 {
+            from.put(h.key_group(&k, max), k, k * 2);
+        }
+        let mut to = [0, 1].map(|i| HeapValueState::new(KeyGroupRange::for_operator(max, 2, i)));
+        for (i, target) in to.iter_mut().enumerate() {
+            let range = target.key_group_range();
+            for (g, entries) in from.extract_key_groups(range).unwrap() {
+                assert_eq!(sluice_core::key_group::operator_index_for_key_group(max, 2, g), i);
+                target.insert_key_group(g, entries).unwrap();
+            }
+        }
+        assert!(from.is_empty());
+        assert_eq!(to[0].len() + to[1].len(), 1000);
+        for k in 0..1000u64 {
+            let g = h.key_group(&k, max);
+            let owner = &to[sluice_core::key_group::operator_index_for_key_group(max, 2, g)];
+            assert_eq!(owner.get(g, &k), Some(&(k * 2)));
+        }
+    }
+
+    #[test]
+    fn extracting_a_range_outside_the_state_is_an_error() {
+        let mut s: HeapValueState<u64, u64> = HeapValueState::new(KeyGroupRange::new(0, 64));
+        assert!(s.extract_key_groups(KeyGroupRange::new(32, 96)).is_err());
+    }
+}
