@@ -41,9 +41,9 @@ pub struct ExecutionGraph {
 }
 
 impl ExecutionGraph {
-    /// Places every subtask of `job_graph` on `free_slots` (in the order given).
-    pub fn schedule(job_graph: &JobGraph, free_slots: &[SlotId]) -> Result<Self> {
-        // Slot sharing groups in order of first appearance, each with its size.
+    /// Slot sharing groups in order of first appearance, each with the
+    /// number of slots it needs (its largest parallelism).
+    pub fn slot_sharing_groups(job_graph: &JobGraph) -> Vec<(&str, usize)> {
         let mut groups: Vec<(&str, usize)> = Vec::new();
         for v in &job_graph.vertices {
             match groups.iter_mut().find(|(g, _)| *g == v.slot_sharing_group) {
@@ -51,6 +51,17 @@ impl ExecutionGraph {
                 None => groups.push((&v.slot_sharing_group, v.parallelism)),
             }
         }
+        groups
+    }
+
+    /// Number of slots the job occupies.
+    pub fn slots_needed(job_graph: &JobGraph) -> usize {
+        Self::slot_sharing_groups(job_graph).iter().map(|(_, n)| n).sum()
+    }
+
+    /// Places every subtask of `job_graph` on `free_slots` (in the order given).
+    pub fn schedule(job_graph: &JobGraph, free_slots: &[SlotId]) -> Result<Self> {
+        let groups = Self::slot_sharing_groups(job_graph);
         let needed: usize = groups.iter().map(|(_, n)| n).sum();
         if needed > free_slots.len() {
             let detail: Vec<String> = groups.iter().map(|(g, n)| format!("'{g}' needs {n}")).collect();

@@ -1,0 +1,229 @@
+//! The StreamExecutionEnvironment: job settings, sources, and `execute`.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_cluster::{JobClient, JobExecutionResult, MiniCluster, MiniClusterConfig};
+use sluice_connectors::{CollectionSource, DataGeneratorSource, FileSource, SocketTextSource};
+use sluice_core::{Data, ExecutionConfig, Result, SluiceError};
+use sluice_runtime::execution_graph::ExecutionGraph;
+use sluice_runtime::job_graph::JobGraph;
+use sluice_runtime::plan::Plan;
+use sluice_runtime::source::{ErasedSource, Source, SourceAdapter};
+use sluice_runtime::stream_graph::{
+    ChainingStrategy, NodeBody, NodeKind, OutputType, StreamEdge, StreamGraph, StreamNode,
+};
+
+use crate::data_stream::{DataStream, Port};
+
+/// The graph being built, shared by the environment and every stream of it.
+pub(crate) struct EnvState {
+    pub(crate) config: ExecutionConfig,
+    pub(crate) cluster: Option<MiniClusterConfig>,
+    pub(crate) nodes: Vec<StreamNode>,
+    pub(crate) edges: Vec<StreamEdge>,
+    pub(crate) executed: Option<String>,
+}
+
+pub(crate) type Env = Rc<RefCell<EnvState>>;
+
+impl EnvState {
+    pub(crate) fn add_node(&mut self, name: String, kind: NodeKind, body: NodeBody, output: OutputType) -> usize {
+        let id = self.nodes.len();
+        self.nodes.push(StreamNode {
+            id,
+            name,
+            uid: None,
+            parallelism: None,
+            kind,
+            body,
+            output,
+            chaining: ChainingStrategy::Always,
+            slot_sharing_group: None,
+        });
+        id
+    }
+
+    pub(crate) fn connect(&mut self, ports: &[Port], target: usize, type_number: usize) {
+        for p in ports {
+            self.edges.push(StreamEdge {
+                source: p.node,
+                target,
+                type_number,
+                partitioner: p.partitioner,
+                keyed_writer: p.keyed_writer.clone(),
+            });
+        }
+    }
+}
+
+/// The context a job is built and run in (Flink's StreamExecutionEnvironment).
+/// By default it runs jobs on an embedded mini-cluster.
+pub struct StreamExecutionEnvironment {
+    env: Env,
+}
+
+impl Default for StreamExecutionEnvironment {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamExecutionEnvironment {
+    /// An environment with default settings, running on an embedded mini-cluster.
+    pub fn new() -> Self {
+        Self::with_config(ExecutionConfig::default())
+    }
+
+    /// An environment with the given settings.
+    pub fn with_config(config: ExecutionConfig) -> Self {
+        let state = EnvState { config, cluster: None, nodes: Vec::new(), edges: Vec::new(), executed: None };
+        Self { env: Rc::new(RefCell::new(state)) }
+    }
+
+    /// The job settings.
+    pub fn config(&self) -> ExecutionConfig {
+        self.env.borrow().config.clone()
+    }
+
+    /// Default parallelism of operators that set none.
+    pub fn set_parallelism(&self, parallelism: usize) -> &Self {
+        self.env.borrow_mut().config.parallelism = parallelism;
+        self
+    }
+
+    /// Number of key groups (default 128): the upper bound of any parallelism.
+    pub fn set_max_parallelism(&self, max_parallelism: usize) -> &Self {
+        self.env.borrow_mut().config.max_parallelism = max_parallelism;
+        self
+    }
+
+    /// Longest time a partly filled batch waits before it is sent.
+    pub fn set_buffer_timeout(&self, timeout: Duration) -> &Self {
+        self.env.borrow_mut().config.buffer_timeout = timeout;
+        self
+    }
+
+    /// Records per batch.
+    pub fn set_batch_size(&self, records: usize) -> &Self {
+        self.env.borrow_mut().config.batch_size = records;
+        self
+    }
+
+    /// Batches a channel holds before its sender blocks.
+    pub fn set_channel_capacity(&self, batches: usize) -> &Self {
+        self.env.borrow_mut().config.channel_capacity = batches;
+        self
+    }
+
+    /// Runs every operator in its own task.
+    pub fn disable_operator_chaining(&self) -> &Self {
+        self.env.borrow_mut().config.chaining_enabled = false;
+        self
+    }
+
+    /// Sets a global job parameter, readable by every function through its `RuntimeContext`.
+    pub fn set_job_parameter(&self, name: impl Into<String>, value: impl Into<String>) -> &Self {
+        self.env.borrow_mut().config.job_parameters.insert(name.into(), value.into());
+        self
+    }
+
+    /// The global job parameters.
+    pub fn job_parameters(&self) -> BTreeMap<String, String> {
+        self.env.borrow().config.job_parameters.clone()
+    }
+
+    /// Runs jobs on a mini-cluster of `task_managers` × `slots_per_task_manager`
+    /// (default: one TaskManager with as many slots as the job needs).
+    pub fn set_mini_cluster(&self, task_managers: usize, slots_per_task_manager: usize) -> &Self {
+        self.env.borrow_mut().cluster = Some(MiniClusterConfig { task_managers, slots_per_task_manager });
+        self
+    }
+
+    /// Adds a source.
+    pub fn from_source<T: Data, S: Source<T>>(&self, source: S, name: &str) -> DataStream<T> {
+        let erased: Arc<dyn ErasedSource> = Arc::new(SourceAdapter::new(source));
+        let id = self.env.borrow_mut().add_node(
+            format!("Source: {name}"),
+            NodeKind::Source,
+            NodeBody::Source(erased),
+            OutputType::of::<T>(),
+        );
+        DataStream::new(self.env.clone(), id)
+    }
+
+    /// The elements of a vector.
+    pub fn from_collection<T: Data + Sync>(&self, elements: Vec<T>) -> DataStream<T> {
+        self.from_source(CollectionSource::new(elements), "Collection")
+    }
+
+    /// The numbers `0..count`.
+    pub fn from_sequence(&self, count: u64) -> DataStream<u64> {
+        self.from_source(DataGeneratorSource::sequence(count), "Sequence")
+    }
+
+    /// The lines of a text file or of the files in a directory.
+    pub fn read_text_file(&self, path: impl Into<std::path::PathBuf>) -> DataStream<String> {
+        self.from_source(FileSource::lines(path), "Text File")
+    }
+
+    /// The lines a TCP server sends (parallelism 1).
+    pub fn socket_text_stream(&self, host: &str, port: u16) -> DataStream<String> {
+        self.from_source(SocketTextSource::new(host, port), &format!("Socket {host}:{port}")).set_parallelism(1)
+    }
+
+    /// The StreamGraph built so far.
+    pub fn stream_graph(&self, job_name: &str) -> Result<StreamGraph> {
+        let s = self.env.borrow();
+        if let Some(previous) = &s.executed {
+            return Err(SluiceError::InvalidJob(format!(
+                "this environment already executed job '{previous}'; create a new StreamExecutionEnvironment for another job"
+            )));
+        }
+        let graph = StreamGraph {
+            job_name: job_name.to_string(),
+            config: s.config.clone(),
+            nodes: s.nodes.clone(),
+            edges: s.edges.clone(),
+        };
+        graph.validate()?;
+        Ok(graph)
+    }
+
+    fn cluster_for(&self, job_graph: &JobGraph) -> MiniClusterConfig {
+        self.env.borrow().cluster.unwrap_or_else(|| {
+            // Flink's local environment: one TaskManager with the slots the job needs.
+            MiniClusterConfig { task_managers: 1, slots_per_task_manager: ExecutionGraph::slots_needed(job_graph).max(1) }
+        })
+    }
+
+    /// The StreamGraph, JobGraph and ExecutionGraph this job would run as, without running it.
+    pub fn explain(&self) -> Result<Plan> {
+        let job_graph = JobGraph::from_stream_graph(Arc::new(self.stream_graph("explain")?))?;
+        let placed = self.cluster_for(&job_graph).place(&job_graph)?;
+        Ok(Plan::new(&job_graph, placed))
+    }
+
+    /// Builds the job, runs it on the mini-cluster, and waits for it to end.
+    /// The error of a failed job names the operator, the subtask and the cause.
+    pub fn execute(&self, job_name: &str) -> Result<JobExecutionResult> {
+        let (client, _cluster) = self.start(job_name)?;
+        client.wait()
+    }
+
+    /// Builds the job and starts it; the returned client follows and cancels it.
+    pub fn execute_async(&self, job_name: &str) -> Result<JobClient> {
+        Ok(self.start(job_name)?.0)
+    }
+
+    fn start(&self, job_name: &str) -> Result<(JobClient, MiniCluster)> {
+        let graph = self.stream_graph(job_name)?;
+        self.env.borrow_mut().executed = Some(job_name.to_string());
+        let job_graph = JobGraph::from_stream_graph(Arc::new(graph))?;
+        let cluster = MiniCluster::start(self.cluster_for(&job_graph))?;
+        Ok((cluster.submit_job(job_graph)?, cluster))
+    }
+}

@@ -1,0 +1,124 @@
+//! KeyedStream: a stream partitioned by key, where every operator sees all
+//! records of a key on one subtask and keeps per-key state by key group.
+
+use std::hash::Hash;
+use std::ops::AddAssign;
+
+use serde::Serialize;
+use sluice_core::Data;
+use sluice_runtime::functions::KeyedProcessFunction;
+use sluice_runtime::operators::keyed_reduce::KeyedReduceOperator;
+use sluice_runtime::operators::process::KeyedProcessOperator;
+use sluice_runtime::stream_graph::OperatorFactory;
+use std::sync::Arc;
+
+use crate::data_stream::DataStream;
+
+/// A stream partitioned by the key `key_selector` computes.
+pub struct KeyedStream<T, K, KS> {
+    stream: DataStream<T>,
+    key_selector: KS,
+    _key: std::marker::PhantomData<fn() -> K>,
+}
+
+impl<T, K, KS> KeyedStream<T, K, KS>
+where
+    T: Data,
+    K: Data + Serialize + Eq + Hash,
+    KS: Fn(&T) -> K + Clone + Send + Sync + 'static,
+{
+    pub(crate) fn new(stream: DataStream<T>, key_selector: KS) -> Self {
+        Self { stream, key_selector, _key: std::marker::PhantomData }
+    }
+
+    /// Rolling reduce: per key, emits `f(accumulated, record)` for every
+    /// record (the first record of a key is emitted as it is).
+    pub fn reduce<F>(&self, f: F) -> DataStream<T>
+    where
+        F: FnMut(T, T) -> T + Clone + Send + Sync + 'static,
+    {
+        self.reduce_named("Keyed Reduce", f)
+    }
+
+    fn reduce_named<F>(&self, name: &str, f: F) -> DataStream<T>
+    where
+        F: FnMut(T, T) -> T + Clone + Send + Sync + 'static,
+    {
+        let ks = self.key_selector.clone();
+        let factory: OperatorFactory = Arc::new(move || Box::new(KeyedReduceOperator::new(ks.clone(), f.clone())));
+        self.stream.add_operator(name, factory)
+    }
+
+    /// Rolling sum of the field `field` selects; the other fields are the key's first record's.
+    pub fn sum<F, A>(&self, field: A) -> DataStream<T>
+    where
+        F: AddAssign + Copy,
+        A: Fn(&mut T) -> &mut F + Clone + Send + Sync + 'static,
+    {
+        self.reduce_named("Keyed Aggregation", move |mut acc, mut v| {
+            *field(&mut acc) += *field(&mut v);
+            acc
+        })
+    }
+
+    /// Rolling minimum of the field `field` selects; the other fields are the key's first record's.
+    pub fn min<F, A>(&self, field: A) -> DataStream<T>
+    where
+        F: PartialOrd + Copy,
+        A: Fn(&mut T) -> &mut F + Clone + Send + Sync + 'static,
+    {
+        self.reduce_named("Keyed Aggregation", move |mut acc, mut v| {
+            let candidate = *field(&mut v);
+            let current = field(&mut acc);
+            if candidate < *current {
+                *current = candidate;
+            }
+            acc
+        })
+    }
+
+    /// Rolling maximum of the field `field` selects; the other fields are the key's first record's.
+    pub fn max<F, A>(&self, field: A) -> DataStream<T>
+    where
+        F: PartialOrd + Copy,
+        A: Fn(&mut T) -> &mut F + Clone + Send + Sync + 'static,
+    {
+        self.reduce_named("Keyed Aggregation", move |mut acc, mut v| {
+            let candidate = *field(&mut v);
+            let current = field(&mut acc);
+            if candidate > *current {
+                *current = candidate;
+            }
+            acc
+        })
+    }
+
+    /// Rolling record with the smallest `field` (the earliest one on ties).
+    pub fn min_by<F, A>(&self, field: A) -> DataStream<T>
+    where
+        F: PartialOrd,
+        A: Fn(&T) -> F + Clone + Send + Sync + 'static,
+    {
+        self.reduce_named("Keyed Aggregation", move |acc, v| if field(&v) < field(&acc) { v } else { acc })
+    }
+
+    /// Rolling record with the largest `field` (the earliest one on ties).
+    pub fn max_by<F, A>(&self, field: A) -> DataStream<T>
+    where
+        F: PartialOrd,
+        A: Fn(&T) -> F + Clone + Send + Sync + 'static,
+    {
+        self.reduce_named("Keyed Aggregation", move |acc, v| if field(&v) > field(&acc) { v } else { acc })
+    }
+
+    /// Runs a [`KeyedProcessFunction`]; each subtask gets a clone.
+    pub fn process<O: Data, F>(&self, function: F) -> DataStream<O>
+    where
+        F: KeyedProcessFunction<K, T, O> + Clone + Sync + 'static,
+    {
+        let ks = self.key_selector.clone();
+        let factory: OperatorFactory =
+            Arc::new(move || Box::new(KeyedProcessOperator::new(ks.clone(), function.clone())));
+        self.stream.add_operator("KeyedProcess", factory)
+    }
+}

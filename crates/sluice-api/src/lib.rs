@@ -1,0 +1,35 @@
+//! The DataStream API. Register sources, transform, register sinks, then
+//! `execute`: everything before `execute` only builds the StreamGraph.
+//!
+//! ```
+//! use sluice_api::StreamExecutionEnvironment;
+//!
+//! let env = StreamExecutionEnvironment::new();
+//! let counts = env
+//!     .from_collection(vec!["a b", "b"].into_iter().map(String::from).collect())
+//!     .flat_map(|line: String| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+//!     .map(|w| (w, 1u64))
+//!     .key_by(|(w, _): &(String, u64)| w.clone())
+//!     .sum(|(_, c)| c)
+//!     .collect();
+//! env.execute("word count").unwrap();
+//! let mut out = counts.take();
+//! out.sort();
+//! assert_eq!(out, vec![("a".into(), 1), ("b".into(), 1), ("b".into(), 2)]);
+//! ```
+#![deny(missing_docs)]
+
+mod connected_streams;
+mod data_stream;
+mod environment;
+mod keyed_stream;
+
+pub use connected_streams::ConnectedStreams;
+pub use data_stream::{DataStream, DataStreamSink};
+pub use environment::StreamExecutionEnvironment;
+pub use keyed_stream::KeyedStream;
+pub use sluice_cluster::{JobClient, JobExecutionResult, JobStatus, MiniClusterConfig};
+pub use sluice_runtime::functions::{
+    CoProcessFunction, Collector, Context, KeyedContext, KeyedProcessFunction, ProcessFunction,
+};
+pub use sluice_runtime::plan::Plan;

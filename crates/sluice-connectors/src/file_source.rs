@@ -1,0 +1,163 @@
+//! Reads text files line by line, as plain lines or as newline-delimited
+//! JSON. The path is a file or a directory (read recursively, skipping
+//! hidden files and files starting with `_`, as Flink does); each file is
+//! a split. A line that cannot be decoded fails the job with its file and
+//! line number: nothing is skipped silently.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sluice_core::{Data, Result, SluiceError};
+use sluice_runtime::source::{Boundedness, InputStatus, Source, SourceOutput, SourceReader, SourceSplit};
+use sluice_runtime::RuntimeContext;
+
+/// Turns one line (without its newline) into a record.
+type Decoder<T> = fn(&str) -> std::result::Result<T, String>;
+
+/// A file or directory of text or NDJSON files.
+#[derive(Debug)]
+pub struct FileSource<T> {
+    path: PathBuf,
+    decode: Decoder<T>,
+    skip_empty: bool,
+}
+
+impl FileSource<String> {
+    /// Every line of the files under `path`, as a `String`.
+    pub fn lines(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into(), decode: |l| Ok(l.to_string()), skip_empty: false }
+    }
+}
+
+impl<T: DeserializeOwned> FileSource<T> {
+    /// Every line of the files under `path` parsed as JSON into `T`; empty lines are skipped.
+    pub fn ndjson(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into(), decode: |l| serde_json::from_str(l).map_err(|e| e.to_string()), skip_empty: true }
+    }
+}
+
+/// One file, and how far it has been read.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FileSplit {
+    /// The file.
+    pub path: PathBuf,
+    /// Byte offset of the next line.
+    pub offset: u64,
+    /// Number of the next line, from 1.
+    pub line: u64,
+}
+
+impl SourceSplit for FileSplit {
+    fn split_id(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+fn list_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|e| SluiceError::io("cannot read input path", path, e))?;
+    if meta.is_file() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| SluiceError::io("cannot list input directory", path, e))?
+        .map(|e| e.map(|e| e.path()).map_err(|err| SluiceError::io("cannot list input directory", path, err)))
+        .collect::<Result<_>>()?;
+    entries.sort();
+    for entry in entries {
+        let hidden = entry.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.') || n.starts_with('_'));
+        if !hidden {
+            list_files(&entry, out)?;
+        }
+    }
+    Ok(())
+}
+
+impl<T: Data> Source<T> for FileSource<T> {
+    type Split = FileSplit;
+
+    fn boundedness(&self) -> Boundedness {
+        Boundedness::Bounded
+    }
+
+    fn create_splits(&self, _parallelism: usize) -> Result<Vec<FileSplit>> {
+        let mut files = Vec::new();
+        list_files(&self.path, &mut files)?;
+        for f in &files {
+            // Fail before the job starts if a file exists but cannot be opened.
+            File::open(f).map_err(|e| SluiceError::io("cannot open input file", f, e))?;
+        }
+        Ok(files.into_iter().map(|path| FileSplit { path, offset: 0, line: 1 }).collect())
+    }
+
+    fn create_reader(&self, _ctx: &RuntimeContext) -> Result<Box<dyn SourceReader<T, FileSplit>>> {
+        Ok(Box::new(FileReader {
+            decode: self.decode,
+            skip_empty: self.skip_empty,
+            pending: Vec::new(),
+            current: None,
+            buf: Vec::with_capacity(256),
+        }))
+    }
+}
+
+struct FileReader<T> {
+    decode: Decoder<T>,
+    skip_empty: bool,
+    pending: Vec<FileSplit>,
+    current: Option<(FileSplit, BufReader<File>)>,
+    buf: Vec<u8>,
+}
+
+impl<T: Data> SourceReader<T, FileSplit> for FileReader<T> {
+    fn add_splits(&mut self, splits: Vec<FileSplit>) -> Result<()> {
+        self.pending.splice(0..0, splits.into_iter().rev());
+        Ok(())
+    }
+
+    fn poll_next(&mut self, output: &mut SourceOutput<T>) -> Result<InputStatus> {
+        while !output.is_full() {
+            let (split, reader) = match &mut self.current {
+                Some(c) => c,
+                None => {
+                    let Some(split) = self.pending.pop() else { return Ok(InputStatus::EndOfInput) };
+                    let file = File::open(&split.path).map_err(|e| SluiceError::io("cannot open input file", &split.path, e))?;
+                    let mut reader = BufReader::with_capacity(1 << 16, file);
+                    if split.offset > 0 {
+                        use std::io::Seek;
+                        reader
+                            .seek(std::io::SeekFrom::Start(split.offset))
+                            .map_err(|e| SluiceError::io("cannot seek in input file", &split.path, e))?;
+                    }
+                    self.current.insert((split, reader))
+                }
+            };
+            self.buf.clear();
+            let n = reader.read_until(b'\n', &mut self.buf).map_err(|e| SluiceError::io("cannot read input file", &split.path, e))?;
+            if n == 0 {
+                self.current = None;
+                continue;
+            }
+            let line_no = split.line;
+            split.offset += n as u64;
+            split.line += 1;
+            let mut line = &self.buf[..];
+            if let Some(l) = line.strip_suffix(b"\n") {
+                line = l.strip_suffix(b"\r").unwrap_or(l);
+            }
+            let malformed = |message: String| SluiceError::MalformedRecord {
+                input: format!("{} line {line_no}", split.path.display()),
+                message,
+            };
+            let text = std::str::from_utf8(line).map_err(|e| malformed(format!("not UTF-8: {e}")))?;
+            if self.skip_empty && text.trim().is_empty() {
+                continue;
+            }
+            output.collect((self.decode)(text).map_err(malformed)?);
+        }
+        Ok(InputStatus::MoreAvailable)
+    }
+}

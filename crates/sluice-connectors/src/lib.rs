@@ -1,0 +1,20 @@
+//! Sources and sinks that need no external service: in-memory collections,
+//! generated sequences, text and NDJSON files and directories, TCP sockets;
+//! print, discard, file and collect sinks.
+#![deny(missing_docs)]
+
+pub mod collect;
+pub mod collection;
+pub mod datagen;
+pub mod file_sink;
+pub mod file_source;
+pub mod print;
+pub mod socket;
+
+pub use collect::{CollectHandle, CollectSink};
+pub use collection::CollectionSource;
+pub use datagen::DataGeneratorSource;
+pub use file_sink::FileSink;
+pub use file_source::FileSource;
+pub use print::{DiscardingSink, PrintSink};
+pub use socket::SocketTextSource;
