@@ -70,6 +70,7 @@ impl JobManager {
     /// Schedules and deploys a job; errors before any task runs (no slots, a
     /// source that cannot enumerate its splits) are returned here.
     pub fn submit_job(&self, job_graph: JobGraph) -> Result<JobClient> {
+        let submitted = Instant::now();
         let job_graph = Arc::new(job_graph);
         let job_id = format!("{:032x}", rand::rng().random::<u128>());
         let sg = &job_graph.stream_graph;
@@ -129,6 +130,7 @@ impl JobManager {
             task_managers: self.task_managers.clone(),
             execution_graph: execution_graph.clone(),
             metrics: metrics.clone(),
+            submitted,
         };
         let master = std::thread::Builder::new()
             .name(format!("JobMaster {}", sg.job_name))
@@ -147,9 +149,7 @@ fn enumerate_splits(job_graph: &JobGraph) -> Result<Vec<Vec<Vec<SerializedSplit>
         .map(|v| match &sg.nodes[v.head].body {
             NodeBody::Source(source) => {
                 let mut per_subtask = vec![Vec::new(); v.parallelism];
-                let splits = source
-                    .create_splits(v.parallelism)
-                    .map_err(|e| sluice_runtime::operator::task_error(&sg.nodes[v.head].name, "enumerator", e))?;
+                let splits = source.create_splits(v.parallelism)?;
                 for (i, split) in splits.into_iter().enumerate() {
                     per_subtask[i % v.parallelism].push(split);
                 }
@@ -181,11 +181,11 @@ struct JobMaster {
     task_managers: Vec<Arc<TaskManager>>,
     execution_graph: ExecutionGraph,
     metrics: Vec<(usize, Arc<TaskMetrics>)>,
+    submitted: Instant,
 }
 
 impl JobMaster {
     fn run(self, threads: Vec<JoinHandle<()>>) -> Result<JobExecutionResult> {
-        let started = Instant::now();
         let name = self.job_graph.stream_graph.job_name.clone();
         let mut ended = HashSet::new();
         let mut root_cause: Option<SluiceError> = None;
@@ -197,7 +197,7 @@ impl JobMaster {
             if let Err(e) = state.result {
                 let cancelling = matches!(*self.status.lock().expect("job status lock"), JobStatus::Cancelling);
                 if root_cause.is_none() && !cancelling && !matches!(e, SluiceError::Cancelled) {
-                    warn!(job = %name, error = %e.chain(), "task failed; failing the job");
+                    warn!(job = %name, error = %e, "task failed; failing the job");
                     transition(&self.status, &name, JobStatus::Failing);
                     self.cancel.store(true, Ordering::Relaxed);
                     root_cause = Some(e);
@@ -222,7 +222,7 @@ impl JobMaster {
             _ => Ok(JobExecutionResult {
                 job_id: self.job_id,
                 job_name: name,
-                duration: started.elapsed(),
+                duration: self.submitted.elapsed(),
                 vertices: vertex_metrics(&self.job_graph, &self.metrics),
             }),
         }

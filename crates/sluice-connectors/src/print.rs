@@ -53,7 +53,7 @@ impl<T: Display> SinkWriter<T> for PrintWriter {
         std::io::stdout()
             .lock()
             .write_all(&self.buf)
-            .map_err(|e| SluiceError::external("print sink (stdout)", e.to_string(), Some(Box::new(e))))
+            .map_err(|e| SluiceError::external("print sink (stdout)", e.to_string()))
     }
 }
 

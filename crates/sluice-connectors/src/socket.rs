@@ -55,13 +55,13 @@ impl Source<String> for SocketTextSource {
     }
 
     fn create_reader(&self, _ctx: &RuntimeContext) -> Result<Box<dyn SourceReader<String, SocketSplit>>> {
-        let cannot = |e: std::io::Error| SluiceError::external(self.system(), format!("cannot connect: {e}"), Some(Box::new(e)));
+        let cannot = |e: std::io::Error| SluiceError::external(self.system(), format!("cannot connect: {e}"));
         let addr = self
             .address
             .to_socket_addrs()
             .map_err(cannot)?
             .next()
-            .ok_or_else(|| SluiceError::external(self.system(), "the host name resolves to no address", None))?;
+            .ok_or_else(|| SluiceError::external(self.system(), "the host name resolves to no address"))?;
         let stream = TcpStream::connect_timeout(&addr, self.connect_timeout).map_err(cannot)?;
         // Short reads let the task flush partial batches and notice cancellation.
         stream.set_read_timeout(Some(Duration::from_millis(5))).map_err(cannot)?;
@@ -101,7 +101,7 @@ impl SourceReader<String, SocketSplit> for SocketReader {
                     return Ok(InputStatus::NothingAvailable);
                 }
                 Err(e) => {
-                    return Err(SluiceError::external(self.system.clone(), format!("read failed: {e}"), Some(Box::new(e))))
+                    return Err(SluiceError::external(self.system.clone(), format!("read failed: {e}")))
                 }
             }
         }

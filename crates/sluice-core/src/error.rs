@@ -1,6 +1,8 @@
 //! The error type of every Sluice library crate. Each error is classified
 //! where it is raised — user code, an external system, or Sluice itself —
 //! so a restart strategy reads [`SluiceError::origin`] instead of parsing text.
+//! Each message includes its cause's message, so printing an error once
+//! shows the whole chain.
 
 use std::error::Error as StdError;
 use std::path::PathBuf;
@@ -32,26 +34,22 @@ pub enum SluiceError {
     #[error("invalid configuration: {0}")]
     Config(String),
     /// A file or directory could not be read or written.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {cause}")]
     Io {
         /// What was being done ("cannot read", "cannot create", ...).
         action: &'static str,
         /// The path involved.
         path: PathBuf,
         /// The operating system's error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// An external system (socket, broker, ...) failed or cannot be reached.
     #[error("{system}: {message}")]
     External {
         /// The system and address, e.g. "socket source 127.0.0.1:9999".
         system: String,
-        /// What went wrong.
+        /// What went wrong, with the underlying error's text.
         message: String,
-        /// The underlying error, if any.
-        #[source]
-        source: Option<Box<dyn StdError + Send + Sync>>,
     },
     /// An input record could not be read (bad encoding, malformed JSON, ...).
     #[error("malformed record in {input}: {message}")]
@@ -64,22 +62,18 @@ pub enum SluiceError {
     /// A user function returned an error or panicked.
     #[error("user function failed: {message}")]
     UserFunction {
-        /// The error or panic message.
+        /// The user's error message, or the panic message.
         message: String,
-        /// The user's error, if it returned one.
-        #[source]
-        source: Option<Box<dyn StdError + Send + Sync>>,
     },
     /// An error inside a task, with the operator and subtask it happened in.
-    #[error("operator '{operator}' in subtask {subtask} failed: {source}")]
+    #[error("operator '{operator}' in subtask {subtask} failed: {cause}")]
     Task {
         /// Name of the operator that failed.
         operator: String,
         /// The subtask, as "index/parallelism" counted from 1 (Flink's style).
         subtask: String,
         /// The cause.
-        #[source]
-        source: Box<SluiceError>,
+        cause: Box<SluiceError>,
     },
     /// The cluster cannot run the job as placed (not enough slots, ...).
     #[error("cannot schedule job: {0}")]
@@ -106,7 +100,7 @@ impl SluiceError {
             SluiceError::Io { .. } | SluiceError::External { .. } | SluiceError::Scheduling(_) => {
                 ErrorOrigin::External
             }
-            SluiceError::Task { source, .. } => source.origin(),
+            SluiceError::Task { cause, .. } => cause.origin(),
             SluiceError::Serialization(_) | SluiceError::Cancelled | SluiceError::Internal(_) => {
                 ErrorOrigin::Internal
             }
@@ -119,40 +113,26 @@ impl SluiceError {
     }
 
     /// An I/O error on a path.
-    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        SluiceError::Io { action, path: path.into(), source }
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
+        SluiceError::Io { action, path: path.into(), cause }
     }
 
-    /// An external-system error.
-    pub fn external(
-        system: impl Into<String>,
-        message: impl Into<String>,
-        source: Option<Box<dyn StdError + Send + Sync>>,
-    ) -> Self {
-        SluiceError::External { system: system.into(), message: message.into(), source }
+    /// An external-system error; `message` should carry the underlying error's text.
+    pub fn external(system: impl Into<String>, message: impl Into<String>) -> Self {
+        SluiceError::External { system: system.into(), message: message.into() }
     }
 
-    /// The innermost Sluice error, past task context.
+    /// A user function's error or panic message.
+    pub fn user(message: impl Into<String>) -> Self {
+        SluiceError::UserFunction { message: message.into() }
+    }
+
+    /// The innermost error, past task context.
     pub fn root(&self) -> &SluiceError {
         match self {
-            SluiceError::Task { source, .. } => source.root(),
+            SluiceError::Task { cause, .. } => cause.root(),
             other => other,
         }
-    }
-
-    /// The whole chain, "outer: inner: ...", for printing at the top level.
-    pub fn chain(&self) -> String {
-        let mut out = self.to_string();
-        let mut cur: Option<&(dyn StdError + 'static)> = StdError::source(self);
-        while let Some(e) = cur {
-            let s = e.to_string();
-            if !out.contains(&s) {
-                out.push_str(": ");
-                out.push_str(&s);
-            }
-            cur = e.source();
-        }
-        out
     }
 }
 

@@ -242,14 +242,14 @@ fn guard<R>(operator: &str, subtask: &str, f: impl FnOnce() -> Result<R>) -> Res
         Err(panic) => Err(task_error(
             operator,
             subtask,
-            SluiceError::UserFunction { message: format!("panicked: {}", panic_message(&panic)), source: None },
+            SluiceError::user(format!("panicked: {}", panic_message(&panic))),
         )),
     }
 }
 
 /// Wraps an error with the operator and subtask it happened in.
 pub fn task_error(operator: &str, subtask: &str, e: SluiceError) -> SluiceError {
-    SluiceError::Task { operator: operator.to_string(), subtask: subtask.to_string(), source: Box::new(e) }
+    SluiceError::Task { operator: operator.to_string(), subtask: subtask.to_string(), cause: Box::new(e) }
 }
 
 /// The message of a panic payload.

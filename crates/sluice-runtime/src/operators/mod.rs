@@ -9,5 +9,5 @@ use sluice_core::SluiceError;
 
 /// Turns a user function's error into a Sluice error.
 pub(crate) fn user_error(e: Box<dyn std::error::Error + Send + Sync>) -> SluiceError {
-    SluiceError::UserFunction { message: e.to_string(), source: Some(e) }
+    SluiceError::user(e.to_string())
 }

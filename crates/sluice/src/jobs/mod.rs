@@ -1,0 +1,5 @@
+//! Built-in jobs, each a function that adds the job to an environment, so
+//! that the CLI, the tests, the examples and the benchmarks share one definition.
+
+pub mod pipeline;
+pub mod wordcount;

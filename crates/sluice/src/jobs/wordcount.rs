@@ -1,0 +1,76 @@
+//! Word count: lines → lower-case words → (word, 1) → key by word → rolling sum.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use sluice_api::{DataStream, StreamExecutionEnvironment};
+use sluice_core::{Result, StreamRecord};
+use sluice_runtime::{RuntimeContext, Sink, SinkWriter};
+
+/// How the word count is laid out.
+#[derive(Clone, Debug, Default)]
+pub struct WordCountOptions {
+    /// Parallelism of the source and the tokenizer (default: the job's).
+    pub parallelism: Option<usize>,
+    /// Parallelism of the keyed sum and the sink (default: the job's).
+    pub reduce_parallelism: Option<usize>,
+}
+
+/// Splits a line into lower-case words (runs of letters and digits), as Flink's example does.
+pub fn tokenize(line: &str) -> Vec<String> {
+    line.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+}
+
+/// Adds the word count over `input` (a file or directory) and returns the
+/// stream of rolling (word, count) updates.
+pub fn word_count(env: &StreamExecutionEnvironment, input: PathBuf, options: &WordCountOptions) -> DataStream<(String, u64)> {
+    let mut words = env.read_text_file(input).name("words").uid("words");
+    if let Some(p) = options.parallelism {
+        words = words.set_parallelism(p);
+    }
+    let mut pairs = words.flat_map(|line: String| tokenize(&line)).map(|w| (w, 1u64));
+    if let Some(p) = options.parallelism {
+        pairs = pairs.set_parallelism(p);
+    }
+    let mut counts = pairs.key_by(|(w, _): &(String, u64)| w.clone()).sum(|(_, c)| c).name("count").uid("count");
+    if let Some(p) = options.reduce_parallelism {
+        counts = counts.set_parallelism(p);
+    }
+    counts
+}
+
+/// Keeps the latest count of every word: after a bounded job, the final counts.
+#[derive(Clone, Debug, Default)]
+pub struct FinalCounts {
+    counts: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+impl FinalCounts {
+    /// The counts, largest first, then by word.
+    pub fn sorted(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<_> = self.counts.lock().expect("counts lock").iter().map(|(w, c)| (w.clone(), *c)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v
+    }
+}
+
+impl Sink<(String, u64)> for FinalCounts {
+    fn create_writer(&self, _ctx: &RuntimeContext) -> Result<Box<dyn SinkWriter<(String, u64)>>> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
+impl SinkWriter<(String, u64)> for FinalCounts {
+    fn write_batch(&mut self, records: Vec<StreamRecord<(String, u64)>>) -> Result<()> {
+        let mut counts = self.counts.lock().expect("counts lock");
+        for r in records {
+            // A word lives on one subtask and its counts only grow, so the
+            // latest update is the largest.
+            let (w, c) = r.value;
+            let e = counts.entry(w).or_insert(0);
+            *e = (*e).max(c);
+        }
+        Ok(())
+    }
+}

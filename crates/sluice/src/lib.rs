@@ -1,0 +1,15 @@
+//! Sluice: a stream processor in the family of Apache Flink, as one crate.
+//!
+//! Re-exports the DataStream API, the connectors and the runtime's public
+//! types, and holds the built-in jobs the `sluice` command runs.
+#![deny(missing_docs)]
+
+pub mod jobs;
+pub mod process_stats;
+
+pub use sluice_api::*;
+pub use sluice_cluster::VertexMetrics;
+/// Sources and sinks.
+pub use sluice_connectors as connectors;
+pub use sluice_core::{ExecutionConfig, Result, SluiceError, StreamRecord, Timestamp, Watermark};
+pub use sluice_runtime::{RuntimeContext, Sink, SinkWriter, Source, SourceOutput, SourceReader};

@@ -1,0 +1,245 @@
+//! The `sluice` command: run built-in jobs on the embedded mini-cluster,
+//! print their plans, and benchmark them.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use sluice::jobs::pipeline::pipeline;
+use sluice::jobs::wordcount::{word_count, FinalCounts, WordCountOptions};
+use sluice::process_stats::{cpu_time, peak_rss_bytes};
+use sluice::{JobClient, StreamExecutionEnvironment};
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "A stream processor in the family of Apache Flink")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a built-in job on the embedded mini-cluster.
+    Run(JobArgs),
+    /// Print a built-in job's StreamGraph, JobGraph and ExecutionGraph without running it.
+    Plan {
+        #[command(flatten)]
+        job: JobArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Measure throughput of a built-in benchmark job.
+    Bench(BenchArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Job {
+    /// Count the words of a text file or directory.
+    Wordcount,
+    /// generator → map → key_by → sum → discard.
+    Pipeline,
+}
+
+#[derive(Args)]
+struct JobArgs {
+    /// The job.
+    #[arg(value_enum)]
+    job: Job,
+    /// Input file or directory (wordcount).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Default parallelism of the job's operators.
+    #[arg(long, default_value_t = 1)]
+    parallelism: usize,
+    /// Parallelism of the keyed operator and what follows it (default: --parallelism).
+    #[arg(long)]
+    reduce_parallelism: Option<usize>,
+    /// Number of TaskManagers in the mini-cluster (default: 1 with the slots the job needs).
+    #[arg(long, requires = "slots")]
+    task_managers: Option<usize>,
+    /// Slots per TaskManager.
+    #[arg(long, requires = "task_managers")]
+    slots: Option<usize>,
+    /// Number of generated events (pipeline).
+    #[arg(long, default_value_t = 10_000_000)]
+    events: u64,
+    /// Number of distinct keys (pipeline).
+    #[arg(long, default_value_t = 10_000)]
+    keys: u64,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// The benchmark.
+    #[arg(value_enum)]
+    job: BenchJob,
+    /// Number of generated events per run.
+    #[arg(long, default_value_t = 50_000_000)]
+    events: u64,
+    /// Number of distinct keys.
+    #[arg(long, default_value_t = 10_000)]
+    keys: u64,
+    /// Parallelism of every operator.
+    #[arg(long, default_value_t = 1)]
+    parallelism: usize,
+    /// Number of runs; min and median are reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BenchJob {
+    /// generator → map → key_by → sum → discard.
+    Pipeline,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into()),
+        )
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run(args) => run_job(&args),
+        Command::Plan { job, format } => {
+            let (env, _) = build(&job)?;
+            let plan = env.explain()?;
+            match format {
+                Format::Text => println!("{plan}"),
+                Format::Json => println!("{}", plan.to_json()),
+            }
+            Ok(())
+        }
+        Command::Bench(args) => bench(&args),
+    }
+}
+
+/// Builds the job's environment; for wordcount also the sink holding the final counts.
+fn build(args: &JobArgs) -> Result<(StreamExecutionEnvironment, Option<FinalCounts>)> {
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(args.parallelism);
+    if let (Some(tms), Some(slots)) = (args.task_managers, args.slots) {
+        env.set_mini_cluster(tms, slots);
+    }
+    match args.job {
+        Job::Wordcount => {
+            let Some(input) = args.input.clone() else { bail!("wordcount needs --input FILE (a text file or directory)") };
+            let options = WordCountOptions { parallelism: None, reduce_parallelism: args.reduce_parallelism };
+            let counts = FinalCounts::default();
+            let mut sink = word_count(&env, input, &options).sink_to(counts.clone()).name("Sink: final counts");
+            if let Some(p) = args.reduce_parallelism {
+                sink = sink.set_parallelism(p);
+            }
+            drop(sink);
+            Ok((env, Some(counts)))
+        }
+        Job::Pipeline => {
+            pipeline(&env, args.events, args.keys, args.reduce_parallelism);
+            Ok((env, None))
+        }
+    }
+}
+
+fn run_job(args: &JobArgs) -> Result<()> {
+    let (env, counts) = build(args)?;
+    let name = match args.job {
+        Job::Wordcount => "word count",
+        Job::Pipeline => "pipeline",
+    };
+    let client = env.execute_async(name)?;
+    let result = with_progress(client)?;
+    if let Some(counts) = counts {
+        let mut out = std::io::stdout().lock();
+        for (word, count) in counts.sorted() {
+            writeln!(out, "{word}\t{count}").context("cannot write to standard output")?;
+        }
+    }
+    eprintln!("job '{}' finished in {:.2?}", result.job_name, result.duration);
+    Ok(())
+}
+
+/// Waits for the job; on a terminal, shows records read and records/s meanwhile.
+fn with_progress(client: JobClient) -> Result<sluice::JobExecutionResult> {
+    if !std::io::stderr().is_terminal() {
+        return Ok(client.wait()?);
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
+    let started = Instant::now();
+    while !client.is_done() {
+        let records = client.source_records();
+        let rate = records as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        bar.set_message(format!("{records} records read, {rate:.0} records/s"));
+        bar.tick();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bar.finish_and_clear();
+    Ok(client.wait()?)
+}
+
+fn bench(args: &BenchArgs) -> Result<()> {
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let BenchJob::Pipeline = args.job;
+    println!(
+        "pipeline: generator -> map -> key_by -> sum -> discard, {} events, {} keys, parallelism {}",
+        args.events, args.keys, args.parallelism
+    );
+    let mut rates = Vec::new();
+    let mut per_core = Vec::new();
+    for run in 1..=args.runs {
+        let env = StreamExecutionEnvironment::new();
+        env.set_parallelism(args.parallelism);
+        pipeline(&env, args.events, args.keys, None);
+        let (cpu0, t0) = (cpu_time(), Instant::now());
+        env.execute("pipeline benchmark")?;
+        let (wall, cpu) = (t0.elapsed().as_secs_f64(), (cpu_time() - cpu0).as_secs_f64());
+        let rate = args.events as f64 / wall;
+        let rate_cpu = args.events as f64 / cpu.max(1e-9);
+        println!(
+            "run {run}: {:.2} s, {:.2}M events/s, {:.2}M events per CPU-second ({:.2} cores busy)",
+            wall,
+            rate / 1e6,
+            rate_cpu / 1e6,
+            cpu / wall
+        );
+        rates.push(rate);
+        per_core.push(rate_cpu);
+    }
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[0], v[v.len() / 2])
+    };
+    let (min, median) = stats(&mut rates);
+    let (cmin, cmedian) = stats(&mut per_core);
+    println!("events/s:            min {:.2}M, median {:.2}M", min / 1e6, median / 1e6);
+    println!("events/CPU-second:   min {:.2}M, median {:.2}M", cmin / 1e6, cmedian / 1e6);
+    if let Some(rss) = peak_rss_bytes() {
+        println!("peak RSS:            {:.1} MiB", rss as f64 / (1 << 20) as f64);
+    }
+    Ok(())
+}
