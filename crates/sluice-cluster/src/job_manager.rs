@@ -46,8 +46,10 @@ pub struct VertexMetrics {
     pub parallelism: usize,
     /// Records received from input channels.
     pub records_in: u64,
-    /// Records produced (sources) or sent to output channels.
+    /// Records sent to output channels.
     pub records_out: u64,
+    /// Records its source produced (0 unless the vertex is a source).
+    pub source_records: u64,
 }
 
 /// The JobManager of a cluster.
@@ -239,7 +241,8 @@ fn vertex_metrics(job_graph: &JobGraph, metrics: &[(usize, Arc<TaskMetrics>)]) -
                 name: v.name.clone(),
                 parallelism: v.parallelism,
                 records_in: of_vertex.clone().map(|(_, m)| m.records_in()).sum(),
-                records_out: of_vertex.map(|(_, m)| m.records_out()).sum(),
+                records_out: of_vertex.clone().map(|(_, m)| m.records_out()).sum(),
+                source_records: of_vertex.map(|(_, m)| m.source_records()).sum(),
             }
         })
         .collect()
@@ -279,11 +282,7 @@ impl JobClient {
 
     /// Records produced by all sources so far.
     pub fn source_records(&self) -> u64 {
-        self.metrics
-            .iter()
-            .filter(|(v, _)| self.job_graph.vertices[*v].is_source)
-            .map(|(_, m)| m.records_out())
-            .sum()
+        self.metrics.iter().map(|(_, m)| m.source_records()).sum()
     }
 
     /// Asks every subtask to stop; [`Self::wait`] then returns [`SluiceError::Cancelled`].

@@ -1,12 +1,15 @@
 //! Per-task counters, updated once per batch and read by the JobManager and CLI.
+//! Flink's numRecordsIn / numRecordsOut count network input and output; a
+//! source's own production is counted apart, so chaining changes no figure.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Counters of one subtask (Flink's numRecordsIn / numRecordsOut).
+/// Counters of one subtask.
 #[derive(Debug, Default)]
 pub struct TaskMetrics {
     records_in: AtomicU64,
     records_out: AtomicU64,
+    source_records: AtomicU64,
 }
 
 impl TaskMetrics {
@@ -16,7 +19,18 @@ impl TaskMetrics {
         self.records_in.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// Adds to the records a source produced or a task sent to its output channels.
+    /// Adds to the records a source reader produced.
+    #[inline]
+    pub fn add_source_records(&self, n: usize) {
+        self.source_records.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Records a source reader produced so far.
+    pub fn source_records(&self) -> u64 {
+        self.source_records.load(Ordering::Relaxed)
+    }
+
+    /// Adds to the records a task sent to its output channels.
     #[inline]
     pub fn add_records_out(&self, n: usize) {
         self.records_out.fetch_add(n as u64, Ordering::Relaxed);
@@ -27,7 +41,7 @@ impl TaskMetrics {
         self.records_in.load(Ordering::Relaxed)
     }
 
-    /// Records produced or sent so far.
+    /// Records sent to output channels so far.
     pub fn records_out(&self) -> u64 {
         self.records_out.load(Ordering::Relaxed)
     }

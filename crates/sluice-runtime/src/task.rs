@@ -134,7 +134,7 @@ fn run_source(
             return Err(SluiceError::Cancelled);
         }
         let (batch, status) = reader.poll_batch()?;
-        metrics.add_records_out(batch.len());
+        metrics.add_source_records(batch.len());
         output.emit(batch)?;
         match status {
             InputStatus::MoreAvailable => output.flush_if_due(Instant::now())?,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use sluice_api::{DataStream, StreamExecutionEnvironment};
-use sluice_core::{Result, StreamRecord};
+use sluice_core::{Data, Result, StreamRecord};
 use sluice_runtime::{RuntimeContext, Sink, SinkWriter};
 
 /// How the word count is laid out.
@@ -25,19 +25,17 @@ pub fn tokenize(line: &str) -> Vec<String> {
 /// Adds the word count over `input` (a file or directory) and returns the
 /// stream of rolling (word, count) updates.
 pub fn word_count(env: &StreamExecutionEnvironment, input: PathBuf, options: &WordCountOptions) -> DataStream<(String, u64)> {
-    let mut words = env.read_text_file(input).name("words").uid("words");
-    if let Some(p) = options.parallelism {
-        words = words.set_parallelism(p);
+    fn at<T: Data>(s: DataStream<T>, parallelism: Option<usize>) -> DataStream<T> {
+        match parallelism {
+            Some(p) => s.set_parallelism(p),
+            None => s,
+        }
     }
-    let mut pairs = words.flat_map(|line: String| tokenize(&line)).map(|w| (w, 1u64));
-    if let Some(p) = options.parallelism {
-        pairs = pairs.set_parallelism(p);
-    }
-    let mut counts = pairs.key_by(|(w, _): &(String, u64)| w.clone()).sum(|(_, c)| c).name("count").uid("count");
-    if let Some(p) = options.reduce_parallelism {
-        counts = counts.set_parallelism(p);
-    }
-    counts
+    let lines = at(env.read_text_file(input).name("words").uid("words"), options.parallelism);
+    let words = at(lines.flat_map(|line: String| tokenize(&line)), options.parallelism);
+    let pairs = at(words.map(|w| (w, 1u64)), options.parallelism);
+    let counts = pairs.key_by(|(w, _): &(String, u64)| w.clone()).sum(|(_, c)| c).name("count").uid("count");
+    at(counts, options.reduce_parallelism)
 }
 
 /// Keeps the latest count of every word: after a bounded job, the final counts.
