@@ -24,7 +24,12 @@ impl<A: Data, B: Data> ConnectedStreams<A, B> {
     fn add<O: Data>(&self, name: &str, factory: OperatorFactory) -> DataStream<O> {
         let env = self.first.env.clone();
         let mut state = env.borrow_mut();
-        let id = state.add_node(name.to_string(), NodeKind::Operator, NodeBody::Operator { factory, inputs: 2 }, OutputType::of::<O>());
+        let id = state.add_node(
+            name.to_string(),
+            NodeKind::Operator,
+            NodeBody::Operator { factory, inputs: 2 },
+            OutputType::of::<O>(),
+        );
         state.connect(&self.first.ports, id, 0);
         state.connect(&self.second.ports, id, 1);
         drop(state);
@@ -37,7 +42,8 @@ impl<A: Data, B: Data> ConnectedStreams<A, B> {
         F1: FnMut(A) -> O + Clone + Send + Sync + 'static,
         F2: FnMut(B) -> O + Clone + Send + Sync + 'static,
     {
-        let factory: OperatorFactory = Arc::new(move || Box::new(CoMapOperator::new(f1.clone(), f2.clone())));
+        let factory: OperatorFactory =
+            Arc::new(move || Box::new(CoMapOperator::new(f1.clone(), f2.clone())));
         self.add("Co-Map", factory)
     }
 
@@ -46,7 +52,8 @@ impl<A: Data, B: Data> ConnectedStreams<A, B> {
     where
         F: CoProcessFunction<A, B, O> + Clone + Sync + 'static,
     {
-        let factory: OperatorFactory = Arc::new(move || Box::new(CoProcessOperator::new(function.clone())));
+        let factory: OperatorFactory =
+            Arc::new(move || Box::new(CoProcessOperator::new(function.clone())));
         self.add("Co-Process", factory)
     }
 }

@@ -17,7 +17,8 @@ use sluice_runtime::partitioner::{KeyGroupSelector, PartitionerKind};
 use sluice_runtime::record_writer::{RoutingWriter, WriterSetup};
 use sluice_runtime::sink::SinkOperator;
 use sluice_runtime::stream_graph::{
-    ChainingStrategy, KeyedWriterFactory, NodeBody, NodeKind, OperatorFactory, OutputType, StreamNode,
+    ChainingStrategy, KeyedWriterFactory, NodeBody, NodeKind, OperatorFactory, OutputType,
+    StreamNode,
 };
 use sluice_runtime::Sink;
 
@@ -42,7 +43,11 @@ pub struct DataStream<T> {
 
 impl<T> Clone for DataStream<T> {
     fn clone(&self) -> Self {
-        Self { env: self.env.clone(), ports: self.ports.clone(), _records: PhantomData }
+        Self {
+            env: self.env.clone(),
+            ports: self.ports.clone(),
+            _records: PhantomData,
+        }
     }
 }
 
@@ -57,13 +62,30 @@ where
 
 impl<T: Data> DataStream<T> {
     pub(crate) fn new(env: Env, node: usize) -> Self {
-        Self { env, ports: vec![Port { node, partitioner: None, keyed_writer: None }], _records: PhantomData }
+        Self {
+            env,
+            ports: vec![Port {
+                node,
+                partitioner: None,
+                keyed_writer: None,
+            }],
+            _records: PhantomData,
+        }
     }
 
     /// Adds a one-input operator fed by this stream.
-    pub(crate) fn add_operator<O: Data>(&self, name: &str, factory: OperatorFactory) -> DataStream<O> {
+    pub(crate) fn add_operator<O: Data>(
+        &self,
+        name: &str,
+        factory: OperatorFactory,
+    ) -> DataStream<O> {
         let mut env = self.env.borrow_mut();
-        let id = env.add_node(name.to_string(), NodeKind::Operator, NodeBody::Operator { factory, inputs: 1 }, OutputType::of::<O>());
+        let id = env.add_node(
+            name.to_string(),
+            NodeKind::Operator,
+            NodeBody::Operator { factory, inputs: 1 },
+            OutputType::of::<O>(),
+        );
         env.connect(&self.ports, id, 0);
         drop(env);
         DataStream::new(self.env.clone(), id)
@@ -227,10 +249,17 @@ impl<T: Data> DataStream<T> {
         let sink: Arc<dyn Sink<T>> = Arc::new(sink);
         let factory: OperatorFactory = Arc::new(move || Box::new(SinkOperator::new(sink.clone())));
         let mut env = self.env.borrow_mut();
-        let id = env.add_node(name.to_string(), NodeKind::Sink, NodeBody::Operator { factory, inputs: 1 }, OutputType::of::<T>());
+        let id = env.add_node(
+            name.to_string(),
+            NodeKind::Sink,
+            NodeBody::Operator { factory, inputs: 1 },
+            OutputType::of::<T>(),
+        );
         env.connect(&self.ports, id, 0);
         drop(env);
-        DataStreamSink { stream: DataStream::new(self.env.clone(), id) }
+        DataStreamSink {
+            stream: DataStream::new(self.env.clone(), id),
+        }
     }
 
     /// Prints every record on standard output.
@@ -278,26 +307,36 @@ pub struct DataStreamSink<T> {
 impl<T: Data> DataStreamSink<T> {
     /// Sets the sink's parallelism.
     pub fn set_parallelism(self, parallelism: usize) -> Self {
-        Self { stream: self.stream.set_parallelism(parallelism) }
+        Self {
+            stream: self.stream.set_parallelism(parallelism),
+        }
     }
 
     /// Sets the sink's name.
     pub fn name(self, name: &str) -> Self {
-        Self { stream: self.stream.name(name) }
+        Self {
+            stream: self.stream.name(name),
+        }
     }
 
     /// Sets the sink's stable id.
     pub fn uid(self, uid: &str) -> Self {
-        Self { stream: self.stream.uid(uid) }
+        Self {
+            stream: self.stream.uid(uid),
+        }
     }
 
     /// Runs the sink in a task of its own.
     pub fn disable_chaining(self) -> Self {
-        Self { stream: self.stream.disable_chaining() }
+        Self {
+            stream: self.stream.disable_chaining(),
+        }
     }
 
     /// Puts the sink in a slot sharing group.
     pub fn slot_sharing_group(self, group: &str) -> Self {
-        Self { stream: self.stream.slot_sharing_group(group) }
+        Self {
+            stream: self.stream.slot_sharing_group(group),
+        }
     }
 }

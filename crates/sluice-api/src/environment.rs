@@ -31,7 +31,13 @@ pub(crate) struct EnvState {
 pub(crate) type Env = Rc<RefCell<EnvState>>;
 
 impl EnvState {
-    pub(crate) fn add_node(&mut self, name: String, kind: NodeKind, body: NodeBody, output: OutputType) -> usize {
+    pub(crate) fn add_node(
+        &mut self,
+        name: String,
+        kind: NodeKind,
+        body: NodeBody,
+        output: OutputType,
+    ) -> usize {
         let id = self.nodes.len();
         self.nodes.push(StreamNode {
             id,
@@ -80,8 +86,16 @@ impl StreamExecutionEnvironment {
 
     /// An environment with the given settings.
     pub fn with_config(config: ExecutionConfig) -> Self {
-        let state = EnvState { config, cluster: None, nodes: Vec::new(), edges: Vec::new(), executed: None };
-        Self { env: Rc::new(RefCell::new(state)) }
+        let state = EnvState {
+            config,
+            cluster: None,
+            nodes: Vec::new(),
+            edges: Vec::new(),
+            executed: None,
+        };
+        Self {
+            env: Rc::new(RefCell::new(state)),
+        }
     }
 
     /// The job settings.
@@ -127,7 +141,11 @@ impl StreamExecutionEnvironment {
 
     /// Sets a global job parameter, readable by every function through its `RuntimeContext`.
     pub fn set_job_parameter(&self, name: impl Into<String>, value: impl Into<String>) -> &Self {
-        self.env.borrow_mut().config.job_parameters.insert(name.into(), value.into());
+        self.env
+            .borrow_mut()
+            .config
+            .job_parameters
+            .insert(name.into(), value.into());
         self
     }
 
@@ -139,7 +157,10 @@ impl StreamExecutionEnvironment {
     /// Runs jobs on a mini-cluster of `task_managers` × `slots_per_task_manager`
     /// (default: one TaskManager with as many slots as the job needs).
     pub fn set_mini_cluster(&self, task_managers: usize, slots_per_task_manager: usize) -> &Self {
-        self.env.borrow_mut().cluster = Some(MiniClusterConfig { task_managers, slots_per_task_manager });
+        self.env.borrow_mut().cluster = Some(MiniClusterConfig {
+            task_managers,
+            slots_per_task_manager,
+        });
         self
     }
 
@@ -172,7 +193,11 @@ impl StreamExecutionEnvironment {
 
     /// The lines a TCP server sends (parallelism 1).
     pub fn socket_text_stream(&self, host: &str, port: u16) -> DataStream<String> {
-        self.from_source(SocketTextSource::new(host, port), &format!("Socket {host}:{port}")).set_parallelism(1)
+        self.from_source(
+            SocketTextSource::new(host, port),
+            &format!("Socket {host}:{port}"),
+        )
+        .set_parallelism(1)
     }
 
     /// The StreamGraph built so far.
@@ -196,7 +221,10 @@ impl StreamExecutionEnvironment {
     fn cluster_for(&self, job_graph: &JobGraph) -> MiniClusterConfig {
         self.env.borrow().cluster.unwrap_or_else(|| {
             // Flink's local environment: one TaskManager with the slots the job needs.
-            MiniClusterConfig { task_managers: 1, slots_per_task_manager: ExecutionGraph::slots_needed(job_graph).max(1) }
+            MiniClusterConfig {
+                task_managers: 1,
+                slots_per_task_manager: ExecutionGraph::slots_needed(job_graph).max(1),
+            }
         })
     }
 

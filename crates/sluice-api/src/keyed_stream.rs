@@ -28,7 +28,11 @@ where
     KS: Fn(&T) -> K + Clone + Send + Sync + 'static,
 {
     pub(crate) fn new(stream: DataStream<T>, key_selector: KS) -> Self {
-        Self { stream, key_selector, _key: std::marker::PhantomData }
+        Self {
+            stream,
+            key_selector,
+            _key: std::marker::PhantomData,
+        }
     }
 
     /// Rolling reduce: per key, emits `f(accumulated, record)` for every
@@ -45,7 +49,8 @@ where
         F: FnMut(T, T) -> T + Clone + Send + Sync + 'static,
     {
         let ks = self.key_selector.clone();
-        let factory: OperatorFactory = Arc::new(move || Box::new(KeyedReduceOperator::new(ks.clone(), f.clone())));
+        let factory: OperatorFactory =
+            Arc::new(move || Box::new(KeyedReduceOperator::new(ks.clone(), f.clone())));
         self.stream.add_operator(name, factory)
     }
 
@@ -99,7 +104,13 @@ where
         F: PartialOrd,
         A: Fn(&T) -> F + Clone + Send + Sync + 'static,
     {
-        self.reduce_named("Keyed Aggregation", move |acc, v| if field(&v) < field(&acc) { v } else { acc })
+        self.reduce_named("Keyed Aggregation", move |acc, v| {
+            if field(&v) < field(&acc) {
+                v
+            } else {
+                acc
+            }
+        })
     }
 
     /// Rolling record with the largest `field` (the earliest one on ties).
@@ -108,7 +119,13 @@ where
         F: PartialOrd,
         A: Fn(&T) -> F + Clone + Send + Sync + 'static,
     {
-        self.reduce_named("Keyed Aggregation", move |acc, v| if field(&v) > field(&acc) { v } else { acc })
+        self.reduce_named("Keyed Aggregation", move |acc, v| {
+            if field(&v) > field(&acc) {
+                v
+            } else {
+                acc
+            }
+        })
     }
 
     /// Runs a [`KeyedProcessFunction`]; each subtask gets a clone.

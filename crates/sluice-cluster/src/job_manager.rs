@@ -66,7 +66,10 @@ impl JobManager {
 
     /// Every free slot, TaskManager by TaskManager.
     pub fn free_slots(&self) -> Vec<sluice_runtime::execution_graph::SlotId> {
-        self.task_managers.iter().flat_map(|tm| tm.free_slots()).collect()
+        self.task_managers
+            .iter()
+            .flat_map(|tm| tm.free_slots())
+            .collect()
     }
 
     /// Schedules and deploys a job; errors before any task runs (no slots, a
@@ -84,7 +87,8 @@ impl JobManager {
             transition(&status, &sg.job_name, JobStatus::Failed);
             e
         };
-        let execution_graph = ExecutionGraph::schedule(&job_graph, &self.free_slots()).map_err(fail)?;
+        let execution_graph =
+            ExecutionGraph::schedule(&job_graph, &self.free_slots()).map_err(fail)?;
         let splits = enumerate_splits(&job_graph).map_err(fail)?;
         for tm in &self.task_managers {
             tm.allocate(&execution_graph.slots_used);
@@ -111,7 +115,9 @@ impl JobManager {
                     cancel: cancel.clone(),
                     metrics: task_metrics,
                 };
-                match self.task_managers[ev.slot.task_manager].submit_task(deployment, report_tx.clone()) {
+                match self.task_managers[ev.slot.task_manager]
+                    .submit_task(deployment, report_tx.clone())
+                {
                     Ok(t) => threads.push(t),
                     Err(e) => {
                         cancel.store(true, Ordering::Relaxed);
@@ -137,8 +143,18 @@ impl JobManager {
         let master = std::thread::Builder::new()
             .name(format!("JobMaster {}", sg.job_name))
             .spawn(move || job_master.run(threads))
-            .map_err(|e| SluiceError::Internal(format!("cannot start the job master thread: {e}")))?;
-        Ok(JobClient { job_id, job_graph, execution_graph, status, cancel, metrics, master: Some(master) })
+            .map_err(|e| {
+                SluiceError::Internal(format!("cannot start the job master thread: {e}"))
+            })?;
+        Ok(JobClient {
+            job_id,
+            job_graph,
+            execution_graph,
+            status,
+            cancel,
+            metrics,
+            master: Some(master),
+        })
     }
 }
 
@@ -192,12 +208,17 @@ impl JobMaster {
         let mut ended = HashSet::new();
         let mut root_cause: Option<SluiceError> = None;
         while ended.len() < self.total {
-            let Ok(state) = self.reports.recv() else { break };
+            let Ok(state) = self.reports.recv() else {
+                break;
+            };
             if !ended.insert((state.vertex, state.subtask_index)) {
                 continue;
             }
             if let Err(e) = state.result {
-                let cancelling = matches!(*self.status.lock().expect("job status lock"), JobStatus::Cancelling);
+                let cancelling = matches!(
+                    *self.status.lock().expect("job status lock"),
+                    JobStatus::Cancelling
+                );
                 if root_cause.is_none() && !cancelling && !matches!(e, SluiceError::Cancelled) {
                     warn!(job = %name, error = %e, "task failed; failing the job");
                     transition(&self.status, &name, JobStatus::Failing);
@@ -231,7 +252,10 @@ impl JobMaster {
     }
 }
 
-fn vertex_metrics(job_graph: &JobGraph, metrics: &[(usize, Arc<TaskMetrics>)]) -> Vec<VertexMetrics> {
+fn vertex_metrics(
+    job_graph: &JobGraph,
+    metrics: &[(usize, Arc<TaskMetrics>)],
+) -> Vec<VertexMetrics> {
     job_graph
         .vertices
         .iter()
@@ -287,7 +311,11 @@ impl JobClient {
 
     /// Asks every subtask to stop; [`Self::wait`] then returns [`SluiceError::Cancelled`].
     pub fn cancel(&self) {
-        transition(&self.status, &self.job_graph.stream_graph.job_name, JobStatus::Cancelling);
+        transition(
+            &self.status,
+            &self.job_graph.stream_graph.job_name,
+            JobStatus::Cancelling,
+        );
         self.cancel.store(true, Ordering::Relaxed);
     }
 
@@ -299,6 +327,8 @@ impl JobClient {
     /// Waits for the job to end.
     pub fn wait(mut self) -> Result<JobExecutionResult> {
         let master = self.master.take().expect("wait is called once");
-        master.join().map_err(|_| SluiceError::Internal("the job master thread panicked".into()))?
+        master
+            .join()
+            .map_err(|_| SluiceError::Internal("the job master thread panicked".into()))?
     }
 }

@@ -24,10 +24,14 @@ impl MiniClusterConfig {
     /// Checks the shape; the error names the bad value.
     pub fn validate(&self) -> Result<()> {
         if self.task_managers == 0 {
-            return Err(SluiceError::Config("a mini-cluster needs at least 1 TaskManager".into()));
+            return Err(SluiceError::Config(
+                "a mini-cluster needs at least 1 TaskManager".into(),
+            ));
         }
         if self.slots_per_task_manager == 0 {
-            return Err(SluiceError::Config("a TaskManager needs at least 1 slot".into()));
+            return Err(SluiceError::Config(
+                "a TaskManager needs at least 1 slot".into(),
+            ));
         }
         Ok(())
     }
@@ -35,7 +39,12 @@ impl MiniClusterConfig {
     /// All slots of the cluster, TaskManager by TaskManager.
     pub fn slots(&self) -> Vec<SlotId> {
         (0..self.task_managers)
-            .flat_map(|tm| (0..self.slots_per_task_manager).map(move |slot| SlotId { task_manager: tm, slot }))
+            .flat_map(|tm| {
+                (0..self.slots_per_task_manager).map(move |slot| SlotId {
+                    task_manager: tm,
+                    slot,
+                })
+            })
             .collect()
     }
 
@@ -57,8 +66,13 @@ impl MiniCluster {
     /// Starts a mini-cluster of the given shape.
     pub fn start(config: MiniClusterConfig) -> Result<Self> {
         config.validate()?;
-        let tms = (0..config.task_managers).map(|i| Arc::new(TaskManager::new(i, config.slots_per_task_manager))).collect();
-        Ok(Self { config, job_manager: JobManager::new(tms) })
+        let tms = (0..config.task_managers)
+            .map(|i| Arc::new(TaskManager::new(i, config.slots_per_task_manager)))
+            .collect();
+        Ok(Self {
+            config,
+            job_manager: JobManager::new(tms),
+        })
     }
 
     /// The cluster's shape.

@@ -5,29 +5,35 @@
 
 use std::collections::HashMap;
 
-use crossbeam_channel::Sender;
-use sluice_core::StreamElement;
 use sluice_runtime::channel::{channel, InputChannel};
 use sluice_runtime::job_graph::JobGraph;
+use sluice_runtime::task::OutputChannels;
 
 /// The channel ends of every subtask.
 pub struct ShuffleChannels {
     /// Per (vertex, subtask): output channels per job edge id.
-    pub outputs: HashMap<(usize, usize), HashMap<usize, Vec<Sender<StreamElement>>>>,
+    pub outputs: HashMap<(usize, usize), OutputChannels>,
     /// Per (vertex, subtask): input channels.
     pub inputs: HashMap<(usize, usize), Vec<InputChannel>>,
 }
 
 /// Creates all channels of a job, each holding `capacity` elements.
 pub fn create_channels(job_graph: &JobGraph, capacity: usize) -> ShuffleChannels {
-    let mut outputs: HashMap<(usize, usize), HashMap<usize, Vec<Sender<StreamElement>>>> = HashMap::new();
+    let mut outputs: HashMap<(usize, usize), OutputChannels> = HashMap::new();
     let mut inputs: HashMap<(usize, usize), Vec<InputChannel>> = HashMap::new();
     for edge in &job_graph.edges {
         let up = &job_graph.vertices[edge.source_vertex];
         let down = &job_graph.vertices[edge.target_vertex];
         for i in 0..up.parallelism {
-            let senders = outputs.entry((up.id, i)).or_default().entry(edge.id).or_default();
-            for j in edge.distribution.targets(i, up.parallelism, down.parallelism) {
+            let senders = outputs
+                .entry((up.id, i))
+                .or_default()
+                .entry(edge.id)
+                .or_default();
+            for j in edge
+                .distribution
+                .targets(i, up.parallelism, down.parallelism)
+            {
                 let (tx, rx) = channel(capacity);
                 senders.push(tx);
                 inputs.entry((down.id, j)).or_default().push(InputChannel {

@@ -32,7 +32,10 @@ pub struct TaskManager {
 impl TaskManager {
     /// TaskManager number `index` with `slots` slots.
     pub fn new(index: usize, slots: usize) -> Self {
-        Self { index, free: Mutex::new(vec![true; slots]) }
+        Self {
+            index,
+            free: Mutex::new(vec![true; slots]),
+        }
     }
 
     /// This TaskManager's index.
@@ -43,7 +46,13 @@ impl TaskManager {
     /// The slots that are free now.
     pub fn free_slots(&self) -> Vec<SlotId> {
         let free = self.free.lock().expect("slot table lock");
-        (0..free.len()).filter(|&s| free[s]).map(|slot| SlotId { task_manager: self.index, slot }).collect()
+        (0..free.len())
+            .filter(|&s| free[s])
+            .map(|slot| SlotId {
+                task_manager: self.index,
+                slot,
+            })
+            .collect()
     }
 
     /// Marks slots as taken by a job.
@@ -63,7 +72,11 @@ impl TaskManager {
     }
 
     /// Starts a subtask on its own thread; its end is reported on `report`.
-    pub fn submit_task(&self, deployment: TaskDeployment, report: Sender<TaskExecutionState>) -> Result<JoinHandle<()>> {
+    pub fn submit_task(
+        &self,
+        deployment: TaskDeployment,
+        report: Sender<TaskExecutionState>,
+    ) -> Result<JoinHandle<()>> {
         let name = deployment.task_name();
         let (vertex, subtask_index) = (deployment.vertex, deployment.subtask_index);
         std::thread::Builder::new()
@@ -71,7 +84,11 @@ impl TaskManager {
             .spawn(move || {
                 let reported = report.clone();
                 let send = move |result| {
-                    let _ = reported.send(TaskExecutionState { vertex, subtask_index, result });
+                    let _ = reported.send(TaskExecutionState {
+                        vertex,
+                        subtask_index,
+                        result,
+                    });
                 };
                 if let Err(p) = catch_unwind(AssertUnwindSafe(|| run_task(deployment, send))) {
                     let message = format!("task {name} panicked: {}", panic_message(&p));

@@ -22,7 +22,12 @@ impl<T> CollectSink<T> {
     #[allow(clippy::new_ret_no_self)]
     pub fn new() -> (Self, CollectHandle<T>) {
         let results = Arc::new(Mutex::new(Vec::new()));
-        (Self { results: results.clone() }, CollectHandle { results })
+        (
+            Self {
+                results: results.clone(),
+            },
+            CollectHandle { results },
+        )
     }
 }
 
@@ -45,7 +50,9 @@ impl<T> CollectHandle<T> {
 
 impl<T: Data> Sink<T> for CollectSink<T> {
     fn create_writer(&self, _ctx: &RuntimeContext) -> Result<Box<dyn SinkWriter<T>>> {
-        Ok(Box::new(CollectWriter { results: self.results.clone() }))
+        Ok(Box::new(CollectWriter {
+            results: self.results.clone(),
+        }))
     }
 }
 
@@ -56,7 +63,10 @@ struct CollectWriter<T> {
 impl<T: Send> SinkWriter<T> for CollectWriter<T> {
     fn write_batch(&mut self, records: Vec<StreamRecord<T>>) -> Result<()> {
         // One lock per batch, not per record.
-        self.results.lock().expect("collect sink lock").extend(records.into_iter().map(|r| r.value));
+        self.results
+            .lock()
+            .expect("collect sink lock")
+            .extend(records.into_iter().map(|r| r.value));
         Ok(())
     }
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sluice_core::{Data, Result};
-use sluice_runtime::source::{Boundedness, InputStatus, Source, SourceOutput, SourceReader, SourceSplit};
+use sluice_runtime::source::{
+    Boundedness, InputStatus, Source, SourceOutput, SourceReader, SourceSplit,
+};
 use sluice_runtime::RuntimeContext;
 
 /// Reads the elements of a vector, in order within each subtask.
@@ -17,7 +19,9 @@ pub struct CollectionSource<T> {
 impl<T> CollectionSource<T> {
     /// A source emitting `elements`.
     pub fn new(elements: Vec<T>) -> Self {
-        Self { elements: Arc::new(elements) }
+        Self {
+            elements: Arc::new(elements),
+        }
     }
 }
 
@@ -45,11 +49,22 @@ impl<T: Data + Sync> Source<T> for CollectionSource<T> {
 
     fn create_splits(&self, parallelism: usize) -> Result<Vec<CollectionSplit>> {
         let n = self.elements.len();
-        Ok((0..parallelism).map(|i| CollectionSplit { start: i * n / parallelism, end: (i + 1) * n / parallelism }).collect())
+        Ok((0..parallelism)
+            .map(|i| CollectionSplit {
+                start: i * n / parallelism,
+                end: (i + 1) * n / parallelism,
+            })
+            .collect())
     }
 
-    fn create_reader(&self, _ctx: &RuntimeContext) -> Result<Box<dyn SourceReader<T, CollectionSplit>>> {
-        Ok(Box::new(CollectionReader { elements: self.elements.clone(), splits: Vec::new() }))
+    fn create_reader(
+        &self,
+        _ctx: &RuntimeContext,
+    ) -> Result<Box<dyn SourceReader<T, CollectionSplit>>> {
+        Ok(Box::new(CollectionReader {
+            elements: self.elements.clone(),
+            splits: Vec::new(),
+        }))
     }
 }
 
@@ -77,7 +92,11 @@ impl<T: Data + Sync> SourceReader<T, CollectionSplit> for CollectionReader<T> {
                 self.splits.pop();
             }
             if output.is_full() {
-                return Ok(if self.splits.is_empty() { InputStatus::EndOfInput } else { InputStatus::MoreAvailable });
+                return Ok(if self.splits.is_empty() {
+                    InputStatus::EndOfInput
+                } else {
+                    InputStatus::MoreAvailable
+                });
             }
         }
         Ok(InputStatus::EndOfInput)

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sluice_core::{Data, Result, SluiceError};
-use sluice_runtime::source::{Boundedness, InputStatus, Source, SourceOutput, SourceReader, SourceSplit};
+use sluice_runtime::source::{
+    Boundedness, InputStatus, Source, SourceOutput, SourceReader, SourceSplit,
+};
 use sluice_runtime::RuntimeContext;
 
 /// Generates records from their index.
@@ -21,7 +23,12 @@ pub struct DataGeneratorSource<T, F> {
 impl<T, F: Fn(u64) -> T> DataGeneratorSource<T, F> {
     /// `count` records (`None`: unbounded), record `i` being `generator(i)`.
     pub fn new(generator: F, count: Option<u64>) -> Self {
-        Self { generator: Arc::new(generator), count, records_per_second: None, _records: std::marker::PhantomData }
+        Self {
+            generator: Arc::new(generator),
+            count,
+            records_per_second: None,
+            _records: std::marker::PhantomData,
+        }
     }
 
     /// Limits the total rate over all subtasks.
@@ -80,12 +87,24 @@ where
         let p = parallelism as u128;
         let rate = self.records_per_second.map(|r| r / parallelism as f64);
         Ok((0..p)
-            .map(|i| IndexRangeSplit { start: (i * n / p) as u64, end: ((i + 1) * n / p) as u64, rate })
+            .map(|i| IndexRangeSplit {
+                start: (i * n / p) as u64,
+                end: ((i + 1) * n / p) as u64,
+                rate,
+            })
             .collect())
     }
 
-    fn create_reader(&self, _ctx: &RuntimeContext) -> Result<Box<dyn SourceReader<T, IndexRangeSplit>>> {
-        Ok(Box::new(GeneratorReader { generator: self.generator.clone(), splits: Vec::new(), started: None, emitted: 0 }))
+    fn create_reader(
+        &self,
+        _ctx: &RuntimeContext,
+    ) -> Result<Box<dyn SourceReader<T, IndexRangeSplit>>> {
+        Ok(Box::new(GeneratorReader {
+            generator: self.generator.clone(),
+            splits: Vec::new(),
+            started: None,
+            emitted: 0,
+        }))
     }
 }
 
@@ -96,14 +115,18 @@ struct GeneratorReader<F> {
     emitted: u64,
 }
 
-impl<T: Data, F: Fn(u64) -> T + Send + Sync> SourceReader<T, IndexRangeSplit> for GeneratorReader<F> {
+impl<T: Data, F: Fn(u64) -> T + Send + Sync> SourceReader<T, IndexRangeSplit>
+    for GeneratorReader<F>
+{
     fn add_splits(&mut self, splits: Vec<IndexRangeSplit>) -> Result<()> {
         self.splits.extend(splits.into_iter().rev());
         Ok(())
     }
 
     fn poll_next(&mut self, output: &mut SourceOutput<T>) -> Result<InputStatus> {
-        let Some(split) = self.splits.last_mut() else { return Ok(InputStatus::EndOfInput) };
+        let Some(split) = self.splits.last_mut() else {
+            return Ok(InputStatus::EndOfInput);
+        };
         let mut budget = output.remaining() as u64;
         if let Some(rate) = split.rate {
             // Emit only what the rate allows by now; the task waits and polls again.
@@ -126,6 +149,10 @@ impl<T: Data, F: Fn(u64) -> T + Send + Sync> SourceReader<T, IndexRangeSplit> fo
         if split.start == split.end {
             self.splits.pop();
         }
-        Ok(if self.splits.is_empty() { InputStatus::EndOfInput } else { InputStatus::MoreAvailable })
+        Ok(if self.splits.is_empty() {
+            InputStatus::EndOfInput
+        } else {
+            InputStatus::MoreAvailable
+        })
     }
 }

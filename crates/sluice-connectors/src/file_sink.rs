@@ -24,23 +24,40 @@ pub struct FileSink<T> {
 impl<T: Display> FileSink<T> {
     /// Each record's `Display` form as a line.
     pub fn text(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into(), extension: "txt", encode: |v, out| write!(out, "{v}").map_err(|e| e.to_string()) }
+        Self {
+            dir: dir.into(),
+            extension: "txt",
+            encode: |v, out| write!(out, "{v}").map_err(|e| e.to_string()),
+        }
     }
 }
 
 impl<T: Serialize> FileSink<T> {
     /// Each record as a JSON line.
     pub fn ndjson(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into(), extension: "ndjson", encode: |v, out| serde_json::to_writer(out, v).map_err(|e| e.to_string()) }
+        Self {
+            dir: dir.into(),
+            extension: "ndjson",
+            encode: |v, out| serde_json::to_writer(out, v).map_err(|e| e.to_string()),
+        }
     }
 }
 
 impl<T: Data + Sync> Sink<T> for FileSink<T> {
     fn create_writer(&self, ctx: &RuntimeContext) -> Result<Box<dyn SinkWriter<T>>> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| SluiceError::io("cannot create output directory", &self.dir, e))?;
-        let path = self.dir.join(format!("part-{}.{}", ctx.subtask_index, self.extension));
-        let file = File::create(&path).map_err(|e| SluiceError::io("cannot create output file", &path, e))?;
-        Ok(Box::new(FileWriter { path, out: BufWriter::new(file), encode: self.encode, line: Vec::new() }))
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| SluiceError::io("cannot create output directory", &self.dir, e))?;
+        let path = self
+            .dir
+            .join(format!("part-{}.{}", ctx.subtask_index, self.extension));
+        let file = File::create(&path)
+            .map_err(|e| SluiceError::io("cannot create output file", &path, e))?;
+        Ok(Box::new(FileWriter {
+            path,
+            out: BufWriter::new(file),
+            encode: self.encode,
+            line: Vec::new(),
+        }))
     }
 }
 
@@ -55,14 +72,19 @@ impl<T: Send> SinkWriter<T> for FileWriter<T> {
     fn write_batch(&mut self, records: Vec<StreamRecord<T>>) -> Result<()> {
         for r in records {
             self.line.clear();
-            (self.encode)(&r.value, &mut self.line).map_err(|e| SluiceError::Serialization(format!("{}: {e}", self.path.display())))?;
+            (self.encode)(&r.value, &mut self.line)
+                .map_err(|e| SluiceError::Serialization(format!("{}: {e}", self.path.display())))?;
             self.line.push(b'\n');
-            self.out.write_all(&self.line).map_err(|e| SluiceError::io("cannot write output file", &self.path, e))?;
+            self.out
+                .write_all(&self.line)
+                .map_err(|e| SluiceError::io("cannot write output file", &self.path, e))?;
         }
         Ok(())
     }
 
     fn flush(&mut self, _end_of_input: bool) -> Result<()> {
-        self.out.flush().map_err(|e| SluiceError::io("cannot write output file", &self.path, e))
+        self.out
+            .flush()
+            .map_err(|e| SluiceError::io("cannot write output file", &self.path, e))
     }
 }

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sluice_core::{Data, Result, SluiceError};
-use sluice_runtime::source::{Boundedness, InputStatus, Source, SourceOutput, SourceReader, SourceSplit};
+use sluice_runtime::source::{
+    Boundedness, InputStatus, Source, SourceOutput, SourceReader, SourceSplit,
+};
 use sluice_runtime::RuntimeContext;
 
 /// Turns one line (without its newline) into a record.
@@ -28,14 +30,22 @@ pub struct FileSource<T> {
 impl FileSource<String> {
     /// Every line of the files under `path`, as a `String`.
     pub fn lines(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), decode: |l| Ok(l.to_string()), skip_empty: false }
+        Self {
+            path: path.into(),
+            decode: |l| Ok(l.to_string()),
+            skip_empty: false,
+        }
     }
 }
 
 impl<T: DeserializeOwned> FileSource<T> {
     /// Every line of the files under `path` parsed as JSON into `T`; empty lines are skipped.
     pub fn ndjson(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), decode: |l| serde_json::from_str(l).map_err(|e| e.to_string()), skip_empty: true }
+        Self {
+            path: path.into(),
+            decode: |l| serde_json::from_str(l).map_err(|e| e.to_string()),
+            skip_empty: true,
+        }
     }
 }
 
@@ -57,18 +67,25 @@ impl SourceSplit for FileSplit {
 }
 
 fn list_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let meta = std::fs::metadata(path).map_err(|e| SluiceError::io("cannot read input path", path, e))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| SluiceError::io("cannot read input path", path, e))?;
     if meta.is_file() {
         out.push(path.to_path_buf());
         return Ok(());
     }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
         .map_err(|e| SluiceError::io("cannot list input directory", path, e))?
-        .map(|e| e.map(|e| e.path()).map_err(|err| SluiceError::io("cannot list input directory", path, err)))
+        .map(|e| {
+            e.map(|e| e.path())
+                .map_err(|err| SluiceError::io("cannot list input directory", path, err))
+        })
         .collect::<Result<_>>()?;
     entries.sort();
     for entry in entries {
-        let hidden = entry.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.') || n.starts_with('_'));
+        let hidden = entry
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.') || n.starts_with('_'));
         if !hidden {
             list_files(&entry, out)?;
         }
@@ -90,7 +107,14 @@ impl<T: Data> Source<T> for FileSource<T> {
             // Fail before the job starts if a file exists but cannot be opened.
             File::open(f).map_err(|e| SluiceError::io("cannot open input file", f, e))?;
         }
-        Ok(files.into_iter().map(|path| FileSplit { path, offset: 0, line: 1 }).collect())
+        Ok(files
+            .into_iter()
+            .map(|path| FileSplit {
+                path,
+                offset: 0,
+                line: 1,
+            })
+            .collect())
     }
 
     fn create_reader(&self, _ctx: &RuntimeContext) -> Result<Box<dyn SourceReader<T, FileSplit>>> {
@@ -123,20 +147,27 @@ impl<T: Data> SourceReader<T, FileSplit> for FileReader<T> {
             let (split, reader) = match &mut self.current {
                 Some(c) => c,
                 None => {
-                    let Some(split) = self.pending.pop() else { return Ok(InputStatus::EndOfInput) };
-                    let file = File::open(&split.path).map_err(|e| SluiceError::io("cannot open input file", &split.path, e))?;
+                    let Some(split) = self.pending.pop() else {
+                        return Ok(InputStatus::EndOfInput);
+                    };
+                    let file = File::open(&split.path)
+                        .map_err(|e| SluiceError::io("cannot open input file", &split.path, e))?;
                     let mut reader = BufReader::with_capacity(1 << 16, file);
                     if split.offset > 0 {
                         use std::io::Seek;
                         reader
                             .seek(std::io::SeekFrom::Start(split.offset))
-                            .map_err(|e| SluiceError::io("cannot seek in input file", &split.path, e))?;
+                            .map_err(|e| {
+                                SluiceError::io("cannot seek in input file", &split.path, e)
+                            })?;
                     }
                     self.current.insert((split, reader))
                 }
             };
             self.buf.clear();
-            let n = reader.read_until(b'\n', &mut self.buf).map_err(|e| SluiceError::io("cannot read input file", &split.path, e))?;
+            let n = reader
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|e| SluiceError::io("cannot read input file", &split.path, e))?;
             if n == 0 {
                 self.current = None;
                 continue;
@@ -152,7 +183,8 @@ impl<T: Data> SourceReader<T, FileSplit> for FileReader<T> {
                 input: format!("{} line {line_no}", split.path.display()),
                 message,
             };
-            let text = std::str::from_utf8(line).map_err(|e| malformed(format!("not UTF-8: {e}")))?;
+            let text =
+                std::str::from_utf8(line).map_err(|e| malformed(format!("not UTF-8: {e}")))?;
             if self.skip_empty && text.trim().is_empty() {
                 continue;
             }

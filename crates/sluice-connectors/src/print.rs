@@ -21,7 +21,9 @@ impl PrintSink {
 
     /// A print sink whose lines start with `prefix`.
     pub fn with_prefix(prefix: impl Into<String>) -> Self {
-        Self { prefix: Some(prefix.into()) }
+        Self {
+            prefix: Some(prefix.into()),
+        }
     }
 }
 
@@ -34,7 +36,10 @@ impl<T: Data + Display> Sink<T> for PrintSink {
             (None, Some(s)) => s,
             (None, None) => String::new(),
         };
-        Ok(Box::new(PrintWriter { prefix, buf: Vec::new() }))
+        Ok(Box::new(PrintWriter {
+            prefix,
+            buf: Vec::new(),
+        }))
     }
 }
 

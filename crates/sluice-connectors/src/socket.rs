@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sluice_core::{Result, SluiceError};
-use sluice_runtime::source::{Boundedness, InputStatus, Source, SourceOutput, SourceReader, SourceSplit};
+use sluice_runtime::source::{
+    Boundedness, InputStatus, Source, SourceOutput, SourceReader, SourceSplit,
+};
 use sluice_runtime::RuntimeContext;
 
 /// Lines from `host:port`.
@@ -21,7 +23,10 @@ pub struct SocketTextSource {
 impl SocketTextSource {
     /// Lines from the TCP server at `host:port`.
     pub fn new(host: &str, port: u16) -> Self {
-        Self { address: format!("{host}:{port}"), connect_timeout: Duration::from_secs(5) }
+        Self {
+            address: format!("{host}:{port}"),
+            connect_timeout: Duration::from_secs(5),
+        }
     }
 
     fn system(&self) -> String {
@@ -54,18 +59,32 @@ impl Source<String> for SocketTextSource {
         Ok(vec![SocketSplit])
     }
 
-    fn create_reader(&self, _ctx: &RuntimeContext) -> Result<Box<dyn SourceReader<String, SocketSplit>>> {
-        let cannot = |e: std::io::Error| SluiceError::external(self.system(), format!("cannot connect: {e}"));
+    fn create_reader(
+        &self,
+        _ctx: &RuntimeContext,
+    ) -> Result<Box<dyn SourceReader<String, SocketSplit>>> {
+        let cannot = |e: std::io::Error| {
+            SluiceError::external(self.system(), format!("cannot connect: {e}"))
+        };
         let addr = self
             .address
             .to_socket_addrs()
             .map_err(cannot)?
             .next()
-            .ok_or_else(|| SluiceError::external(self.system(), "the host name resolves to no address"))?;
+            .ok_or_else(|| {
+                SluiceError::external(self.system(), "the host name resolves to no address")
+            })?;
         let stream = TcpStream::connect_timeout(&addr, self.connect_timeout).map_err(cannot)?;
         // Short reads let the task flush partial batches and notice cancellation.
-        stream.set_read_timeout(Some(Duration::from_millis(5))).map_err(cannot)?;
-        Ok(Box::new(SocketReader { system: self.system(), reader: BufReader::new(stream), buf: Vec::new(), line: 1 }))
+        stream
+            .set_read_timeout(Some(Duration::from_millis(5)))
+            .map_err(cannot)?;
+        Ok(Box::new(SocketReader {
+            system: self.system(),
+            reader: BufReader::new(stream),
+            buf: Vec::new(),
+            line: 1,
+        }))
     }
 }
 
@@ -97,11 +116,19 @@ impl SourceReader<String, SocketSplit> for SocketReader {
                     output.collect(self.decode(&line)?);
                 }
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) =>
+                {
                     return Ok(InputStatus::NothingAvailable);
                 }
                 Err(e) => {
-                    return Err(SluiceError::external(self.system.clone(), format!("read failed: {e}")))
+                    return Err(SluiceError::external(
+                        self.system.clone(),
+                        format!("read failed: {e}"),
+                    ))
                 }
             }
         }

@@ -61,7 +61,9 @@ impl ExecutionConfig {
             return Err(SluiceError::Config("batch_size must be at least 1".into()));
         }
         if self.channel_capacity == 0 {
-            return Err(SluiceError::Config("channel_capacity must be at least 1".into()));
+            return Err(SluiceError::Config(
+                "channel_capacity must be at least 1".into(),
+            ));
         }
         Ok(())
     }

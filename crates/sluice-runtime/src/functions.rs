@@ -22,13 +22,15 @@ impl<'a, O> Collector<'a, O> {
     /// Emits a value with the current record's timestamp.
     #[inline]
     pub fn collect(&mut self, value: O) {
-        self.out.push(StreamRecord::with_timestamp(value, self.timestamp));
+        self.out
+            .push(StreamRecord::with_timestamp(value, self.timestamp));
     }
 
     /// Emits a value with an explicit timestamp.
     #[inline]
     pub fn collect_with_timestamp(&mut self, value: O, timestamp: Timestamp) {
-        self.out.push(StreamRecord::with_timestamp(value, timestamp));
+        self.out
+            .push(StreamRecord::with_timestamp(value, timestamp));
     }
 }
 
@@ -68,7 +70,12 @@ pub trait ProcessFunction<I, O>: Send {
     }
 
     /// Called for every record; emit any number of results to `out`.
-    fn process_element(&mut self, value: I, ctx: &Context, out: &mut Collector<'_, O>) -> FunctionResult;
+    fn process_element(
+        &mut self,
+        value: I,
+        ctx: &Context,
+        out: &mut Collector<'_, O>,
+    ) -> FunctionResult;
 
     /// Called once when the input ended (bounded input); may emit final results.
     fn end_input(&mut self, _out: &mut Collector<'_, O>) -> FunctionResult {
@@ -84,7 +91,12 @@ pub trait KeyedProcessFunction<K, I, O>: Send {
     }
 
     /// Called for every record.
-    fn process_element(&mut self, value: I, ctx: &KeyedContext<'_, K>, out: &mut Collector<'_, O>) -> FunctionResult;
+    fn process_element(
+        &mut self,
+        value: I,
+        ctx: &KeyedContext<'_, K>,
+        out: &mut Collector<'_, O>,
+    ) -> FunctionResult;
 
     /// Called once when the input ended.
     fn end_input(&mut self, _out: &mut Collector<'_, O>) -> FunctionResult {
@@ -100,10 +112,20 @@ pub trait CoProcessFunction<I1, I2, O>: Send {
     }
 
     /// Called for every record of the first input.
-    fn process_element1(&mut self, value: I1, ctx: &Context, out: &mut Collector<'_, O>) -> FunctionResult;
+    fn process_element1(
+        &mut self,
+        value: I1,
+        ctx: &Context,
+        out: &mut Collector<'_, O>,
+    ) -> FunctionResult;
 
     /// Called for every record of the second input.
-    fn process_element2(&mut self, value: I2, ctx: &Context, out: &mut Collector<'_, O>) -> FunctionResult;
+    fn process_element2(
+        &mut self,
+        value: I2,
+        ctx: &Context,
+        out: &mut Collector<'_, O>,
+    ) -> FunctionResult;
 
     /// Called once when both inputs ended.
     fn end_input(&mut self, _out: &mut Collector<'_, O>) -> FunctionResult {

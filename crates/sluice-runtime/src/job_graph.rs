@@ -95,8 +95,11 @@ impl JobGraph {
                 }
             } else {
                 for (edge_index, _) in &inputs {
-                    breaks[*edge_index] =
-                        vec![format!("'{}' has {} inputs (only one-input operators chain)", node.name, inputs.len())];
+                    breaks[*edge_index] = vec![format!(
+                        "'{}' has {} inputs (only one-input operators chain)",
+                        node.name,
+                        inputs.len()
+                    )];
                     breaks[*edge_index].extend(chain_break_reasons(sg, &groups, *edge_index));
                 }
             }
@@ -146,7 +149,12 @@ impl JobGraph {
                 }
             })
             .collect();
-        Ok(Self { stream_graph, vertices, edges, vertex_of_node })
+        Ok(Self {
+            stream_graph,
+            vertices,
+            edges,
+            vertex_of_node,
+        })
     }
 
     /// Network edges leaving `vertex`.
@@ -179,7 +187,10 @@ fn chain_break_reasons(sg: &StreamGraph, groups: &[String], edge_index: usize) -
             PartitionerKind::Hash => " (key_by)",
             _ => "",
         };
-        reasons.push(format!("partitioner is {}{why}, not FORWARD", partitioner.name()));
+        reasons.push(format!(
+            "partitioner is {}{why}, not FORWARD",
+            partitioner.name()
+        ));
     }
     let (pu, pd) = (sg.parallelism(up.id), sg.parallelism(down.id));
     if pu != pd {
@@ -194,7 +205,10 @@ fn chain_break_reasons(sg: &StreamGraph, groups: &[String], edge_index: usize) -
         ChainingStrategy::Always => {}
     }
     if groups[up.id] != groups[down.id] {
-        reasons.push(format!("slot sharing groups differ ('{}' vs '{}')", groups[up.id], groups[down.id]));
+        reasons.push(format!(
+            "slot sharing groups differ ('{}' vs '{}')",
+            groups[up.id], groups[down.id]
+        ));
     }
     reasons
 }

@@ -68,12 +68,18 @@ pub struct Output {
 impl Output {
     /// An output to `targets`; `clone_batch` clones a batch of the operator's output type.
     pub fn new(targets: Vec<OutputTarget>, clone_batch: BatchCloner) -> Self {
-        Self { targets, clone_batch }
+        Self {
+            targets,
+            clone_batch,
+        }
     }
 
     /// An output that drops everything (a sink's).
     pub fn none() -> Self {
-        Self { targets: Vec::new(), clone_batch: |b| Err(SluiceError::Internal(format!("{b:?} cloned by a sink"))) }
+        Self {
+            targets: Vec::new(),
+            clone_batch: |b| Err(SluiceError::Internal(format!("{b:?} cloned by a sink"))),
+        }
     }
 
     /// Emits a batch to every target; all but the last get a clone.
@@ -81,7 +87,9 @@ impl Output {
         if batch.is_empty() {
             return Ok(());
         }
-        let Some((last, rest)) = self.targets.split_last_mut() else { return Ok(()) };
+        let Some((last, rest)) = self.targets.split_last_mut() else {
+            return Ok(());
+        };
         for target in rest {
             target.process((self.clone_batch)(&batch)?)?;
         }
@@ -174,8 +182,19 @@ pub struct ChainedOperator {
 
 impl ChainedOperator {
     /// Chains `operator` (with `inputs` logical inputs) before `output`.
-    pub fn new(name: String, operator: Box<dyn StreamOperator>, inputs: usize, output: Output) -> Self {
-        Self { name, subtask: String::new(), operator, output, open_inputs: inputs }
+    pub fn new(
+        name: String,
+        operator: Box<dyn StreamOperator>,
+        inputs: usize,
+        output: Output,
+    ) -> Self {
+        Self {
+            name,
+            subtask: String::new(),
+            operator,
+            output,
+            open_inputs: inputs,
+        }
     }
 
     /// Name of the operator.
@@ -196,13 +215,17 @@ impl ChainedOperator {
     #[inline]
     pub fn process_batch(&mut self, input: usize, batch: RecordBatch) -> Result<()> {
         let (op, out) = (&mut self.operator, &mut self.output);
-        guard(&self.name, &self.subtask, || op.process_batch(input, batch, out))
+        guard(&self.name, &self.subtask, || {
+            op.process_batch(input, batch, out)
+        })
     }
 
     /// Processes a watermark.
     pub fn process_watermark(&mut self, watermark: Watermark) -> Result<()> {
         let (op, out) = (&mut self.operator, &mut self.output);
-        guard(&self.name, &self.subtask, || op.process_watermark(watermark, out))
+        guard(&self.name, &self.subtask, || {
+            op.process_watermark(watermark, out)
+        })
     }
 
     /// Logical input `input` ended; once all have, the end travels down the chain.
@@ -249,7 +272,11 @@ fn guard<R>(operator: &str, subtask: &str, f: impl FnOnce() -> Result<R>) -> Res
 
 /// Wraps an error with the operator and subtask it happened in.
 pub fn task_error(operator: &str, subtask: &str, e: SluiceError) -> SluiceError {
-    SluiceError::Task { operator: operator.to_string(), subtask: subtask.to_string(), cause: Box::new(e) }
+    SluiceError::Task {
+        operator: operator.to_string(),
+        subtask: subtask.to_string(),
+        cause: Box::new(e),
+    }
 }
 
 /// The message of a panic payload.

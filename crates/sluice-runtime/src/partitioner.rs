@@ -60,7 +60,12 @@ pub enum DistributionPattern {
 
 impl DistributionPattern {
     /// The downstream subtasks upstream subtask `index` connects to.
-    pub fn targets(self, index: usize, upstream: usize, downstream: usize) -> std::ops::Range<usize> {
+    pub fn targets(
+        self,
+        index: usize,
+        upstream: usize,
+        downstream: usize,
+    ) -> std::ops::Range<usize> {
         match self {
             DistributionPattern::AllToAll => 0..downstream,
             DistributionPattern::Pointwise if upstream >= downstream => {
@@ -68,7 +73,8 @@ impl DistributionPattern {
                 t..t + 1
             }
             DistributionPattern::Pointwise => {
-                (index * downstream).div_ceil(upstream)..((index + 1) * downstream).div_ceil(upstream)
+                (index * downstream).div_ceil(upstream)
+                    ..((index + 1) * downstream).div_ceil(upstream)
             }
         }
     }
@@ -114,7 +120,9 @@ pub struct Shuffle {
 impl Shuffle {
     /// A shuffle seeded with `seed`.
     pub fn new(seed: u64) -> Self {
-        Self { rng: SmallRng::seed_from_u64(seed) }
+        Self {
+            rng: SmallRng::seed_from_u64(seed),
+        }
     }
 }
 
@@ -136,7 +144,12 @@ pub struct KeyGroupSelector<T, K, F> {
 impl<T, K, F> KeyGroupSelector<T, K, F> {
     /// A selector computing keys with `key_selector`.
     pub fn new(key_selector: F, max_parallelism: usize) -> Self {
-        Self { key_selector, hasher: KeyHasher::new(), max_parallelism, _types: PhantomData }
+        Self {
+            key_selector,
+            hasher: KeyHasher::new(),
+            max_parallelism,
+            _types: PhantomData,
+        }
     }
 }
 

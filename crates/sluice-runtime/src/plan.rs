@@ -106,7 +106,11 @@ impl Plan {
                 slot_sharing_group: groups[n.id].clone(),
                 inputs: sg
                     .in_edges(n.id)
-                    .map(|(_, e)| PlanInput { node: e.source, partitioner: sg.partitioner(e).name(), input: e.type_number })
+                    .map(|(_, e)| PlanInput {
+                        node: e.source,
+                        partitioner: sg.partitioner(e).name(),
+                        input: e.type_number,
+                    })
                     .collect(),
             })
             .collect();
@@ -152,13 +156,26 @@ impl fmt::Display for Plan {
         }
         writeln!(f, "\n== StreamGraph ==")?;
         for n in &self.stream_graph {
-            write!(f, "  [{}] {} (parallelism {}, emits {}", n.id, n.name, n.parallelism, short_type(n.output_type))?;
+            write!(
+                f,
+                "  [{}] {} (parallelism {}, emits {}",
+                n.id,
+                n.name,
+                n.parallelism,
+                short_type(n.output_type)
+            )?;
             if let Some(uid) = &n.uid {
                 write!(f, ", uid '{uid}'")?;
             }
             writeln!(f, ")")?;
             for i in &n.inputs {
-                writeln!(f, "      <- [{}] {}{}", i.node, i.partitioner, if i.input > 0 { " (input 2)" } else { "" })?;
+                writeln!(
+                    f,
+                    "      <- [{}] {}{}",
+                    i.node,
+                    i.partitioner,
+                    if i.input > 0 { " (input 2)" } else { "" }
+                )?;
             }
         }
         writeln!(f, "\n== JobGraph ==")?;
@@ -169,13 +186,25 @@ impl fmt::Display for Plan {
                 v.id, v.name, v.parallelism, v.slot_sharing_group, v.chained_nodes
             )?;
             for i in &v.inputs {
-                writeln!(f, "      <- vertex {} by {}; not chained: {}", i.vertex, i.partitioner, i.chain_broken_because.join("; "))?;
+                writeln!(
+                    f,
+                    "      <- vertex {} by {}; not chained: {}",
+                    i.vertex,
+                    i.partitioner,
+                    i.chain_broken_because.join("; ")
+                )?;
             }
         }
         writeln!(f, "\n== ExecutionGraph ==")?;
         for subtasks in &self.execution_graph.vertices {
             for s in subtasks {
-                writeln!(f, "  {} -> TaskManager {} slot {}", s.name, s.slot.task_manager + 1, s.slot.slot + 1)?;
+                writeln!(
+                    f,
+                    "  {} -> TaskManager {} slot {}",
+                    s.name,
+                    s.slot.task_manager + 1,
+                    s.slot.slot + 1
+                )?;
             }
         }
         write!(f, "  slots used: {}", self.execution_graph.slots_used.len())
@@ -188,7 +217,9 @@ fn short_type(name: &str) -> String {
     for (i, part) in name.split("::").enumerate() {
         if i > 0 {
             // Drop the path before the last segment of each type name.
-            let cut = out.rfind(|c: char| !(c.is_alphanumeric() || c == '_')).map_or(0, |p| p + 1);
+            let cut = out
+                .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .map_or(0, |p| p + 1);
             out.truncate(cut);
         }
         out.push_str(part);
@@ -200,7 +231,10 @@ fn short_type(name: &str) -> String {
 mod tests {
     #[test]
     fn type_names_are_shortened_to_their_last_segment() {
-        assert_eq!(super::short_type("(alloc::string::String, u64)"), "(String, u64)");
+        assert_eq!(
+            super::short_type("(alloc::string::String, u64)"),
+            "(String, u64)"
+        );
         assert_eq!(super::short_type("u64"), "u64");
     }
 }

@@ -49,7 +49,10 @@ pub fn make_writer<T: Data>(kind: PartitionerKind, setup: WriterSetup) -> Box<dy
         PartitionerKind::Forward | PartitionerKind::Rebalance | PartitionerKind::Rescale => {
             Box::new(RoutingWriter::<T, _>::new(setup, RoundRobin::new(start)))
         }
-        PartitionerKind::Shuffle => Box::new(RoutingWriter::<T, _>::new(setup, Shuffle::new(start as u64))),
+        PartitionerKind::Shuffle => Box::new(RoutingWriter::<T, _>::new(
+            setup,
+            Shuffle::new(start as u64),
+        )),
         PartitionerKind::Broadcast => Box::new(BroadcastWriter::<T>::new(setup)),
         PartitionerKind::Hash => unreachable!("hash writers are built with their key selector"),
     }
@@ -148,7 +151,10 @@ pub struct RoutingWriter<T, S> {
 impl<T: Data, S: ChannelSelector<T>> RoutingWriter<T, S> {
     /// A writer over `setup`'s channels routing with `selector`.
     pub fn new(setup: WriterSetup, selector: S) -> Self {
-        Self { channels: Channels::new(setup), selector }
+        Self {
+            channels: Channels::new(setup),
+            selector,
+        }
     }
 }
 
@@ -176,7 +182,8 @@ impl<T: Data, S: ChannelSelector<T>> RecordWriter for RoutingWriter<T, S> {
     }
 
     fn broadcast_watermark(&mut self, watermark: Watermark) -> Result<()> {
-        self.channels.broadcast(|| StreamElement::Watermark(watermark))
+        self.channels
+            .broadcast(|| StreamElement::Watermark(watermark))
     }
 
     fn flush_if_due(&mut self, now: Instant) -> Result<()> {
@@ -196,7 +203,9 @@ pub struct BroadcastWriter<T> {
 impl<T: Data> BroadcastWriter<T> {
     /// A broadcast writer over `setup`'s channels.
     pub fn new(setup: WriterSetup) -> Self {
-        Self { channels: Channels::new(setup) }
+        Self {
+            channels: Channels::new(setup),
+        }
     }
 }
 
@@ -214,7 +223,8 @@ impl<T: Data> RecordWriter for BroadcastWriter<T> {
     }
 
     fn broadcast_watermark(&mut self, watermark: Watermark) -> Result<()> {
-        self.channels.broadcast(|| StreamElement::Watermark(watermark))
+        self.channels
+            .broadcast(|| StreamElement::Watermark(watermark))
     }
 
     fn flush_if_due(&mut self, now: Instant) -> Result<()> {

@@ -44,7 +44,9 @@ impl<T: Data> SinkOperator<T> {
     }
 
     fn writer(&mut self) -> &mut dyn SinkWriter<T> {
-        self.writer.as_deref_mut().expect("sink writer used before open")
+        self.writer
+            .as_deref_mut()
+            .expect("sink writer used before open")
     }
 }
 
@@ -54,12 +56,21 @@ impl<T: Data> StreamOperator for SinkOperator<T> {
         Ok(())
     }
 
-    fn process_batch(&mut self, _input: usize, batch: RecordBatch, _out: &mut Output) -> Result<()> {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _out: &mut Output,
+    ) -> Result<()> {
         let records = batch.into_records::<T>()?;
         self.writer().write_batch(records)
     }
 
-    fn process_watermark(&mut self, _watermark: sluice_core::Watermark, _out: &mut Output) -> Result<()> {
+    fn process_watermark(
+        &mut self,
+        _watermark: sluice_core::Watermark,
+        _out: &mut Output,
+    ) -> Result<()> {
         Ok(())
     }
 

@@ -68,7 +68,11 @@ pub struct OutputType {
 impl OutputType {
     /// The output type for records of type `T`.
     pub fn of<T: Data>() -> Self {
-        Self { name: std::any::type_name::<T>(), clone_batch: clone_batch::<T>, make_writer: make_writer::<T> }
+        Self {
+            name: std::any::type_name::<T>(),
+            clone_batch: clone_batch::<T>,
+            make_writer: make_writer::<T>,
+        }
     }
 }
 
@@ -129,27 +133,37 @@ pub const DEFAULT_SLOT_SHARING_GROUP: &str = "default";
 impl StreamGraph {
     /// The effective parallelism of a node.
     pub fn parallelism(&self, node: usize) -> usize {
-        self.nodes[node].parallelism.unwrap_or(self.config.parallelism)
+        self.nodes[node]
+            .parallelism
+            .unwrap_or(self.config.parallelism)
     }
 
     /// Edges leaving `node`, in the order they were added.
     pub fn out_edges(&self, node: usize) -> impl Iterator<Item = (usize, &StreamEdge)> {
-        self.edges.iter().enumerate().filter(move |(_, e)| e.source == node)
+        self.edges
+            .iter()
+            .enumerate()
+            .filter(move |(_, e)| e.source == node)
     }
 
     /// Edges entering `node`.
     pub fn in_edges(&self, node: usize) -> impl Iterator<Item = (usize, &StreamEdge)> {
-        self.edges.iter().enumerate().filter(move |(_, e)| e.target == node)
+        self.edges
+            .iter()
+            .enumerate()
+            .filter(move |(_, e)| e.target == node)
     }
 
     /// The partitioner an edge uses: the user's, or forward when the
     /// parallelism matches and rebalance when it does not (Flink's rule).
     pub fn partitioner(&self, edge: &StreamEdge) -> PartitionerKind {
-        edge.partitioner.unwrap_or(if self.parallelism(edge.source) == self.parallelism(edge.target) {
-            PartitionerKind::Forward
-        } else {
-            PartitionerKind::Rebalance
-        })
+        edge.partitioner.unwrap_or(
+            if self.parallelism(edge.source) == self.parallelism(edge.target) {
+                PartitionerKind::Forward
+            } else {
+                PartitionerKind::Rebalance
+            },
+        )
     }
 
     /// The slot sharing group of every node: its own, else its inputs' if
@@ -177,7 +191,8 @@ impl StreamGraph {
         self.config.validate()?;
         if !self.nodes.iter().any(|n| n.kind == NodeKind::Sink) {
             return Err(SluiceError::InvalidJob(
-                "the job has no sink: add one with sink_to(...) (or print/collect) before execute".into(),
+                "the job has no sink: add one with sink_to(...) (or print/collect) before execute"
+                    .into(),
             ));
         }
         let max = self.config.max_parallelism;

@@ -20,6 +20,10 @@ use crate::runtime_context::RuntimeContext;
 use crate::source::{ErasedSourceReader, InputStatus, SerializedSplit};
 use crate::stream_graph::{NodeBody, NodeKind};
 
+/// A subtask's output channels: per outgoing job edge id, one channel per
+/// connected downstream subtask, in subtask order.
+pub type OutputChannels = HashMap<usize, Vec<Sender<StreamElement>>>;
+
 /// Everything a TaskManager needs to run one subtask.
 pub struct TaskDeployment {
     /// The job.
@@ -33,7 +37,7 @@ pub struct TaskDeployment {
     /// Input channels (empty for a source).
     pub inputs: Vec<InputChannel>,
     /// Output channels per outgoing job edge id, in downstream subtask order.
-    pub outputs: HashMap<usize, Vec<Sender<StreamElement>>>,
+    pub outputs: OutputChannels,
     /// Splits for a source task.
     pub splits: Vec<SerializedSplit>,
     /// Set when the job is cancelled or failing.
@@ -52,8 +56,15 @@ impl TaskDeployment {
 
 /// The head of a task: where its input comes from.
 enum Head {
-    Source { reader: Box<dyn ErasedSourceReader>, output: Output, name: String },
-    Operator { gate: InputGate, chain: ChainedOperator },
+    Source {
+        reader: Box<dyn ErasedSourceReader>,
+        output: Output,
+        name: String,
+    },
+    Operator {
+        gate: Box<InputGate>,
+        chain: ChainedOperator,
+    },
 }
 
 /// Runs a task to completion and passes its outcome (the first error, naming
@@ -93,27 +104,49 @@ fn run_task_inner(mut d: TaskDeployment, head_slot: &mut Option<Head>) -> Result
             let reader = source
                 .create_reader(&ctx, &d.splits)
                 .map_err(|e| task_error(&head_node.name, &subtask, e))?;
-            Head::Source { reader, output: builder.output(vertex.head)?, name: head_node.name.clone() }
+            Head::Source {
+                reader,
+                output: builder.output(vertex.head)?,
+                name: head_node.name.clone(),
+            }
         }
-        NodeBody::Operator { inputs: inputs_count, .. } => {
-            let gate = InputGate::new(inputs, *inputs_count);
-            Head::Operator { gate, chain: builder.operator(vertex.head, *inputs_count)? }
+        NodeBody::Operator {
+            inputs: inputs_count,
+            ..
+        } => {
+            let gate = Box::new(InputGate::new(inputs, *inputs_count));
+            Head::Operator {
+                gate,
+                chain: builder.operator(vertex.head, *inputs_count)?,
+            }
         }
     };
 
     let head = head_slot.insert(head);
     let mut ctx_for = |name: &str| make_ctx(name);
     let result = match head {
-        Head::Source { reader, output, name } => output
+        Head::Source {
+            reader,
+            output,
+            name,
+        } => output
             .open(&mut ctx_for)
-            .and_then(|_| run_source(reader.as_mut(), output, &d.cancel, &d.metrics, sg.config.buffer_timeout))
+            .and_then(|_| {
+                run_source(
+                    reader.as_mut(),
+                    output,
+                    &d.cancel,
+                    &d.metrics,
+                    sg.config.buffer_timeout,
+                )
+            })
             .map_err(|e| match e {
                 SluiceError::Task { .. } => e,
                 e => task_error(name, &subtask, e),
             }),
-        Head::Operator { gate, chain } => chain
-            .open(&mut ctx_for)
-            .and_then(|_| run_operator(gate, chain, &d.cancel, &d.metrics, sg.config.buffer_timeout)),
+        Head::Operator { gate, chain } => chain.open(&mut ctx_for).and_then(|_| {
+            run_operator(gate, chain, &d.cancel, &d.metrics, sg.config.buffer_timeout)
+        }),
     };
     let closed = match head {
         Head::Source { reader, output, .. } => reader.close().and(output.close()),
@@ -184,7 +217,7 @@ fn run_operator(
 /// Builds the operator tree of a task from the StreamGraph.
 struct ChainBuilder<'a> {
     d: &'a TaskDeployment,
-    outputs: HashMap<usize, Vec<Sender<StreamElement>>>,
+    outputs: OutputChannels,
 }
 
 impl ChainBuilder<'_> {
@@ -192,10 +225,22 @@ impl ChainBuilder<'_> {
         let sg = &self.d.job_graph.stream_graph;
         let n = &sg.nodes[node];
         let NodeBody::Operator { factory, .. } = &n.body else {
-            return Err(SluiceError::Internal(format!("source '{}' chained after another operator", n.name)));
+            return Err(SluiceError::Internal(format!(
+                "source '{}' chained after another operator",
+                n.name
+            )));
         };
-        let output = if n.kind == NodeKind::Sink { Output::none() } else { self.output(node)? };
-        Ok(ChainedOperator::new(n.name.clone(), factory(), inputs, output))
+        let output = if n.kind == NodeKind::Sink {
+            Output::none()
+        } else {
+            self.output(node)?
+        };
+        Ok(ChainedOperator::new(
+            n.name.clone(),
+            factory(),
+            inputs,
+            output,
+        ))
     }
 
     fn output(&mut self, node: usize) -> Result<Output> {
@@ -204,10 +249,15 @@ impl ChainBuilder<'_> {
         let mut targets = Vec::new();
         for (edge_index, edge) in sg.out_edges(node) {
             match jg.edge_for_stream_edge(edge_index) {
-                None => targets.push(OutputTarget::Chained(Box::new(self.operator(edge.target, 1)?))),
+                None => targets.push(OutputTarget::Chained(Box::new(
+                    self.operator(edge.target, 1)?,
+                ))),
                 Some(job_edge) => {
                     let channels = self.outputs.remove(&job_edge.id).ok_or_else(|| {
-                        SluiceError::Internal(format!("no channels deployed for edge {}", job_edge.id))
+                        SluiceError::Internal(format!(
+                            "no channels deployed for edge {}",
+                            job_edge.id
+                        ))
                     })?;
                     let setup = WriterSetup {
                         channels,
@@ -216,7 +266,10 @@ impl ChainBuilder<'_> {
                         subtask_index: self.d.subtask_index,
                         max_parallelism: sg.config.max_parallelism,
                         metrics: self.d.metrics.clone(),
-                        edge_name: format!("{} -> {}", sg.nodes[edge.source].name, sg.nodes[edge.target].name),
+                        edge_name: format!(
+                            "{} -> {}",
+                            sg.nodes[edge.source].name, sg.nodes[edge.target].name
+                        ),
                     };
                     let writer = match &edge.keyed_writer {
                         Some(make) => make(setup),

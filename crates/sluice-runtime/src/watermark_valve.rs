@@ -23,7 +23,14 @@ impl StatusWatermarkValve {
     /// A valve over `n` channels, all active, none having sent a watermark.
     pub fn new(n: usize) -> Self {
         Self {
-            channels: vec![ChannelState { watermark: Watermark::MIN, idle: false, ended: false }; n],
+            channels: vec![
+                ChannelState {
+                    watermark: Watermark::MIN,
+                    idle: false,
+                    ended: false
+                };
+                n
+            ],
             last_emitted: Watermark::MIN,
             idle: false,
         }
@@ -69,7 +76,12 @@ impl StatusWatermarkValve {
     }
 
     fn advance(&mut self) -> Option<Watermark> {
-        let min = self.channels.iter().filter(|c| !c.ended && !c.idle).map(|c| c.watermark).min()?;
+        let min = self
+            .channels
+            .iter()
+            .filter(|c| !c.ended && !c.idle)
+            .map(|c| c.watermark)
+            .min()?;
         (min > self.last_emitted).then(|| {
             self.last_emitted = min;
             min
@@ -102,8 +114,16 @@ mod tests {
         let mut v = StatusWatermarkValve::new(2);
         v.input_watermark(0, Watermark(100));
         assert_eq!(v.input_idle(1, true), Some(Watermark(100)));
-        assert_eq!(v.input_watermark(1, Watermark(50)), None, "active again, but behind: no regression");
-        assert_eq!(v.input_watermark(0, Watermark(200)), None, "channel 1 at 50 holds it");
+        assert_eq!(
+            v.input_watermark(1, Watermark(50)),
+            None,
+            "active again, but behind: no regression"
+        );
+        assert_eq!(
+            v.input_watermark(0, Watermark(200)),
+            None,
+            "channel 1 at 50 holds it"
+        );
         assert_eq!(v.input_watermark(1, Watermark(150)), Some(Watermark(150)));
     }
 

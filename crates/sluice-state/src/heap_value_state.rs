@@ -9,6 +9,9 @@ use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
 use sluice_core::{KeyGroupRange, Result, SluiceError};
 
+/// The entries of one key group, as extracted for a move to another subtask.
+pub type KeyGroupEntries<K, V> = (usize, Vec<(K, V)>);
+
 /// One value per key for the key groups of one subtask.
 #[derive(Debug)]
 pub struct HeapValueState<K, V> {
@@ -19,7 +22,10 @@ pub struct HeapValueState<K, V> {
 impl<K: Eq + Hash, V> HeapValueState<K, V> {
     /// Empty state for the key groups in `range`.
     pub fn new(range: KeyGroupRange) -> Self {
-        Self { range, groups: (0..range.len()).map(|_| HashMap::new()).collect() }
+        Self {
+            range,
+            groups: (0..range.len()).map(|_| HashMap::new()).collect(),
+        }
     }
 
     /// The key-group range this state holds.
@@ -29,7 +35,11 @@ impl<K: Eq + Hash, V> HeapValueState<K, V> {
 
     #[inline]
     fn group(&mut self, key_group: usize) -> &mut HashMap<K, V> {
-        debug_assert!(self.range.contains(key_group), "key group {key_group} not in {:?}", self.range);
+        debug_assert!(
+            self.range.contains(key_group),
+            "key group {key_group} not in {:?}",
+            self.range
+        );
         &mut self.groups[key_group - self.range.start]
     }
 
@@ -80,7 +90,10 @@ impl<K: Eq + Hash, V> HeapValueState<K, V> {
     }
 
     /// Removes and returns the entries of every key group in `range`, per key group.
-    pub fn extract_key_groups(&mut self, range: KeyGroupRange) -> Result<Vec<(usize, Vec<(K, V)>)>> {
+    pub fn extract_key_groups(
+        &mut self,
+        range: KeyGroupRange,
+    ) -> Result<Vec<KeyGroupEntries<K, V>>> {
         self.check_range(range)?;
         Ok((range.start..range.end)
             .map(|g| (g, self.group(g).drain().collect()))
@@ -122,7 +135,10 @@ mod tests {
         for (i, target) in to.iter_mut().enumerate() {
             let range = target.key_group_range();
             for (g, entries) in from.extract_key_groups(range).unwrap() {
-                assert_eq!(sluice_core::key_group::operator_index_for_key_group(max, 2, g), i);
+                assert_eq!(
+                    sluice_core::key_group::operator_index_for_key_group(max, 2, g),
+                    i
+                );
                 target.insert_key_group(g, entries).unwrap();
             }
         }

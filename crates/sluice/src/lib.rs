@@ -13,3 +13,8 @@ pub use sluice_cluster::VertexMetrics;
 pub use sluice_connectors as connectors;
 pub use sluice_core::{ExecutionConfig, Result, SluiceError, StreamRecord, Timestamp, Watermark};
 pub use sluice_runtime::{RuntimeContext, Sink, SinkWriter, Source, SourceOutput, SourceReader};
+
+/// The README's code, compiled as a doc test so that it stays true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -15,7 +15,11 @@ use sluice::process_stats::{cpu_time, peak_rss_bytes};
 use sluice::{JobClient, StreamExecutionEnvironment};
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "A stream processor in the family of Apache Flink")]
+#[command(
+    name = "sluice",
+    version,
+    about = "A stream processor in the family of Apache Flink"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -109,7 +113,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
         )
         .init();
     match run(cli) {
@@ -146,10 +151,17 @@ fn build(args: &JobArgs) -> Result<(StreamExecutionEnvironment, Option<FinalCoun
     }
     match args.job {
         Job::Wordcount => {
-            let Some(input) = args.input.clone() else { bail!("wordcount needs --input FILE (a text file or directory)") };
-            let options = WordCountOptions { parallelism: None, reduce_parallelism: args.reduce_parallelism };
+            let Some(input) = args.input.clone() else {
+                bail!("wordcount needs --input FILE (a text file or directory)")
+            };
+            let options = WordCountOptions {
+                parallelism: None,
+                reduce_parallelism: args.reduce_parallelism,
+            };
             let counts = FinalCounts::default();
-            let mut sink = word_count(&env, input, &options).sink_to(counts.clone()).name("Sink: final counts");
+            let mut sink = word_count(&env, input, &options)
+                .sink_to(counts.clone())
+                .name("Sink: final counts");
             if let Some(p) = args.reduce_parallelism {
                 sink = sink.set_parallelism(p);
             }
@@ -177,7 +189,10 @@ fn run_job(args: &JobArgs) -> Result<()> {
             writeln!(out, "{word}\t{count}").context("cannot write to standard output")?;
         }
     }
-    eprintln!("job '{}' finished in {:.2?}", result.job_name, result.duration);
+    eprintln!(
+        "job '{}' finished in {:.2?}",
+        result.job_name, result.duration
+    );
     Ok(())
 }
 
@@ -217,7 +232,10 @@ fn bench(args: &BenchArgs) -> Result<()> {
         pipeline(&env, args.events, args.keys, None);
         let (cpu0, t0) = (cpu_time(), Instant::now());
         env.execute("pipeline benchmark")?;
-        let (wall, cpu) = (t0.elapsed().as_secs_f64(), (cpu_time() - cpu0).as_secs_f64());
+        let (wall, cpu) = (
+            t0.elapsed().as_secs_f64(),
+            (cpu_time() - cpu0).as_secs_f64(),
+        );
         let rate = args.events as f64 / wall;
         let rate_cpu = args.events as f64 / cpu.max(1e-9);
         println!(
@@ -236,10 +254,21 @@ fn bench(args: &BenchArgs) -> Result<()> {
     };
     let (min, median) = stats(&mut rates);
     let (cmin, cmedian) = stats(&mut per_core);
-    println!("events/s:            min {:.2}M, median {:.2}M", min / 1e6, median / 1e6);
-    println!("events/CPU-second:   min {:.2}M, median {:.2}M", cmin / 1e6, cmedian / 1e6);
+    println!(
+        "events/s:            min {:.2}M, median {:.2}M",
+        min / 1e6,
+        median / 1e6
+    );
+    println!(
+        "events/CPU-second:   min {:.2}M, median {:.2}M",
+        cmin / 1e6,
+        cmedian / 1e6
+    );
     if let Some(rss) = peak_rss_bytes() {
-        println!("peak RSS:            {:.1} MiB", rss as f64 / (1 << 20) as f64);
+        println!(
+            "peak RSS:            {:.1} MiB",
+            rss as f64 / (1 << 20) as f64
+        );
     }
     Ok(())
 }

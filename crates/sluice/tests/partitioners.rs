@@ -1,7 +1,9 @@
 //! Every partitioner sends each record exactly where Flink's would.
 
 use sluice::{Collector, Context, ProcessFunction, RuntimeContext, StreamExecutionEnvironment};
-use sluice_core::key_group::{key_group_for_bytes, operator_index_for_key_group, DEFAULT_MAX_PARALLELISM};
+use sluice_core::key_group::{
+    key_group_for_bytes, operator_index_for_key_group, DEFAULT_MAX_PARALLELISM,
+};
 use sluice_core::FunctionResult;
 
 /// Tags each record with the subtask index it passed through.
@@ -16,7 +18,12 @@ impl<T: sluice_core::Data> ProcessFunction<T, (T, usize)> for TagSubtask {
         Ok(())
     }
 
-    fn process_element(&mut self, value: T, _ctx: &Context, out: &mut Collector<'_, (T, usize)>) -> FunctionResult {
+    fn process_element(
+        &mut self,
+        value: T,
+        _ctx: &Context,
+        out: &mut Collector<'_, (T, usize)>,
+    ) -> FunctionResult {
         out.collect((value, self.subtask));
         Ok(())
     }
@@ -53,7 +60,10 @@ fn route(
     let env = StreamExecutionEnvironment::new();
     env.set_parallelism(up);
     let tagged = env.from_sequence(n).process(TagSubtask::default());
-    let out = partition(tagged).process(TagSubtask::default()).set_parallelism(down).collect();
+    let out = partition(tagged)
+        .process(TagSubtask::default())
+        .set_parallelism(down)
+        .collect();
     env.execute("partitioning").unwrap();
     let mut v = out.take();
     v.sort();
@@ -86,7 +96,11 @@ fn rescale_sends_each_upstream_only_to_its_local_subset_round_robin() {
         assert!(local.contains(down), "upstream {up} sent to {down}");
     }
     for target in 0..4 {
-        assert_eq!(out.iter().filter(|(_, d)| *d == target).count(), 100, "round robin fills subtask {target} evenly");
+        assert_eq!(
+            out.iter().filter(|(_, d)| *d == target).count(),
+            100,
+            "round robin fills subtask {target} evenly"
+        );
     }
 }
 
@@ -94,13 +108,22 @@ fn rescale_sends_each_upstream_only_to_its_local_subset_round_robin() {
 fn shuffle_delivers_every_record_once_randomly_and_reproducibly() {
     let first = route(3000, 1, 3, |s| s.shuffle());
     let second = route(3000, 1, 3, |s| s.shuffle());
-    assert_eq!(first, second, "the shuffle is seeded by the subtask, so a run can be replayed");
-    assert_eq!(first.iter().map(|((v, _), _)| *v).collect::<Vec<_>>(), (0..3000).collect::<Vec<_>>());
+    assert_eq!(
+        first, second,
+        "the shuffle is seeded by the subtask, so a run can be replayed"
+    );
+    assert_eq!(
+        first.iter().map(|((v, _), _)| *v).collect::<Vec<_>>(),
+        (0..3000).collect::<Vec<_>>()
+    );
     for target in 0..3 {
         let n = first.iter().filter(|(_, d)| *d == target).count();
         assert!((800..1200).contains(&n), "subtask {target} got {n} of 3000");
     }
-    let in_order = first.windows(2).filter(|w| (w[1].1 + 3 - w[0].1) % 3 == 1).count();
+    let in_order = first
+        .windows(2)
+        .filter(|w| (w[1].1 + 3 - w[0].1) % 3 == 1)
+        .count();
     assert!(in_order < 2000, "not round robin");
 }
 
@@ -109,7 +132,11 @@ fn broadcast_sends_every_record_to_every_downstream_subtask() {
     let out = route(50, 2, 3, |s| s.broadcast());
     assert_eq!(out.len(), 150);
     for v in 0..50 {
-        let mut targets: Vec<usize> = out.iter().filter(|((x, _), _)| *x == v).map(|(_, d)| *d).collect();
+        let mut targets: Vec<usize> = out
+            .iter()
+            .filter(|((x, _), _)| *x == v)
+            .map(|(_, d)| *d)
+            .collect();
         targets.sort();
         assert_eq!(targets, vec![0, 1, 2], "record {v}");
     }
@@ -135,7 +162,11 @@ fn key_by_sends_each_key_to_the_subtask_owning_its_key_group() {
         let mut bytes = vec![key.len() as u8];
         bytes.extend_from_slice(key.as_bytes());
         let group = key_group_for_bytes(&bytes, DEFAULT_MAX_PARALLELISM);
-        assert_eq!(subtask, operator_index_for_key_group(DEFAULT_MAX_PARALLELISM, 3, group), "key {key}");
+        assert_eq!(
+            subtask,
+            operator_index_for_key_group(DEFAULT_MAX_PARALLELISM, 3, group),
+            "key {key}"
+        );
     }
 }
 

@@ -8,8 +8,10 @@ use rand::{Rng, SeedableRng};
 use sluice::jobs::wordcount::{tokenize, word_count, FinalCounts, WordCountOptions};
 use sluice::StreamExecutionEnvironment;
 
-const VOCABULARY: [&str; 12] =
-    ["stream", "batch", "Flink", "sluice", "key", "group", "window", "state", "barrier", "sink", "source", "a"];
+const VOCABULARY: [&str; 12] = [
+    "stream", "batch", "Flink", "sluice", "key", "group", "window", "state", "barrier", "sink",
+    "source", "a",
+];
 
 /// A file of `lines` random lines (seeded), and the reference count of its words.
 fn corpus(lines: usize, seed: u64) -> (tempfile::NamedTempFile, HashMap<String, u64>) {
@@ -18,7 +20,9 @@ fn corpus(lines: usize, seed: u64) -> (tempfile::NamedTempFile, HashMap<String, 
     let mut reference = HashMap::new();
     for _ in 0..lines {
         let n = rng.random_range(0..12);
-        let words: Vec<&str> = (0..n).map(|_| VOCABULARY[rng.random_range(0..VOCABULARY.len())]).collect();
+        let words: Vec<&str> = (0..n)
+            .map(|_| VOCABULARY[rng.random_range(0..VOCABULARY.len())])
+            .collect();
         let line = words.join(if rng.random_bool(0.5) { " " } else { ", " });
         for w in &words {
             *reference.entry(w.to_lowercase()).or_insert(0) += 1;
@@ -46,7 +50,10 @@ fn word_count_matches_the_reference_at_parallelism_1_2_and_4() {
     for parallelism in [1, 2, 4] {
         let (counts, updates) = run_word_count(file.path(), parallelism);
         assert_eq!(counts, reference, "parallelism {parallelism}");
-        assert_eq!(updates as u64, total_words, "one rolling update per word, parallelism {parallelism}");
+        assert_eq!(
+            updates as u64, total_words,
+            "one rolling update per word, parallelism {parallelism}"
+        );
     }
 }
 
@@ -55,7 +62,12 @@ fn rolling_counts_of_a_word_go_up_by_one_per_occurrence() {
     let (file, reference) = corpus(500, 11);
     let env = StreamExecutionEnvironment::new();
     env.set_parallelism(3);
-    let updates = word_count(&env, file.path().to_path_buf(), &WordCountOptions::default()).collect();
+    let updates = word_count(
+        &env,
+        file.path().to_path_buf(),
+        &WordCountOptions::default(),
+    )
+    .collect();
     env.execute("word count").unwrap();
     let mut per_word: HashMap<String, Vec<u64>> = HashMap::new();
     for (w, c) in updates.take() {
@@ -69,6 +81,9 @@ fn rolling_counts_of_a_word_go_up_by_one_per_occurrence() {
 
 #[test]
 fn tokenize_lowercases_and_splits_on_non_alphanumerics() {
-    assert_eq!(tokenize("The end, the END!  x1"), vec!["the", "end", "the", "end", "x1"]);
+    assert_eq!(
+        tokenize("The end, the END!  x1"),
+        vec!["the", "end", "the", "end", "x1"]
+    );
     assert!(tokenize(" ,; ").is_empty());
 }

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 
 use sluice_core::{Data, RecordBatch, Result, Timestamp, Watermark};
 
-use crate::functions::{Collector, CoProcessFunction, Context};
+use crate::functions::{CoProcessFunction, Collector, Context};
 use crate::operator::{Output, StreamOperator};
 use crate::operators::user_error;
 use crate::runtime_context::RuntimeContext;
@@ -20,7 +20,11 @@ pub struct CoMapOperator<I1, I2, O, F1, F2> {
 impl<I1, I2, O, F1, F2> CoMapOperator<I1, I2, O, F1, F2> {
     /// A co-map with one function per input.
     pub fn new(f1: F1, f2: F2) -> Self {
-        Self { f1, f2, _types: PhantomData }
+        Self {
+            f1,
+            f2,
+            _types: PhantomData,
+        }
     }
 }
 
@@ -34,9 +38,17 @@ where
 {
     fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let mapped: Vec<_> = if input == 0 {
-            batch.into_records::<I1>()?.into_iter().map(|r| r.replace_with(&mut self.f1)).collect()
+            batch
+                .into_records::<I1>()?
+                .into_iter()
+                .map(|r| r.replace_with(&mut self.f1))
+                .collect()
         } else {
-            batch.into_records::<I2>()?.into_iter().map(|r| r.replace_with(&mut self.f2)).collect()
+            batch
+                .into_records::<I2>()?
+                .into_iter()
+                .map(|r| r.replace_with(&mut self.f2))
+                .collect()
         };
         out.emit_records::<O>(mapped)
     }
@@ -53,7 +65,12 @@ pub struct CoProcessOperator<I1, I2, O, F> {
 impl<I1, I2, O, F> CoProcessOperator<I1, I2, O, F> {
     /// Runs `function`.
     pub fn new(function: F) -> Self {
-        Self { function, watermark: Watermark::MIN, ended: 0, _types: PhantomData }
+        Self {
+            function,
+            watermark: Watermark::MIN,
+            ended: 0,
+            _types: PhantomData,
+        }
     }
 }
 
@@ -68,15 +85,25 @@ impl<I1: Data, I2: Data, O: Data, F: CoProcessFunction<I1, I2, O>> StreamOperato
         let mut result = Vec::with_capacity(batch.len());
         if input == 0 {
             for r in batch.into_records::<I1>()? {
-                let ctx = Context { timestamp: r.timestamp, current_watermark: self.watermark };
+                let ctx = Context {
+                    timestamp: r.timestamp,
+                    current_watermark: self.watermark,
+                };
                 let mut c = Collector::new(&mut result, r.timestamp);
-                self.function.process_element1(r.value, &ctx, &mut c).map_err(user_error)?;
+                self.function
+                    .process_element1(r.value, &ctx, &mut c)
+                    .map_err(user_error)?;
             }
         } else {
             for r in batch.into_records::<I2>()? {
-                let ctx = Context { timestamp: r.timestamp, current_watermark: self.watermark };
+                let ctx = Context {
+                    timestamp: r.timestamp,
+                    current_watermark: self.watermark,
+                };
                 let mut c = Collector::new(&mut result, r.timestamp);
-                self.function.process_element2(r.value, &ctx, &mut c).map_err(user_error)?;
+                self.function
+                    .process_element2(r.value, &ctx, &mut c)
+                    .map_err(user_error)?;
             }
         }
         out.emit_records(result)
@@ -93,7 +120,9 @@ impl<I1: Data, I2: Data, O: Data, F: CoProcessFunction<I1, I2, O>> StreamOperato
             return Ok(());
         }
         let mut result = Vec::new();
-        self.function.end_input(&mut Collector::new(&mut result, Timestamp::NONE)).map_err(user_error)?;
+        self.function
+            .end_input(&mut Collector::new(&mut result, Timestamp::NONE))
+            .map_err(user_error)?;
         out.emit_records(result)
     }
 }

@@ -24,7 +24,14 @@ pub struct KeyedReduceOperator<T, K, KS, F> {
 impl<T, K, KS, F> KeyedReduceOperator<T, K, KS, F> {
     /// A rolling reduce keyed by `key_selector`.
     pub fn new(key_selector: KS, reduce: F) -> Self {
-        Self { key_selector, reduce, hasher: KeyHasher::new(), max_parallelism: 0, state: None, _types: PhantomData }
+        Self {
+            key_selector,
+            reduce,
+            hasher: KeyHasher::new(),
+            max_parallelism: 0,
+            state: None,
+            _types: PhantomData,
+        }
     }
 }
 
@@ -53,7 +60,10 @@ where
                 Some(acc) => reduce(acc, r.value),
                 None => r.value,
             });
-            result.push(sluice_core::StreamRecord::with_timestamp(acc.clone(), r.timestamp));
+            result.push(sluice_core::StreamRecord::with_timestamp(
+                acc.clone(),
+                r.timestamp,
+            ));
         }
         out.emit_records(result)
     }

@@ -20,7 +20,11 @@ pub struct ProcessOperator<I, O, F> {
 impl<I, O, F> ProcessOperator<I, O, F> {
     /// Runs `function`.
     pub fn new(function: F) -> Self {
-        Self { function, watermark: Watermark::MIN, _types: PhantomData }
+        Self {
+            function,
+            watermark: Watermark::MIN,
+            _types: PhantomData,
+        }
     }
 }
 
@@ -33,9 +37,14 @@ impl<I: Data, O: Data, F: ProcessFunction<I, O>> StreamOperator for ProcessOpera
         let records = batch.into_records::<I>()?;
         let mut result = Vec::with_capacity(records.len());
         for r in records {
-            let ctx = Context { timestamp: r.timestamp, current_watermark: self.watermark };
+            let ctx = Context {
+                timestamp: r.timestamp,
+                current_watermark: self.watermark,
+            };
             let mut c = Collector::new(&mut result, r.timestamp);
-            self.function.process_element(r.value, &ctx, &mut c).map_err(user_error)?;
+            self.function
+                .process_element(r.value, &ctx, &mut c)
+                .map_err(user_error)?;
         }
         out.emit_records(result)
     }
@@ -48,7 +57,9 @@ impl<I: Data, O: Data, F: ProcessFunction<I, O>> StreamOperator for ProcessOpera
     fn end_input(&mut self, _input: usize, out: &mut Output) -> Result<()> {
         let mut result = Vec::new();
         let ts = sluice_core::Timestamp::NONE;
-        self.function.end_input(&mut Collector::new(&mut result, ts)).map_err(user_error)?;
+        self.function
+            .end_input(&mut Collector::new(&mut result, ts))
+            .map_err(user_error)?;
         out.emit_records(result)
     }
 }
@@ -64,7 +75,12 @@ pub struct KeyedProcessOperator<K, I, O, KS, F> {
 impl<K, I, O, KS, F> KeyedProcessOperator<K, I, O, KS, F> {
     /// Runs `function` on records keyed by `key_selector`.
     pub fn new(key_selector: KS, function: F) -> Self {
-        Self { key_selector, function, watermark: Watermark::MIN, _types: PhantomData }
+        Self {
+            key_selector,
+            function,
+            watermark: Watermark::MIN,
+            _types: PhantomData,
+        }
     }
 }
 
@@ -85,9 +101,15 @@ where
         let mut result = Vec::with_capacity(records.len());
         for r in records {
             let key = (self.key_selector)(&r.value);
-            let ctx = KeyedContext { key: &key, timestamp: r.timestamp, current_watermark: self.watermark };
+            let ctx = KeyedContext {
+                key: &key,
+                timestamp: r.timestamp,
+                current_watermark: self.watermark,
+            };
             let mut c = Collector::new(&mut result, r.timestamp);
-            self.function.process_element(r.value, &ctx, &mut c).map_err(user_error)?;
+            self.function
+                .process_element(r.value, &ctx, &mut c)
+                .map_err(user_error)?;
         }
         out.emit_records(result)
     }
@@ -100,7 +122,9 @@ where
     fn end_input(&mut self, _input: usize, out: &mut Output) -> Result<()> {
         let mut result = Vec::new();
         let ts = sluice_core::Timestamp::NONE;
-        self.function.end_input(&mut Collector::new(&mut result, ts)).map_err(user_error)?;
+        self.function
+            .end_input(&mut Collector::new(&mut result, ts))
+            .map_err(user_error)?;
         out.emit_records(result)
     }
 }

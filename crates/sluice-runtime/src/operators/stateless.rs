@@ -17,7 +17,10 @@ pub struct MapOperator<I, O, F> {
 impl<I, O, F> MapOperator<I, O, F> {
     /// A map with `f`.
     pub fn new(f: F) -> Self {
-        Self { f, _types: PhantomData }
+        Self {
+            f,
+            _types: PhantomData,
+        }
     }
 }
 
@@ -25,7 +28,10 @@ impl<I: Data, O: Data, F: FnMut(I) -> O + Send> StreamOperator for MapOperator<I
     fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let records = batch.into_records::<I>()?;
         let f = &mut self.f;
-        let mapped = records.into_iter().map(|r| r.replace_with(&mut *f)).collect();
+        let mapped = records
+            .into_iter()
+            .map(|r| r.replace_with(&mut *f))
+            .collect();
         out.emit_records::<O>(mapped)
     }
 }
@@ -39,7 +45,10 @@ pub struct FilterOperator<T, F> {
 impl<T, F> FilterOperator<T, F> {
     /// A filter with predicate `f`.
     pub fn new(f: F) -> Self {
-        Self { f, _types: PhantomData }
+        Self {
+            f,
+            _types: PhantomData,
+        }
     }
 }
 
@@ -60,7 +69,10 @@ pub struct FlatMapOperator<I, O, F> {
 impl<I, O, F> FlatMapOperator<I, O, F> {
     /// A flat map with `f`.
     pub fn new(f: F) -> Self {
-        Self { f, _types: PhantomData }
+        Self {
+            f,
+            _types: PhantomData,
+        }
     }
 }
 
@@ -76,7 +88,11 @@ where
         let mut result = Vec::with_capacity(records.len());
         for r in records {
             let ts = r.timestamp;
-            result.extend((self.f)(r.value).into_iter().map(|v| sluice_core::StreamRecord::with_timestamp(v, ts)));
+            result.extend(
+                (self.f)(r.value)
+                    .into_iter()
+                    .map(|v| sluice_core::StreamRecord::with_timestamp(v, ts)),
+            );
         }
         out.emit_records(result)
     }

@@ -19,22 +19,39 @@ pub struct WordCountOptions {
 
 /// Splits a line into lower-case words (runs of letters and digits), as Flink's example does.
 pub fn tokenize(line: &str) -> Vec<String> {
-    line.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+    line.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
 }
 
 /// Adds the word count over `input` (a file or directory) and returns the
 /// stream of rolling (word, count) updates.
-pub fn word_count(env: &StreamExecutionEnvironment, input: PathBuf, options: &WordCountOptions) -> DataStream<(String, u64)> {
+pub fn word_count(
+    env: &StreamExecutionEnvironment,
+    input: PathBuf,
+    options: &WordCountOptions,
+) -> DataStream<(String, u64)> {
     fn at<T: Data>(s: DataStream<T>, parallelism: Option<usize>) -> DataStream<T> {
         match parallelism {
             Some(p) => s.set_parallelism(p),
             None => s,
         }
     }
-    let lines = at(env.read_text_file(input).name("words").uid("words"), options.parallelism);
-    let words = at(lines.flat_map(|line: String| tokenize(&line)), options.parallelism);
+    let lines = at(
+        env.read_text_file(input).name("words").uid("words"),
+        options.parallelism,
+    );
+    let words = at(
+        lines.flat_map(|line: String| tokenize(&line)),
+        options.parallelism,
+    );
     let pairs = at(words.map(|w| (w, 1u64)), options.parallelism);
-    let counts = pairs.key_by(|(w, _): &(String, u64)| w.clone()).sum(|(_, c)| c).name("count").uid("count");
+    let counts = pairs
+        .key_by(|(w, _): &(String, u64)| w.clone())
+        .sum(|(_, c)| c)
+        .name("count")
+        .uid("count");
     at(counts, options.reduce_parallelism)
 }
 
@@ -47,7 +64,13 @@ pub struct FinalCounts {
 impl FinalCounts {
     /// The counts, largest first, then by word.
     pub fn sorted(&self) -> Vec<(String, u64)> {
-        let mut v: Vec<_> = self.counts.lock().expect("counts lock").iter().map(|(w, c)| (w.clone(), *c)).collect();
+        let mut v: Vec<_> = self
+            .counts
+            .lock()
+            .expect("counts lock")
+            .iter()
+            .map(|(w, c)| (w.clone(), *c))
+            .collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         v
     }
