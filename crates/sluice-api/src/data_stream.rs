@@ -14,7 +14,7 @@ use sluice_runtime::operator::StreamOperator;
 use sluice_runtime::operators::process::ProcessOperator;
 use sluice_runtime::operators::stateless::{FilterOperator, FlatMapOperator, MapOperator};
 use sluice_runtime::partitioner::{KeyGroupSelector, PartitionerKind};
-use sluice_runtime::record_writer::{RoutingWriter, WriterSetup};
+use sluice_runtime::record_writer::{BySelector, ChannelWriter, WriterSetup};
 use sluice_runtime::sink::SinkOperator;
 use sluice_runtime::stream_graph::{
     ChainingStrategy, KeyedWriterFactory, NodeBody, NodeKind, OperatorFactory, OutputType,
@@ -153,7 +153,7 @@ impl<T: Data> DataStream<T> {
         let ks = key_selector.clone();
         let writer: KeyedWriterFactory = Arc::new(move |setup: WriterSetup| {
             let selector = KeyGroupSelector::new(ks.clone(), setup.max_parallelism);
-            Box::new(RoutingWriter::<T, _>::new(setup, selector))
+            Box::new(ChannelWriter::<T, _>::new(setup, BySelector(selector)))
         });
         let mut stream = self.clone();
         for p in &mut stream.ports {

@@ -69,29 +69,31 @@ where
     /// Rolling minimum of the field `field` selects; the other fields are the key's first record's.
     pub fn min<F, A>(&self, field: A) -> DataStream<T>
     where
-        F: PartialOrd + Copy,
+        F: PartialOrd + Copy + 'static,
         A: Fn(&mut T) -> &mut F + Clone + Send + Sync + 'static,
     {
-        self.reduce_named("Keyed Aggregation", move |mut acc, mut v| {
-            let candidate = *field(&mut v);
-            let current = field(&mut acc);
-            if candidate < *current {
-                *current = candidate;
-            }
-            acc
-        })
+        self.keep_field_where(field, |candidate, current| candidate < current)
     }
 
     /// Rolling maximum of the field `field` selects; the other fields are the key's first record's.
     pub fn max<F, A>(&self, field: A) -> DataStream<T>
     where
-        F: PartialOrd + Copy,
+        F: PartialOrd + Copy + 'static,
+        A: Fn(&mut T) -> &mut F + Clone + Send + Sync + 'static,
+    {
+        self.keep_field_where(field, |candidate, current| candidate > current)
+    }
+
+    /// Replaces the accumulated field by a new record's when `better(new, accumulated)`.
+    fn keep_field_where<F, A>(&self, field: A, better: fn(&F, &F) -> bool) -> DataStream<T>
+    where
+        F: PartialOrd + Copy + 'static,
         A: Fn(&mut T) -> &mut F + Clone + Send + Sync + 'static,
     {
         self.reduce_named("Keyed Aggregation", move |mut acc, mut v| {
             let candidate = *field(&mut v);
             let current = field(&mut acc);
-            if candidate > *current {
+            if better(&candidate, current) {
                 *current = candidate;
             }
             acc

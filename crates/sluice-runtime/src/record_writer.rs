@@ -47,19 +47,22 @@ pub fn make_writer<T: Data>(kind: PartitionerKind, setup: WriterSetup) -> Box<dy
     let start = setup.subtask_index;
     match kind {
         PartitionerKind::Forward | PartitionerKind::Rebalance | PartitionerKind::Rescale => {
-            Box::new(RoutingWriter::<T, _>::new(setup, RoundRobin::new(start)))
+            Box::new(ChannelWriter::<T, _>::new(
+                setup,
+                BySelector(RoundRobin::new(start)),
+            ))
         }
-        PartitionerKind::Shuffle => Box::new(RoutingWriter::<T, _>::new(
+        PartitionerKind::Shuffle => Box::new(ChannelWriter::<T, _>::new(
             setup,
-            Shuffle::new(start as u64),
+            BySelector(Shuffle::new(start as u64)),
         )),
-        PartitionerKind::Broadcast => Box::new(BroadcastWriter::<T>::new(setup)),
+        PartitionerKind::Broadcast => Box::new(ChannelWriter::<T, _>::new(setup, Broadcast)),
         PartitionerKind::Hash => unreachable!("hash writers are built with their key selector"),
     }
 }
 
-/// Channels plus per-channel pending batches; shared by all writers.
-struct Channels<T> {
+/// The channels of one writer with one pending batch each.
+pub struct ChannelBuffers<T> {
     senders: Vec<Sender<StreamElement>>,
     pending: Vec<Vec<StreamRecord<T>>>,
     batch_size: usize,
@@ -69,7 +72,7 @@ struct Channels<T> {
     edge_name: String,
 }
 
-impl<T: Send + 'static> Channels<T> {
+impl<T: Send + 'static> ChannelBuffers<T> {
     fn new(setup: WriterSetup) -> Self {
         let n = setup.channels.len();
         Self {
@@ -142,84 +145,87 @@ impl<T: Send + 'static> Channels<T> {
     }
 }
 
-/// Sends each record to the one channel its selector picks.
-pub struct RoutingWriter<T, S> {
-    channels: Channels<T>,
-    selector: S,
+/// How a writer spreads a batch over its channels.
+pub trait Routing<T>: Send {
+    /// Appends every record to the pending batch of its channel(s).
+    fn route(
+        &mut self,
+        records: Vec<StreamRecord<T>>,
+        channels: &mut ChannelBuffers<T>,
+    ) -> Result<()>;
 }
 
-impl<T: Data, S: ChannelSelector<T>> RoutingWriter<T, S> {
-    /// A writer over `setup`'s channels routing with `selector`.
-    pub fn new(setup: WriterSetup, selector: S) -> Self {
-        Self {
-            channels: Channels::new(setup),
-            selector,
-        }
-    }
-}
+/// Each record to the one channel a [`ChannelSelector`] picks; with a single
+/// channel (forward, pointwise) whole batches pass through without re-bucketing.
+#[derive(Debug)]
+pub struct BySelector<S>(pub S);
 
-impl<T: Data, S: ChannelSelector<T>> RecordWriter for RoutingWriter<T, S> {
-    fn emit(&mut self, batch: RecordBatch) -> Result<()> {
-        let records = batch.into_records::<T>()?;
-        let n = self.channels.senders.len();
+impl<T: Send + 'static, S: ChannelSelector<T>> Routing<T> for BySelector<S> {
+    fn route(
+        &mut self,
+        records: Vec<StreamRecord<T>>,
+        channels: &mut ChannelBuffers<T>,
+    ) -> Result<()> {
+        let n = channels.senders.len();
         if n == 1 {
-            // One channel (forward, or a pointwise edge): keep whole batches.
-            let ch = &mut self.channels;
-            if ch.pending[0].is_empty() && records.len() >= ch.batch_size {
-                ch.metrics.add_records_out(records.len());
-                return ch.send(0, StreamElement::Records(RecordBatch::new(records)));
+            if channels.pending[0].is_empty() && records.len() >= channels.batch_size {
+                channels.metrics.add_records_out(records.len());
+                return channels.send(0, StreamElement::Records(RecordBatch::new(records)));
             }
             for r in records {
-                ch.push(0, r)?;
+                channels.push(0, r)?;
             }
             return Ok(());
         }
         for r in records {
-            let c = self.selector.select(&r, n);
-            self.channels.push(c, r)?;
+            let c = self.0.select(&r, n);
+            channels.push(c, r)?;
         }
         Ok(())
     }
-
-    fn broadcast_watermark(&mut self, watermark: Watermark) -> Result<()> {
-        self.channels
-            .broadcast(|| StreamElement::Watermark(watermark))
-    }
-
-    fn flush_if_due(&mut self, now: Instant) -> Result<()> {
-        self.channels.flush_if_due(now)
-    }
-
-    fn end_input(&mut self) -> Result<()> {
-        self.channels.broadcast(|| StreamElement::EndOfInput)
-    }
 }
 
-/// Sends every record to every channel.
-pub struct BroadcastWriter<T> {
-    channels: Channels<T>,
-}
+/// Every record to every channel.
+#[derive(Debug)]
+pub struct Broadcast;
 
-impl<T: Data> BroadcastWriter<T> {
-    /// A broadcast writer over `setup`'s channels.
-    pub fn new(setup: WriterSetup) -> Self {
-        Self {
-            channels: Channels::new(setup),
-        }
-    }
-}
-
-impl<T: Data> RecordWriter for BroadcastWriter<T> {
-    fn emit(&mut self, batch: RecordBatch) -> Result<()> {
-        let records = batch.into_records::<T>()?;
-        let n = self.channels.senders.len();
+impl<T: Clone + Send + 'static> Routing<T> for Broadcast {
+    fn route(
+        &mut self,
+        records: Vec<StreamRecord<T>>,
+        channels: &mut ChannelBuffers<T>,
+    ) -> Result<()> {
+        let n = channels.senders.len();
         for r in records {
             for c in 1..n {
-                self.channels.push(c, r.clone())?;
+                channels.push(c, r.clone())?;
             }
-            self.channels.push(0, r)?;
+            channels.push(0, r)?;
         }
         Ok(())
+    }
+}
+
+/// The record writer of every partitioner: channel buffers plus a routing.
+pub struct ChannelWriter<T, R> {
+    channels: ChannelBuffers<T>,
+    routing: R,
+}
+
+impl<T: Data, R: Routing<T>> ChannelWriter<T, R> {
+    /// A writer over `setup`'s channels spreading records by `routing`.
+    pub fn new(setup: WriterSetup, routing: R) -> Self {
+        Self {
+            channels: ChannelBuffers::new(setup),
+            routing,
+        }
+    }
+}
+
+impl<T: Data, R: Routing<T>> RecordWriter for ChannelWriter<T, R> {
+    fn emit(&mut self, batch: RecordBatch) -> Result<()> {
+        let records = batch.into_records::<T>()?;
+        self.routing.route(records, &mut self.channels)
     }
 
     fn broadcast_watermark(&mut self, watermark: Watermark) -> Result<()> {

@@ -3,11 +3,11 @@
 
 use std::marker::PhantomData;
 
-use sluice_core::{Data, RecordBatch, Result, Timestamp, Watermark};
+use sluice_core::{Data, RecordBatch, Result, Watermark};
 
-use crate::functions::{CoProcessFunction, Collector, Context};
+use crate::functions::{CoProcessFunction, Context};
 use crate::operator::{Output, StreamOperator};
-use crate::operators::user_error;
+use crate::operators::{emit_end_of_input, process_records, user_error};
 use crate::runtime_context::RuntimeContext;
 
 /// Maps each input with its own function into one output type (Flink's CoMap).
@@ -82,31 +82,30 @@ impl<I1: Data, I2: Data, O: Data, F: CoProcessFunction<I1, I2, O>> StreamOperato
     }
 
     fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
-        let mut result = Vec::with_capacity(batch.len());
+        let (function, current_watermark) = (&mut self.function, self.watermark);
         if input == 0 {
-            for r in batch.into_records::<I1>()? {
-                let ctx = Context {
-                    timestamp: r.timestamp,
-                    current_watermark: self.watermark,
-                };
-                let mut c = Collector::new(&mut result, r.timestamp);
-                self.function
-                    .process_element1(r.value, &ctx, &mut c)
-                    .map_err(user_error)?;
-            }
+            process_records(batch.into_records::<I1>()?, out, |value, timestamp, c| {
+                function.process_element1(
+                    value,
+                    &Context {
+                        timestamp,
+                        current_watermark,
+                    },
+                    c,
+                )
+            })
         } else {
-            for r in batch.into_records::<I2>()? {
-                let ctx = Context {
-                    timestamp: r.timestamp,
-                    current_watermark: self.watermark,
-                };
-                let mut c = Collector::new(&mut result, r.timestamp);
-                self.function
-                    .process_element2(r.value, &ctx, &mut c)
-                    .map_err(user_error)?;
-            }
+            process_records(batch.into_records::<I2>()?, out, |value, timestamp, c| {
+                function.process_element2(
+                    value,
+                    &Context {
+                        timestamp,
+                        current_watermark,
+                    },
+                    c,
+                )
+            })
         }
-        out.emit_records(result)
     }
 
     fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
@@ -119,10 +118,6 @@ impl<I1: Data, I2: Data, O: Data, F: CoProcessFunction<I1, I2, O>> StreamOperato
         if self.ended < 2 {
             return Ok(());
         }
-        let mut result = Vec::new();
-        self.function
-            .end_input(&mut Collector::new(&mut result, Timestamp::NONE))
-            .map_err(user_error)?;
-        out.emit_records(result)
+        emit_end_of_input(out, |c| self.function.end_input(c))
     }
 }

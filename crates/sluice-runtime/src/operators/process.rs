@@ -5,9 +5,9 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use sluice_core::{Data, RecordBatch, Result, Watermark};
 
-use crate::functions::{Collector, Context, KeyedContext, KeyedProcessFunction, ProcessFunction};
+use crate::functions::{Context, KeyedContext, KeyedProcessFunction, ProcessFunction};
 use crate::operator::{Output, StreamOperator};
-use crate::operators::user_error;
+use crate::operators::{emit_end_of_input, process_records, user_error};
 use crate::runtime_context::RuntimeContext;
 
 /// Runs a [`ProcessFunction`].
@@ -34,19 +34,17 @@ impl<I: Data, O: Data, F: ProcessFunction<I, O>> StreamOperator for ProcessOpera
     }
 
     fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
-        let records = batch.into_records::<I>()?;
-        let mut result = Vec::with_capacity(records.len());
-        for r in records {
-            let ctx = Context {
-                timestamp: r.timestamp,
-                current_watermark: self.watermark,
-            };
-            let mut c = Collector::new(&mut result, r.timestamp);
-            self.function
-                .process_element(r.value, &ctx, &mut c)
-                .map_err(user_error)?;
-        }
-        out.emit_records(result)
+        let (function, current_watermark) = (&mut self.function, self.watermark);
+        process_records(batch.into_records::<I>()?, out, |value, timestamp, c| {
+            function.process_element(
+                value,
+                &Context {
+                    timestamp,
+                    current_watermark,
+                },
+                c,
+            )
+        })
     }
 
     fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
@@ -55,12 +53,7 @@ impl<I: Data, O: Data, F: ProcessFunction<I, O>> StreamOperator for ProcessOpera
     }
 
     fn end_input(&mut self, _input: usize, out: &mut Output) -> Result<()> {
-        let mut result = Vec::new();
-        let ts = sluice_core::Timestamp::NONE;
-        self.function
-            .end_input(&mut Collector::new(&mut result, ts))
-            .map_err(user_error)?;
-        out.emit_records(result)
+        emit_end_of_input(out, |c| self.function.end_input(c))
     }
 }
 
@@ -97,21 +90,20 @@ where
     }
 
     fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
-        let records = batch.into_records::<I>()?;
-        let mut result = Vec::with_capacity(records.len());
-        for r in records {
-            let key = (self.key_selector)(&r.value);
-            let ctx = KeyedContext {
-                key: &key,
-                timestamp: r.timestamp,
-                current_watermark: self.watermark,
-            };
-            let mut c = Collector::new(&mut result, r.timestamp);
-            self.function
-                .process_element(r.value, &ctx, &mut c)
-                .map_err(user_error)?;
-        }
-        out.emit_records(result)
+        let (function, key_selector, current_watermark) =
+            (&mut self.function, &self.key_selector, self.watermark);
+        process_records(batch.into_records::<I>()?, out, |value, timestamp, c| {
+            let key = key_selector(&value);
+            function.process_element(
+                value,
+                &KeyedContext {
+                    key: &key,
+                    timestamp,
+                    current_watermark,
+                },
+                c,
+            )
+        })
     }
 
     fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
@@ -120,11 +112,6 @@ where
     }
 
     fn end_input(&mut self, _input: usize, out: &mut Output) -> Result<()> {
-        let mut result = Vec::new();
-        let ts = sluice_core::Timestamp::NONE;
-        self.function
-            .end_input(&mut Collector::new(&mut result, ts))
-            .map_err(user_error)?;
-        out.emit_records(result)
+        emit_end_of_input(out, |c| self.function.end_input(c))
     }
 }
