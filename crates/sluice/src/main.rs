@@ -14,6 +14,11 @@ use sluice::jobs::wordcount::{word_count, FinalCounts, WordCountOptions};
 use sluice::process_stats::{cpu_time, peak_rss_bytes};
 use sluice::{JobClient, StreamExecutionEnvironment};
 
+// Records are allocated on one task thread and freed on another; mimalloc
+// handles such cross-thread frees far better than glibc's malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sluice",
