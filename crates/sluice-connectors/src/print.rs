@@ -29,17 +29,23 @@ impl PrintSink {
 
 impl<T: Data + Display> Sink<T> for PrintSink {
     fn create_writer(&self, ctx: &RuntimeContext) -> Result<Box<dyn SinkWriter<T>>> {
+        Ok(Box::new(PrintWriter {
+            prefix: self.line_prefix(ctx),
+            buf: Vec::new(),
+        }))
+    }
+}
+
+impl PrintSink {
+    /// What each line starts with, as Flink prints it: "prefix:2> ", "2> ", "prefix> " or nothing.
+    fn line_prefix(&self, ctx: &RuntimeContext) -> String {
         let subtask = (ctx.parallelism > 1).then(|| format!("{}> ", ctx.subtask_index + 1));
-        let prefix = match (&self.prefix, subtask) {
+        match (&self.prefix, subtask) {
             (Some(p), Some(s)) => format!("{p}:{s}"),
             (Some(p), None) => format!("{p}> "),
             (None, Some(s)) => s,
             (None, None) => String::new(),
-        };
-        Ok(Box::new(PrintWriter {
-            prefix,
-            buf: Vec::new(),
-        }))
+        }
     }
 }
 
@@ -48,16 +54,24 @@ struct PrintWriter {
     buf: Vec<u8>,
 }
 
-impl<T: Display> SinkWriter<T> for PrintWriter {
-    fn write_batch(&mut self, records: Vec<StreamRecord<T>>) -> Result<()> {
+impl PrintWriter {
+    /// The text of a batch: one prefixed line per record.
+    fn format<T: Display>(&mut self, records: Vec<StreamRecord<T>>) -> &[u8] {
         self.buf.clear();
         for r in records {
             let _ = writeln!(self.buf, "{}{}", self.prefix, r.value);
         }
+        &self.buf
+    }
+}
+
+impl<T: Display> SinkWriter<T> for PrintWriter {
+    fn write_batch(&mut self, records: Vec<StreamRecord<T>>) -> Result<()> {
+        let text = self.format(records);
         // One write per batch keeps lines of parallel subtasks whole.
         std::io::stdout()
             .lock()
-            .write_all(&self.buf)
+            .write_all(text)
             .map_err(|e| SluiceError::external("print sink (stdout)", e.to_string()))
     }
 }
@@ -76,5 +90,38 @@ impl<T> SinkWriter<T> for DiscardingSink {
     fn write_batch(&mut self, records: Vec<StreamRecord<T>>) -> Result<()> {
         drop(records);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_carry_the_subtask_number_only_when_parallel_as_in_flink() {
+        let sink = PrintSink::new();
+        assert_eq!(sink.line_prefix(&RuntimeContext::for_test(0, 1)), "");
+        assert_eq!(sink.line_prefix(&RuntimeContext::for_test(1, 3)), "2> ");
+        let named = PrintSink::with_prefix("counts");
+        assert_eq!(
+            named.line_prefix(&RuntimeContext::for_test(0, 1)),
+            "counts> "
+        );
+        assert_eq!(
+            named.line_prefix(&RuntimeContext::for_test(2, 3)),
+            "counts:3> "
+        );
+    }
+
+    #[test]
+    fn a_batch_prints_one_prefixed_line_per_record() {
+        let mut w = PrintWriter {
+            prefix: "2> ".into(),
+            buf: Vec::new(),
+        };
+        let text = w
+            .format(vec![StreamRecord::new("a"), StreamRecord::new("b")])
+            .to_vec();
+        assert_eq!(String::from_utf8(text).unwrap(), "2> a\n2> b\n");
     }
 }

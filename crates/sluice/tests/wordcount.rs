@@ -58,6 +58,29 @@ fn word_count_matches_the_reference_at_parallelism_1_2_and_4() {
 }
 
 #[test]
+fn word_count_is_the_same_on_one_or_several_task_managers() {
+    let (file, reference) = corpus(2_000, 3);
+    for (task_managers, slots) in [(1, 4), (2, 2), (4, 1)] {
+        let env = StreamExecutionEnvironment::new();
+        env.set_parallelism(4)
+            .set_mini_cluster(task_managers, slots);
+        let counts = FinalCounts::default();
+        word_count(
+            &env,
+            file.path().to_path_buf(),
+            &WordCountOptions::default(),
+        )
+        .sink_to(counts.clone());
+        env.execute("word count").unwrap();
+        let got: HashMap<String, u64> = counts.sorted().into_iter().collect();
+        assert_eq!(
+            got, reference,
+            "{task_managers} TaskManagers x {slots} slots"
+        );
+    }
+}
+
+#[test]
 fn rolling_counts_of_a_word_go_up_by_one_per_occurrence() {
     let (file, reference) = corpus(500, 11);
     let env = StreamExecutionEnvironment::new();
