@@ -111,6 +111,14 @@ impl<T: Data> DataStream<T> {
     }
 
     /// Applies `f` to every record.
+    ///
+    /// ```
+    /// # use sluice_api::StreamExecutionEnvironment;
+    /// let env = StreamExecutionEnvironment::new();
+    /// let out = env.from_sequence(3).map(|i| i * 10).execute_and_collect("map")?;
+    /// assert_eq!(out, vec![0, 10, 20]);
+    /// # Ok::<(), sluice_api::SluiceError>(())
+    /// ```
     pub fn map<O: Data, F>(&self, f: F) -> DataStream<O>
     where
         F: FnMut(T) -> O + Clone + Send + Sync + 'static,
@@ -119,6 +127,14 @@ impl<T: Data> DataStream<T> {
     }
 
     /// Keeps the records for which `f` is true.
+    ///
+    /// ```
+    /// # use sluice_api::StreamExecutionEnvironment;
+    /// let env = StreamExecutionEnvironment::new();
+    /// let out = env.from_sequence(10).filter(|i| i % 4 == 0).execute_and_collect("filter")?;
+    /// assert_eq!(out, vec![0, 4, 8]);
+    /// # Ok::<(), sluice_api::SluiceError>(())
+    /// ```
     pub fn filter<F>(&self, f: F) -> DataStream<T>
     where
         F: FnMut(&T) -> bool + Clone + Send + Sync + 'static,
@@ -127,6 +143,15 @@ impl<T: Data> DataStream<T> {
     }
 
     /// Replaces every record by the records `f` returns.
+    ///
+    /// ```
+    /// # use sluice_api::StreamExecutionEnvironment;
+    /// let env = StreamExecutionEnvironment::new();
+    /// let lines = env.from_collection(vec!["a b".to_string(), "c".to_string()]);
+    /// let words = lines.flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>());
+    /// assert_eq!(words.execute_and_collect("split")?, vec!["a", "b", "c"]);
+    /// # Ok::<(), sluice_api::SluiceError>(())
+    /// ```
     pub fn flat_map<O: Data, I, F>(&self, f: F) -> DataStream<O>
     where
         I: IntoIterator<Item = O>,
@@ -145,6 +170,18 @@ impl<T: Data> DataStream<T> {
 
     /// Partitions by key: records with the same key go to the same subtask
     /// (by key group of the key's stable hash).
+    ///
+    /// ```
+    /// # use sluice_api::StreamExecutionEnvironment;
+    /// let env = StreamExecutionEnvironment::new();
+    /// let counts = env
+    ///     .from_collection(vec![("a", 1), ("b", 1), ("a", 1)].into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    ///     .key_by(|(k, _): &(String, u32)| k.clone())
+    ///     .sum(|(_, v)| v)
+    ///     .execute_and_collect("count")?;
+    /// assert_eq!(counts, vec![("a".to_string(), 1), ("b".to_string(), 1), ("a".to_string(), 2)]);
+    /// # Ok::<(), sluice_api::SluiceError>(())
+    /// ```
     pub fn key_by<K, KS>(&self, key_selector: KS) -> KeyedStream<T, K, KS>
     where
         K: Data + Serialize + Eq + std::hash::Hash,
@@ -164,6 +201,17 @@ impl<T: Data> DataStream<T> {
     }
 
     /// This stream and `others` as one stream (no operator of its own).
+    ///
+    /// ```
+    /// # use sluice_api::StreamExecutionEnvironment;
+    /// let env = StreamExecutionEnvironment::new();
+    /// let a = env.from_collection(vec![1u8]);
+    /// let b = env.from_collection(vec![2u8]);
+    /// let mut out = a.union(&[b]).execute_and_collect("union")?;
+    /// out.sort();
+    /// assert_eq!(out, vec![1, 2]);
+    /// # Ok::<(), sluice_api::SluiceError>(())
+    /// ```
     pub fn union(&self, others: &[DataStream<T>]) -> DataStream<T> {
         let mut stream = self.clone();
         for o in others {
@@ -173,6 +221,17 @@ impl<T: Data> DataStream<T> {
     }
 
     /// Pairs this stream with a stream of another type for a two-input operator.
+    ///
+    /// ```
+    /// # use sluice_api::StreamExecutionEnvironment;
+    /// let env = StreamExecutionEnvironment::new();
+    /// let numbers = env.from_collection(vec![7u32]);
+    /// let names = env.from_collection(vec!["seven".to_string()]);
+    /// let mut out = numbers.connect(&names).map(|n| n.to_string(), |s| s).execute_and_collect("co-map")?;
+    /// out.sort();
+    /// assert_eq!(out, vec!["7", "seven"]);
+    /// # Ok::<(), sluice_api::SluiceError>(())
+    /// ```
     pub fn connect<U: Data>(&self, other: &DataStream<U>) -> ConnectedStreams<T, U> {
         ConnectedStreams::new(self.clone(), other.clone())
     }
@@ -289,6 +348,21 @@ impl<T: Data> DataStream<T> {
         T: Sync,
     {
         self.sink_named(FileSink::ndjson(dir), "Sink: NDJSON File")
+    }
+
+    /// Runs the job this stream belongs to and returns the stream's records
+    /// (Flink's `executeAndCollect`); the environment is then used up.
+    ///
+    /// ```
+    /// # use sluice_api::StreamExecutionEnvironment;
+    /// let env = StreamExecutionEnvironment::new();
+    /// assert_eq!(env.from_sequence(2).execute_and_collect("numbers")?, vec![0, 1]);
+    /// # Ok::<(), sluice_api::SluiceError>(())
+    /// ```
+    pub fn execute_and_collect(&self, job_name: &str) -> sluice_core::Result<Vec<T>> {
+        let handle = self.collect();
+        crate::StreamExecutionEnvironment::from_env(self.env.clone()).execute(job_name)?;
+        Ok(handle.take())
     }
 
     /// Collects every record; read them from the handle after `execute`.

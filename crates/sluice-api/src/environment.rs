@@ -79,6 +79,10 @@ impl Default for StreamExecutionEnvironment {
 }
 
 impl StreamExecutionEnvironment {
+    pub(crate) fn from_env(env: Env) -> Self {
+        Self { env }
+    }
+
     /// An environment with default settings, running on an embedded mini-cluster.
     pub fn new() -> Self {
         Self::with_config(ExecutionConfig::default())

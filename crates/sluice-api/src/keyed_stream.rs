@@ -37,6 +37,18 @@ where
 
     /// Rolling reduce: per key, emits `f(accumulated, record)` for every
     /// record (the first record of a key is emitted as it is).
+    ///
+    /// ```
+    /// # use sluice_api::StreamExecutionEnvironment;
+    /// let env = StreamExecutionEnvironment::new();
+    /// let out = env
+    ///     .from_collection(vec![(1u8, 5u32), (1, 3), (2, 9), (1, 4)])
+    ///     .key_by(|(k, _): &(u8, u32)| *k)
+    ///     .reduce(|(k, a), (_, b)| (k, a.max(b)))
+    ///     .execute_and_collect("rolling max")?;
+    /// assert_eq!(out, vec![(1, 5), (1, 5), (2, 9), (1, 5)]);
+    /// # Ok::<(), sluice_api::SluiceError>(())
+    /// ```
     pub fn reduce<F>(&self, f: F) -> DataStream<T>
     where
         F: FnMut(T, T) -> T + Clone + Send + Sync + 'static,

@@ -29,6 +29,7 @@ pub use data_stream::{DataStream, DataStreamSink};
 pub use environment::StreamExecutionEnvironment;
 pub use keyed_stream::KeyedStream;
 pub use sluice_cluster::{JobClient, JobExecutionResult, JobStatus, MiniClusterConfig};
+pub use sluice_core::{Result, SluiceError};
 pub use sluice_runtime::functions::{
     CoProcessFunction, Collector, Context, KeyedContext, KeyedProcessFunction, ProcessFunction,
 };
