@@ -79,13 +79,19 @@ impl<T: Data> DataStream<T> {
         name: &str,
         factory: OperatorFactory,
     ) -> DataStream<O> {
+        self.add_fed_node(name, NodeKind::Operator, factory)
+    }
+
+    /// Adds a one-input node of `kind` fed by every port of this stream.
+    fn add_fed_node<O: Data>(
+        &self,
+        name: &str,
+        kind: NodeKind,
+        factory: OperatorFactory,
+    ) -> DataStream<O> {
         let mut env = self.env.borrow_mut();
-        let id = env.add_node(
-            name.to_string(),
-            NodeKind::Operator,
-            NodeBody::Operator { factory, inputs: 1 },
-            OutputType::of::<O>(),
-        );
+        let body = NodeBody::Operator { factory, inputs: 1 };
+        let id = env.add_node(name.to_string(), kind, body, OutputType::of::<O>());
         env.connect(&self.ports, id, 0);
         drop(env);
         DataStream::new(self.env.clone(), id)
@@ -307,17 +313,8 @@ impl<T: Data> DataStream<T> {
     fn sink_named<S: Sink<T>>(&self, sink: S, name: &str) -> DataStreamSink<T> {
         let sink: Arc<dyn Sink<T>> = Arc::new(sink);
         let factory: OperatorFactory = Arc::new(move || Box::new(SinkOperator::new(sink.clone())));
-        let mut env = self.env.borrow_mut();
-        let id = env.add_node(
-            name.to_string(),
-            NodeKind::Sink,
-            NodeBody::Operator { factory, inputs: 1 },
-            OutputType::of::<T>(),
-        );
-        env.connect(&self.ports, id, 0);
-        drop(env);
         DataStreamSink {
-            stream: DataStream::new(self.env.clone(), id),
+            stream: self.add_fed_node(name, NodeKind::Sink, factory),
         }
     }
 
