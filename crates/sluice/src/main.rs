@@ -191,7 +191,12 @@ fn run_job(args: &JobArgs) -> Result<()> {
     if let Some(counts) = counts {
         let mut out = std::io::stdout().lock();
         for (word, count) in counts.sorted() {
-            writeln!(out, "{word}\t{count}").context("cannot write to standard output")?;
+            match writeln!(out, "{word}\t{count}") {
+                Ok(()) => {}
+                // The reader went away (`| head`): stop quietly, as Unix tools do.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                Err(e) => return Err(e).context("cannot write to standard output"),
+            }
         }
     }
     eprintln!(

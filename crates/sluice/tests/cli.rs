@@ -153,3 +153,31 @@ fn bench_pipeline_runs_on_tiny_input_and_prints_its_figures() {
         "{report}"
     );
 }
+
+#[test]
+fn run_wordcount_into_a_closed_pipe_stops_quietly() {
+    use std::process::Stdio;
+    let mut input = tempfile::NamedTempFile::new().unwrap();
+    for i in 0..20_000 {
+        writeln!(input, "word{i}").unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "run",
+            "wordcount",
+            "--input",
+            input.path().to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away at once, as `| head -0` would
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("Broken pipe"),
+        "{}",
+        text(&out.stderr)
+    );
+}
