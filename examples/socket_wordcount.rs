@@ -11,10 +11,7 @@ use sluice::StreamExecutionEnvironment;
 fn main() -> sluice::Result<()> {
     let mut args = std::env::args().skip(1);
     let host = args.next().unwrap_or_else(|| "localhost".into());
-    let port: u16 = args
-        .next()
-        .map(|p| p.parse().expect("PORT must be a number"))
-        .unwrap_or(9999);
+    let port: u16 = args.next().map(|p| p.parse().expect("PORT must be a number")).unwrap_or(9999);
 
     let env = StreamExecutionEnvironment::new();
     env.socket_text_stream(&host, port)

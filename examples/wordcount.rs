@@ -11,10 +11,8 @@ fn main() -> sluice::Result<()> {
         eprintln!("usage: wordcount FILE [PARALLELISM]");
         std::process::exit(2);
     });
-    let parallelism = args
-        .next()
-        .map(|p| p.parse().expect("PARALLELISM must be a number"))
-        .unwrap_or(2);
+    let parallelism =
+        args.next().map(|p| p.parse().expect("PARALLELISM must be a number")).unwrap_or(2);
 
     // Nothing runs while the job is described: the calls below only build the graph.
     let env = StreamExecutionEnvironment::new();

@@ -32,6 +32,7 @@ pub(crate) struct Port {
     pub(crate) node: usize,
     pub(crate) partitioner: Option<PartitionerKind>,
     pub(crate) keyed_writer: Option<KeyedWriterFactory>,
+    pub(crate) side_output: Option<(String, OutputType)>,
 }
 
 /// A stream of records of type `T`.
@@ -43,11 +44,7 @@ pub struct DataStream<T> {
 
 impl<T> Clone for DataStream<T> {
     fn clone(&self) -> Self {
-        Self {
-            env: self.env.clone(),
-            ports: self.ports.clone(),
-            _records: PhantomData,
-        }
+        Self { env: self.env.clone(), ports: self.ports.clone(), _records: PhantomData }
     }
 }
 
@@ -64,11 +61,7 @@ impl<T: Data> DataStream<T> {
     pub(crate) fn new(env: Env, node: usize) -> Self {
         Self {
             env,
-            ports: vec![Port {
-                node,
-                partitioner: None,
-                keyed_writer: None,
-            }],
+            ports: vec![Port { node, partitioner: None, keyed_writer: None, side_output: None }],
             _records: PhantomData,
         }
     }
@@ -313,9 +306,7 @@ impl<T: Data> DataStream<T> {
     fn sink_named<S: Sink<T>>(&self, sink: S, name: &str) -> DataStreamSink<T> {
         let sink: Arc<dyn Sink<T>> = Arc::new(sink);
         let factory: OperatorFactory = Arc::new(move || Box::new(SinkOperator::new(sink.clone())));
-        DataStreamSink {
-            stream: self.add_fed_node(name, NodeKind::Sink, factory),
-        }
+        DataStreamSink { stream: self.add_fed_node(name, NodeKind::Sink, factory) }
     }
 
     /// Prints every record on standard output.
@@ -378,36 +369,26 @@ pub struct DataStreamSink<T> {
 impl<T: Data> DataStreamSink<T> {
     /// Sets the sink's parallelism.
     pub fn set_parallelism(self, parallelism: usize) -> Self {
-        Self {
-            stream: self.stream.set_parallelism(parallelism),
-        }
+        Self { stream: self.stream.set_parallelism(parallelism) }
     }
 
     /// Sets the sink's name.
     pub fn name(self, name: &str) -> Self {
-        Self {
-            stream: self.stream.name(name),
-        }
+        Self { stream: self.stream.name(name) }
     }
 
     /// Sets the sink's stable id.
     pub fn uid(self, uid: &str) -> Self {
-        Self {
-            stream: self.stream.uid(uid),
-        }
+        Self { stream: self.stream.uid(uid) }
     }
 
     /// Runs the sink in a task of its own.
     pub fn disable_chaining(self) -> Self {
-        Self {
-            stream: self.stream.disable_chaining(),
-        }
+        Self { stream: self.stream.disable_chaining() }
     }
 
     /// Puts the sink in a slot sharing group.
     pub fn slot_sharing_group(self, group: &str) -> Self {
-        Self {
-            stream: self.stream.slot_sharing_group(group),
-        }
+        Self { stream: self.stream.slot_sharing_group(group) }
     }
 }

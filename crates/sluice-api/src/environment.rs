@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sluice_cluster::{JobClient, JobExecutionResult, MiniCluster, MiniClusterConfig};
 use sluice_connectors::{CollectionSource, DataGeneratorSource, FileSource, SocketTextSource};
-use sluice_core::{Data, ExecutionConfig, Result, SluiceError};
+use sluice_core::{Clock, Data, ExecutionConfig, Result, SluiceError, SystemClock};
 use sluice_runtime::execution_graph::ExecutionGraph;
 use sluice_runtime::job_graph::JobGraph;
 use sluice_runtime::plan::Plan;
@@ -26,6 +26,7 @@ pub(crate) struct EnvState {
     pub(crate) nodes: Vec<StreamNode>,
     pub(crate) edges: Vec<StreamEdge>,
     pub(crate) executed: Option<String>,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 pub(crate) type Env = Rc<RefCell<EnvState>>;
@@ -61,6 +62,7 @@ impl EnvState {
                 type_number,
                 partitioner: p.partitioner,
                 keyed_writer: p.keyed_writer.clone(),
+                side_output: p.side_output.clone(),
             });
         }
     }
@@ -96,10 +98,9 @@ impl StreamExecutionEnvironment {
             nodes: Vec::new(),
             edges: Vec::new(),
             executed: None,
+            clock: Arc::new(SystemClock),
         };
-        Self {
-            env: Rc::new(RefCell::new(state)),
-        }
+        Self { env: Rc::new(RefCell::new(state)) }
     }
 
     /// The job settings.
@@ -137,6 +138,19 @@ impl StreamExecutionEnvironment {
         self
     }
 
+    /// How often periodic watermark generators emit (default 200 ms).
+    pub fn set_auto_watermark_interval(&self, interval: Duration) -> &Self {
+        self.env.borrow_mut().config.auto_watermark_interval = interval;
+        self
+    }
+
+    /// The processing-time clock every operator reads (default: the wall
+    /// clock); tests pass a [`sluice_core::ManualClock`] to drive it.
+    pub fn set_clock(&self, clock: Arc<dyn Clock>) -> &Self {
+        self.env.borrow_mut().clock = clock;
+        self
+    }
+
     /// Runs every operator in its own task.
     pub fn disable_operator_chaining(&self) -> &Self {
         self.env.borrow_mut().config.chaining_enabled = false;
@@ -145,11 +159,7 @@ impl StreamExecutionEnvironment {
 
     /// Sets a global job parameter, readable by every function through its `RuntimeContext`.
     pub fn set_job_parameter(&self, name: impl Into<String>, value: impl Into<String>) -> &Self {
-        self.env
-            .borrow_mut()
-            .config
-            .job_parameters
-            .insert(name.into(), value.into());
+        self.env.borrow_mut().config.job_parameters.insert(name.into(), value.into());
         self
     }
 
@@ -161,10 +171,8 @@ impl StreamExecutionEnvironment {
     /// Runs jobs on a mini-cluster of `task_managers` × `slots_per_task_manager`
     /// (default: one TaskManager with as many slots as the job needs).
     pub fn set_mini_cluster(&self, task_managers: usize, slots_per_task_manager: usize) -> &Self {
-        self.env.borrow_mut().cluster = Some(MiniClusterConfig {
-            task_managers,
-            slots_per_task_manager,
-        });
+        self.env.borrow_mut().cluster =
+            Some(MiniClusterConfig { task_managers, slots_per_task_manager });
         self
     }
 
@@ -197,11 +205,8 @@ impl StreamExecutionEnvironment {
 
     /// The lines a TCP server sends (parallelism 1).
     pub fn socket_text_stream(&self, host: &str, port: u16) -> DataStream<String> {
-        self.from_source(
-            SocketTextSource::new(host, port),
-            &format!("Socket {host}:{port}"),
-        )
-        .set_parallelism(1)
+        self.from_source(SocketTextSource::new(host, port), &format!("Socket {host}:{port}"))
+            .set_parallelism(1)
     }
 
     /// The StreamGraph built so far.
@@ -217,6 +222,7 @@ impl StreamExecutionEnvironment {
             config: s.config.clone(),
             nodes: s.nodes.clone(),
             edges: s.edges.clone(),
+            clock: s.clock.clone(),
         };
         graph.validate()?;
         Ok(graph)

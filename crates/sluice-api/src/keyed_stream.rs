@@ -28,11 +28,7 @@ where
     KS: Fn(&T) -> K + Clone + Send + Sync + 'static,
 {
     pub(crate) fn new(stream: DataStream<T>, key_selector: KS) -> Self {
-        Self {
-            stream,
-            key_selector,
-            _key: std::marker::PhantomData,
-        }
+        Self { stream, key_selector, _key: std::marker::PhantomData }
     }
 
     /// Rolling reduce: per key, emits `f(accumulated, record)` for every
@@ -118,13 +114,16 @@ where
         F: PartialOrd,
         A: Fn(&T) -> F + Clone + Send + Sync + 'static,
     {
-        self.reduce_named("Keyed Aggregation", move |acc, v| {
-            if field(&v) < field(&acc) {
-                v
-            } else {
-                acc
-            }
-        })
+        self.reduce_named(
+            "Keyed Aggregation",
+            move |acc, v| {
+                if field(&v) < field(&acc) {
+                    v
+                } else {
+                    acc
+                }
+            },
+        )
     }
 
     /// Rolling record with the largest `field` (the earliest one on ties).
@@ -133,13 +132,16 @@ where
         F: PartialOrd,
         A: Fn(&T) -> F + Clone + Send + Sync + 'static,
     {
-        self.reduce_named("Keyed Aggregation", move |acc, v| {
-            if field(&v) > field(&acc) {
-                v
-            } else {
-                acc
-            }
-        })
+        self.reduce_named(
+            "Keyed Aggregation",
+            move |acc, v| {
+                if field(&v) > field(&acc) {
+                    v
+                } else {
+                    acc
+                }
+            },
+        )
     }
 
     /// Runs a [`KeyedProcessFunction`]; each subtask gets a clone.

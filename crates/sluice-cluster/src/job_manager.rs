@@ -66,10 +66,7 @@ impl JobManager {
 
     /// Every free slot, TaskManager by TaskManager.
     pub fn free_slots(&self) -> Vec<sluice_runtime::execution_graph::SlotId> {
-        self.task_managers
-            .iter()
-            .flat_map(|tm| tm.free_slots())
-            .collect()
+        self.task_managers.iter().flat_map(|tm| tm.free_slots()).collect()
     }
 
     /// Schedules and deploys a job; errors before any task runs (no slots, a
@@ -215,10 +212,8 @@ impl JobMaster {
                 continue;
             }
             if let Err(e) = state.result {
-                let cancelling = matches!(
-                    *self.status.lock().expect("job status lock"),
-                    JobStatus::Cancelling
-                );
+                let cancelling =
+                    matches!(*self.status.lock().expect("job status lock"), JobStatus::Cancelling);
                 if root_cause.is_none() && !cancelling && !matches!(e, SluiceError::Cancelled) {
                     warn!(job = %name, error = %e, "task failed; failing the job");
                     transition(&self.status, &name, JobStatus::Failing);
@@ -311,11 +306,7 @@ impl JobClient {
 
     /// Asks every subtask to stop; [`Self::wait`] then returns [`SluiceError::Cancelled`].
     pub fn cancel(&self) {
-        transition(
-            &self.status,
-            &self.job_graph.stream_graph.job_name,
-            JobStatus::Cancelling,
-        );
+        transition(&self.status, &self.job_graph.stream_graph.job_name, JobStatus::Cancelling);
         self.cancel.store(true, Ordering::Relaxed);
     }
 
@@ -327,8 +318,6 @@ impl JobClient {
     /// Waits for the job to end.
     pub fn wait(mut self) -> Result<JobExecutionResult> {
         let master = self.master.take().expect("wait is called once");
-        master
-            .join()
-            .map_err(|_| SluiceError::Internal("the job master thread panicked".into()))?
+        master.join().map_err(|_| SluiceError::Internal("the job master thread panicked".into()))?
     }
 }

@@ -45,10 +45,7 @@ impl JobStatus {
 
     /// Whether the job has ended.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Failed | JobStatus::Canceled | JobStatus::Finished
-        )
+        matches!(self, JobStatus::Failed | JobStatus::Canceled | JobStatus::Finished)
     }
 }
 
@@ -58,9 +55,7 @@ mod tests {
 
     #[test]
     fn terminal_states_have_no_way_out() {
-        let all = [
-            Created, Scheduling, Running, Failing, Failed, Cancelling, Canceled, Finished,
-        ];
+        let all = [Created, Scheduling, Running, Failing, Failed, Cancelling, Canceled, Finished];
         for from in all.iter().filter(|s| s.is_terminal()) {
             for to in all {
                 assert!(!from.can_become(to), "{from:?} -> {to:?}");

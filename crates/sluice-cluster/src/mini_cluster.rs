@@ -24,14 +24,10 @@ impl MiniClusterConfig {
     /// Checks the shape; the error names the bad value.
     pub fn validate(&self) -> Result<()> {
         if self.task_managers == 0 {
-            return Err(SluiceError::Config(
-                "a mini-cluster needs at least 1 TaskManager".into(),
-            ));
+            return Err(SluiceError::Config("a mini-cluster needs at least 1 TaskManager".into()));
         }
         if self.slots_per_task_manager == 0 {
-            return Err(SluiceError::Config(
-                "a TaskManager needs at least 1 slot".into(),
-            ));
+            return Err(SluiceError::Config("a TaskManager needs at least 1 slot".into()));
         }
         Ok(())
     }
@@ -40,10 +36,7 @@ impl MiniClusterConfig {
     pub fn slots(&self) -> Vec<SlotId> {
         (0..self.task_managers)
             .flat_map(|tm| {
-                (0..self.slots_per_task_manager).map(move |slot| SlotId {
-                    task_manager: tm,
-                    slot,
-                })
+                (0..self.slots_per_task_manager).map(move |slot| SlotId { task_manager: tm, slot })
             })
             .collect()
     }
@@ -69,10 +62,7 @@ impl MiniCluster {
         let tms = (0..config.task_managers)
             .map(|i| Arc::new(TaskManager::new(i, config.slots_per_task_manager)))
             .collect();
-        Ok(Self {
-            config,
-            job_manager: JobManager::new(tms),
-        })
+        Ok(Self { config, job_manager: JobManager::new(tms) })
     }
 
     /// The cluster's shape.

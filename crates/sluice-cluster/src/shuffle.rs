@@ -25,15 +25,8 @@ pub fn create_channels(job_graph: &JobGraph, capacity: usize) -> ShuffleChannels
         let up = &job_graph.vertices[edge.source_vertex];
         let down = &job_graph.vertices[edge.target_vertex];
         for i in 0..up.parallelism {
-            let senders = outputs
-                .entry((up.id, i))
-                .or_default()
-                .entry(edge.id)
-                .or_default();
-            for j in edge
-                .distribution
-                .targets(i, up.parallelism, down.parallelism)
-            {
+            let senders = outputs.entry((up.id, i)).or_default().entry(edge.id).or_default();
+            for j in edge.distribution.targets(i, up.parallelism, down.parallelism) {
                 let (tx, rx) = channel(capacity);
                 senders.push(tx);
                 inputs.entry((down.id, j)).or_default().push(InputChannel {

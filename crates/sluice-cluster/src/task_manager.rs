@@ -32,10 +32,7 @@ pub struct TaskManager {
 impl TaskManager {
     /// TaskManager number `index` with `slots` slots.
     pub fn new(index: usize, slots: usize) -> Self {
-        Self {
-            index,
-            free: Mutex::new(vec![true; slots]),
-        }
+        Self { index, free: Mutex::new(vec![true; slots]) }
     }
 
     /// This TaskManager's index.
@@ -48,10 +45,7 @@ impl TaskManager {
         let free = self.free.lock().expect("slot table lock");
         (0..free.len())
             .filter(|&s| free[s])
-            .map(|slot| SlotId {
-                task_manager: self.index,
-                slot,
-            })
+            .map(|slot| SlotId { task_manager: self.index, slot })
             .collect()
     }
 
@@ -84,11 +78,7 @@ impl TaskManager {
             .spawn(move || {
                 let reported = report.clone();
                 let send = move |result| {
-                    let _ = reported.send(TaskExecutionState {
-                        vertex,
-                        subtask_index,
-                        result,
-                    });
+                    let _ = reported.send(TaskExecutionState { vertex, subtask_index, result });
                 };
                 if let Err(p) = catch_unwind(AssertUnwindSafe(|| run_task(deployment, send))) {
                     let message = format!("task {name} panicked: {}", panic_message(&p));

@@ -22,12 +22,7 @@ impl<T> CollectSink<T> {
     #[allow(clippy::new_ret_no_self)]
     pub fn new() -> (Self, CollectHandle<T>) {
         let results = Arc::new(Mutex::new(Vec::new()));
-        (
-            Self {
-                results: results.clone(),
-            },
-            CollectHandle { results },
-        )
+        (Self { results: results.clone() }, CollectHandle { results })
     }
 }
 
@@ -50,9 +45,7 @@ impl<T> CollectHandle<T> {
 
 impl<T: Data> Sink<T> for CollectSink<T> {
     fn create_writer(&self, _ctx: &RuntimeContext) -> Result<Box<dyn SinkWriter<T>>> {
-        Ok(Box::new(CollectWriter {
-            results: self.results.clone(),
-        }))
+        Ok(Box::new(CollectWriter { results: self.results.clone() }))
     }
 }
 

@@ -19,9 +19,7 @@ pub struct CollectionSource<T> {
 impl<T> CollectionSource<T> {
     /// A source emitting `elements`.
     pub fn new(elements: Vec<T>) -> Self {
-        Self {
-            elements: Arc::new(elements),
-        }
+        Self { elements: Arc::new(elements) }
     }
 }
 
@@ -50,10 +48,7 @@ impl<T: Data + Sync> Source<T> for CollectionSource<T> {
     fn create_splits(&self, parallelism: usize) -> Result<Vec<CollectionSplit>> {
         let n = self.elements.len();
         Ok((0..parallelism)
-            .map(|i| CollectionSplit {
-                start: i * n / parallelism,
-                end: (i + 1) * n / parallelism,
-            })
+            .map(|i| CollectionSplit { start: i * n / parallelism, end: (i + 1) * n / parallelism })
             .collect())
     }
 
@@ -61,10 +56,7 @@ impl<T: Data + Sync> Source<T> for CollectionSource<T> {
         &self,
         _ctx: &RuntimeContext,
     ) -> Result<Box<dyn SourceReader<T, CollectionSplit>>> {
-        Ok(Box::new(CollectionReader {
-            elements: self.elements.clone(),
-            splits: Vec::new(),
-        }))
+        Ok(Box::new(CollectionReader { elements: self.elements.clone(), splits: Vec::new() }))
     }
 }
 

@@ -47,9 +47,7 @@ impl<T: Data + Sync> Sink<T> for FileSink<T> {
     fn create_writer(&self, ctx: &RuntimeContext) -> Result<Box<dyn SinkWriter<T>>> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| SluiceError::io("cannot create output directory", &self.dir, e))?;
-        let path = self
-            .dir
-            .join(format!("part-{}.{}", ctx.subtask_index, self.extension));
+        let path = self.dir.join(format!("part-{}.{}", ctx.subtask_index, self.extension));
         let file = File::create(&path)
             .map_err(|e| SluiceError::io("cannot create output file", &path, e))?;
         Ok(Box::new(FileWriter {
@@ -83,8 +81,6 @@ impl<T: Send> SinkWriter<T> for FileWriter<T> {
     }
 
     fn flush(&mut self, _end_of_input: bool) -> Result<()> {
-        self.out
-            .flush()
-            .map_err(|e| SluiceError::io("cannot write output file", &self.path, e))
+        self.out.flush().map_err(|e| SluiceError::io("cannot write output file", &self.path, e))
     }
 }

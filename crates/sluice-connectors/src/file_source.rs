@@ -30,11 +30,7 @@ pub struct FileSource<T> {
 impl FileSource<String> {
     /// Every line of the files under `path`, as a `String`.
     pub fn lines(path: impl Into<PathBuf>) -> Self {
-        Self {
-            path: path.into(),
-            decode: |l| Ok(l.to_string()),
-            skip_empty: false,
-        }
+        Self { path: path.into(), decode: |l| Ok(l.to_string()), skip_empty: false }
     }
 }
 
@@ -107,14 +103,7 @@ impl<T: Data> Source<T> for FileSource<T> {
             // Fail before the job starts if a file exists but cannot be opened.
             File::open(f).map_err(|e| SluiceError::io("cannot open input file", f, e))?;
         }
-        Ok(files
-            .into_iter()
-            .map(|path| FileSplit {
-                path,
-                offset: 0,
-                line: 1,
-            })
-            .collect())
+        Ok(files.into_iter().map(|path| FileSplit { path, offset: 0, line: 1 }).collect())
     }
 
     fn create_reader(&self, _ctx: &RuntimeContext) -> Result<Box<dyn SourceReader<T, FileSplit>>> {
@@ -155,11 +144,9 @@ impl<T: Data> SourceReader<T, FileSplit> for FileReader<T> {
                     let mut reader = BufReader::with_capacity(1 << 16, file);
                     if split.offset > 0 {
                         use std::io::Seek;
-                        reader
-                            .seek(std::io::SeekFrom::Start(split.offset))
-                            .map_err(|e| {
-                                SluiceError::io("cannot seek in input file", &split.path, e)
-                            })?;
+                        reader.seek(std::io::SeekFrom::Start(split.offset)).map_err(|e| {
+                            SluiceError::io("cannot seek in input file", &split.path, e)
+                        })?;
                     }
                     self.current.insert((split, reader))
                 }

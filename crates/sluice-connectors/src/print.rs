@@ -21,18 +21,13 @@ impl PrintSink {
 
     /// A print sink whose lines start with `prefix`.
     pub fn with_prefix(prefix: impl Into<String>) -> Self {
-        Self {
-            prefix: Some(prefix.into()),
-        }
+        Self { prefix: Some(prefix.into()) }
     }
 }
 
 impl<T: Data + Display> Sink<T> for PrintSink {
     fn create_writer(&self, ctx: &RuntimeContext) -> Result<Box<dyn SinkWriter<T>>> {
-        Ok(Box::new(PrintWriter {
-            prefix: self.line_prefix(ctx),
-            buf: Vec::new(),
-        }))
+        Ok(Box::new(PrintWriter { prefix: self.line_prefix(ctx), buf: Vec::new() }))
     }
 }
 
@@ -103,25 +98,14 @@ mod tests {
         assert_eq!(sink.line_prefix(&RuntimeContext::for_test(0, 1)), "");
         assert_eq!(sink.line_prefix(&RuntimeContext::for_test(1, 3)), "2> ");
         let named = PrintSink::with_prefix("counts");
-        assert_eq!(
-            named.line_prefix(&RuntimeContext::for_test(0, 1)),
-            "counts> "
-        );
-        assert_eq!(
-            named.line_prefix(&RuntimeContext::for_test(2, 3)),
-            "counts:3> "
-        );
+        assert_eq!(named.line_prefix(&RuntimeContext::for_test(0, 1)), "counts> ");
+        assert_eq!(named.line_prefix(&RuntimeContext::for_test(2, 3)), "counts:3> ");
     }
 
     #[test]
     fn a_batch_prints_one_prefixed_line_per_record() {
-        let mut w = PrintWriter {
-            prefix: "2> ".into(),
-            buf: Vec::new(),
-        };
-        let text = w
-            .format(vec![StreamRecord::new("a"), StreamRecord::new("b")])
-            .to_vec();
+        let mut w = PrintWriter { prefix: "2> ".into(), buf: Vec::new() };
+        let text = w.format(vec![StreamRecord::new("a"), StreamRecord::new("b")]).to_vec();
         assert_eq!(String::from_utf8(text).unwrap(), "2> a\n2> b\n");
     }
 }

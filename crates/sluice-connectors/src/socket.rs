@@ -23,10 +23,7 @@ pub struct SocketTextSource {
 impl SocketTextSource {
     /// Lines from the TCP server at `host:port`.
     pub fn new(host: &str, port: u16) -> Self {
-        Self {
-            address: format!("{host}:{port}"),
-            connect_timeout: Duration::from_secs(5),
-        }
+        Self { address: format!("{host}:{port}"), connect_timeout: Duration::from_secs(5) }
     }
 
     fn system(&self) -> String {
@@ -66,19 +63,12 @@ impl Source<String> for SocketTextSource {
         let cannot = |e: std::io::Error| {
             SluiceError::external(self.system(), format!("cannot connect: {e}"))
         };
-        let addr = self
-            .address
-            .to_socket_addrs()
-            .map_err(cannot)?
-            .next()
-            .ok_or_else(|| {
-                SluiceError::external(self.system(), "the host name resolves to no address")
-            })?;
+        let addr = self.address.to_socket_addrs().map_err(cannot)?.next().ok_or_else(|| {
+            SluiceError::external(self.system(), "the host name resolves to no address")
+        })?;
         let stream = TcpStream::connect_timeout(&addr, self.connect_timeout).map_err(cannot)?;
         // Short reads let the task flush partial batches and notice cancellation.
-        stream
-            .set_read_timeout(Some(Duration::from_millis(5)))
-            .map_err(cannot)?;
+        stream.set_read_timeout(Some(Duration::from_millis(5))).map_err(cannot)?;
         Ok(Box::new(SocketReader {
             system: self.system(),
             reader: BufReader::new(stream),

@@ -24,6 +24,8 @@ pub struct ExecutionConfig {
     pub channel_capacity: usize,
     /// Whether operators may be chained into one task.
     pub chaining_enabled: bool,
+    /// How often periodic watermark generators emit (Flink's auto-watermark interval).
+    pub auto_watermark_interval: Duration,
     /// Global job parameters, visible to every function and in the plan.
     pub job_parameters: BTreeMap<String, String>,
 }
@@ -37,6 +39,7 @@ impl Default for ExecutionConfig {
             buffer_timeout: Duration::from_millis(5),
             channel_capacity: 8,
             chaining_enabled: true,
+            auto_watermark_interval: Duration::from_millis(200),
             job_parameters: BTreeMap::new(),
         }
     }
@@ -61,9 +64,7 @@ impl ExecutionConfig {
             return Err(SluiceError::Config("batch_size must be at least 1".into()));
         }
         if self.channel_capacity == 0 {
-            return Err(SluiceError::Config(
-                "channel_capacity must be at least 1".into(),
-            ));
+            return Err(SluiceError::Config("channel_capacity must be at least 1".into()));
         }
         Ok(())
     }

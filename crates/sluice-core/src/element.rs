@@ -23,10 +23,7 @@ pub struct StreamRecord<T> {
 impl<T> StreamRecord<T> {
     /// A record without an event timestamp.
     pub fn new(value: T) -> Self {
-        Self {
-            timestamp: Timestamp::NONE,
-            value,
-        }
+        Self { timestamp: Timestamp::NONE, value }
     }
 
     /// A record with an event timestamp.
@@ -37,19 +34,13 @@ impl<T> StreamRecord<T> {
     /// The same timestamp on a new value: what every one-to-one operator emits.
     #[inline]
     pub fn replace<U>(&self, value: U) -> StreamRecord<U> {
-        StreamRecord {
-            timestamp: self.timestamp,
-            value,
-        }
+        StreamRecord { timestamp: self.timestamp, value }
     }
 
     /// Applies `f` to the value, keeping the timestamp.
     #[inline]
     pub fn replace_with<U>(self, f: impl FnOnce(T) -> U) -> StreamRecord<U> {
-        StreamRecord {
-            timestamp: self.timestamp,
-            value: f(self.value),
-        }
+        StreamRecord { timestamp: self.timestamp, value: f(self.value) }
     }
 }
 
@@ -66,11 +57,7 @@ pub struct RecordBatch {
 impl RecordBatch {
     /// Wraps a vector of records.
     pub fn new<T: Send + 'static>(records: Vec<StreamRecord<T>>) -> Self {
-        Self {
-            len: records.len(),
-            records: Box::new(records),
-            type_name: type_name::<T>(),
-        }
+        Self { len: records.len(), records: Box::new(records), type_name: type_name::<T>() }
     }
 
     /// Number of records in the batch.
@@ -98,15 +85,13 @@ impl RecordBatch {
 
     /// Borrows the records; fails on a type mismatch like [`Self::into_records`].
     pub fn records<T: 'static>(&self) -> Result<&Vec<StreamRecord<T>>> {
-        self.records
-            .downcast_ref::<Vec<StreamRecord<T>>>()
-            .ok_or_else(|| {
-                SluiceError::Internal(format!(
-                    "record batch of type {} where {} was expected",
-                    self.type_name,
-                    type_name::<T>()
-                ))
-            })
+        self.records.downcast_ref::<Vec<StreamRecord<T>>>().ok_or_else(|| {
+            SluiceError::Internal(format!(
+                "record batch of type {} where {} was expected",
+                self.type_name,
+                type_name::<T>()
+            ))
+        })
     }
 
     /// Name of the record type, for messages.
@@ -168,10 +153,7 @@ mod tests {
         let batch = RecordBatch::new(vec![StreamRecord::new(1u32), StreamRecord::new(2)]);
         assert_eq!(batch.len(), 2);
         let records = batch.into_records::<u32>().unwrap();
-        assert_eq!(
-            records.iter().map(|r| r.value).collect::<Vec<_>>(),
-            vec![1, 2]
-        );
+        assert_eq!(records.iter().map(|r| r.value).collect::<Vec<_>>(), vec![1, 2]);
     }
 
     #[test]

@@ -114,26 +114,17 @@ impl SluiceError {
 
     /// An I/O error on a path.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
-        SluiceError::Io {
-            action,
-            path: path.into(),
-            cause,
-        }
+        SluiceError::Io { action, path: path.into(), cause }
     }
 
     /// An external-system error; `message` should carry the underlying error's text.
     pub fn external(system: impl Into<String>, message: impl Into<String>) -> Self {
-        SluiceError::External {
-            system: system.into(),
-            message: message.into(),
-        }
+        SluiceError::External { system: system.into(), message: message.into() }
     }
 
     /// A user function's error or panic message.
     pub fn user(message: impl Into<String>) -> Self {
-        SluiceError::UserFunction {
-            message: message.into(),
-        }
+        SluiceError::UserFunction { message: message.into() }
     }
 
     /// The innermost error, past task context.

@@ -40,9 +40,7 @@ pub struct KeyHasher {
 impl KeyHasher {
     /// A hasher with an empty scratch buffer.
     pub fn new() -> Self {
-        Self {
-            scratch: Vec::with_capacity(64),
-        }
+        Self { scratch: Vec::with_capacity(64) }
     }
 
     /// The key group of `key`.
@@ -125,10 +123,8 @@ mod tests {
             .map(|k| h.key_group(*k, DEFAULT_MAX_PARALLELISM))
             .collect();
         assert_eq!(got, FIXED_STR_GROUPS);
-        let got: Vec<usize> = [0u64, 1, 42, 1000, u64::MAX]
-            .iter()
-            .map(|k| h.key_group(k, 128))
-            .collect();
+        let got: Vec<usize> =
+            [0u64, 1, 42, 1000, u64::MAX].iter().map(|k| h.key_group(k, 128)).collect();
         assert_eq!(got, FIXED_U64_GROUPS);
         assert_eq!(key_group_for_bytes(b"", 128), (xxh3_64(b"") % 128) as usize);
     }
@@ -159,10 +155,7 @@ mod tests {
     #[test]
     fn parallelism_out_of_range_names_the_operator() {
         let err = check_parallelism("Map", 0, 128).unwrap_err().to_string();
-        assert!(
-            err.contains("'Map'") && err.contains("parallelism 0"),
-            "{err}"
-        );
+        assert!(err.contains("'Map'") && err.contains("parallelism 0"), "{err}");
         let err = check_parallelism("Map", 129, 128).unwrap_err().to_string();
         assert!(err.contains("parallelism 129"), "{err}");
         assert!(check_parallelism("Map", 128, 128).is_ok());

@@ -13,7 +13,7 @@ pub use config::ExecutionConfig;
 pub use element::{CheckpointBarrier, RecordBatch, StreamElement, StreamRecord};
 pub use error::{ErrorOrigin, FunctionResult, Result, SluiceError};
 pub use key_group::{KeyGroupRange, KeyHasher};
-pub use time::{Timestamp, Watermark};
+pub use time::{Clock, ManualClock, SystemClock, Timestamp, Watermark};
 
 /// What a record type must be: cloneable (fan-out, broadcast), sendable
 /// between task threads, and serializable so it can cross processes and go

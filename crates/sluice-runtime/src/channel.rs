@@ -82,9 +82,7 @@ impl InputGate {
 
     /// Number of logical inputs that have no channel at all (already ended).
     pub fn inputs_without_channels(&self) -> Vec<usize> {
-        (0..self.open_per_input.len())
-            .filter(|&i| self.open_per_input[i] == 0)
-            .collect()
+        (0..self.open_per_input.len()).filter(|&i| self.open_per_input[i] == 0).collect()
     }
 
     /// The next event, waiting at most `timeout`.
@@ -150,10 +148,9 @@ impl InputGate {
 
     fn handle(&mut self, i: usize, element: StreamElement) -> Option<GateEvent> {
         match element {
-            StreamElement::Records(batch) => Some(GateEvent::Records {
-                input: self.channels[i].input,
-                batch,
-            }),
+            StreamElement::Records(batch) => {
+                Some(GateEvent::Records { input: self.channels[i].input, batch })
+            }
             StreamElement::Watermark(w) => {
                 self.valve.input_watermark(i, w).map(GateEvent::Watermark)
             }

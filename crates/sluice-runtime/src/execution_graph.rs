@@ -56,10 +56,7 @@ impl ExecutionGraph {
 
     /// Number of slots the job occupies.
     pub fn slots_needed(job_graph: &JobGraph) -> usize {
-        Self::slot_sharing_groups(job_graph)
-            .iter()
-            .map(|(_, n)| n)
-            .sum()
+        Self::slot_sharing_groups(job_graph).iter().map(|(_, n)| n).sum()
     }
 
     /// Places every subtask of `job_graph` on `free_slots` (in the order given).
@@ -67,10 +64,8 @@ impl ExecutionGraph {
         let groups = Self::slot_sharing_groups(job_graph);
         let needed: usize = groups.iter().map(|(_, n)| n).sum();
         if needed > free_slots.len() {
-            let detail: Vec<String> = groups
-                .iter()
-                .map(|(g, n)| format!("'{g}' needs {n}"))
-                .collect();
+            let detail: Vec<String> =
+                groups.iter().map(|(g, n)| format!("'{g}' needs {n}")).collect();
             return Err(SluiceError::Scheduling(format!(
                 "the job needs {needed} slots ({}), but the cluster has {} free; \
                  add TaskManagers or slots, or lower the parallelism",
@@ -103,9 +98,6 @@ impl ExecutionGraph {
                     .collect()
             })
             .collect();
-        Ok(Self {
-            vertices,
-            slots_used: free_slots[..needed].to_vec(),
-        })
+        Ok(Self { vertices, slots_used: free_slots[..needed].to_vec() })
     }
 }

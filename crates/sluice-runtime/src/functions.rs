@@ -22,15 +22,13 @@ impl<'a, O> Collector<'a, O> {
     /// Emits a value with the current record's timestamp.
     #[inline]
     pub fn collect(&mut self, value: O) {
-        self.out
-            .push(StreamRecord::with_timestamp(value, self.timestamp));
+        self.out.push(StreamRecord::with_timestamp(value, self.timestamp));
     }
 
     /// Emits a value with an explicit timestamp.
     #[inline]
     pub fn collect_with_timestamp(&mut self, value: O, timestamp: Timestamp) {
-        self.out
-            .push(StreamRecord::with_timestamp(value, timestamp));
+        self.out.push(StreamRecord::with_timestamp(value, timestamp));
     }
 }
 

@@ -149,12 +149,7 @@ impl JobGraph {
                 }
             })
             .collect();
-        Ok(Self {
-            stream_graph,
-            vertices,
-            edges,
-            vertex_of_node,
-        })
+        Ok(Self { stream_graph, vertices, edges, vertex_of_node })
     }
 
     /// Network edges leaving `vertex`.
@@ -187,10 +182,7 @@ fn chain_break_reasons(sg: &StreamGraph, groups: &[String], edge_index: usize) -
             PartitionerKind::Hash => " (key_by)",
             _ => "",
         };
-        reasons.push(format!(
-            "partitioner is {}{why}, not FORWARD",
-            partitioner.name()
-        ));
+        reasons.push(format!("partitioner is {}{why}, not FORWARD", partitioner.name()));
     }
     let (pu, pd) = (sg.parallelism(up.id), sg.parallelism(down.id));
     if pu != pd {

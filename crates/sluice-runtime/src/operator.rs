@@ -31,6 +31,23 @@ pub trait StreamOperator: Send {
         out.emit_watermark(watermark)
     }
 
+    /// The combined idle status of the inputs changed. The default forwards it.
+    fn process_idle_status(&mut self, idle: bool, out: &mut Output) -> Result<()> {
+        out.emit_idle_status(idle)
+    }
+
+    /// The earliest processing time (ms) at which this operator wants
+    /// [`Self::on_processing_time`] called; the task polls this after every
+    /// batch, so registering a timer is a field update, not a message.
+    fn next_processing_time(&self) -> Option<i64> {
+        None
+    }
+
+    /// Processing time reached `now`, at or after [`Self::next_processing_time`].
+    fn on_processing_time(&mut self, _now: i64, _out: &mut Output) -> Result<()> {
+        Ok(())
+    }
+
     /// Logical input `input` has ended: no record follows on it. An operator
     /// that buffers (windows, aggregations) emits what it holds here.
     fn end_input(&mut self, _input: usize, _out: &mut Output) -> Result<()> {
@@ -59,31 +76,20 @@ pub enum OutputTarget {
     Network(Box<dyn RecordWriter>),
 }
 
-/// The output of one operator: every consumer of its records.
-pub struct Output {
+/// The consumers of one output (the main one, or one side output).
+pub struct Targets {
     targets: Vec<OutputTarget>,
     clone_batch: BatchCloner,
 }
 
-impl Output {
-    /// An output to `targets`; `clone_batch` clones a batch of the operator's output type.
+impl Targets {
+    /// `targets`, with `clone_batch` cloning a batch of their record type.
     pub fn new(targets: Vec<OutputTarget>, clone_batch: BatchCloner) -> Self {
-        Self {
-            targets,
-            clone_batch,
-        }
-    }
-
-    /// An output that drops everything (a sink's).
-    pub fn none() -> Self {
-        Self {
-            targets: Vec::new(),
-            clone_batch: |b| Err(SluiceError::Internal(format!("{b:?} cloned by a sink"))),
-        }
+        Self { targets, clone_batch }
     }
 
     /// Emits a batch to every target; all but the last get a clone.
-    pub fn emit(&mut self, batch: RecordBatch) -> Result<()> {
+    fn emit(&mut self, batch: RecordBatch) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -95,6 +101,49 @@ impl Output {
         }
         last.process(batch)
     }
+}
+
+/// The output of one operator: the consumers of its main output and of
+/// each of its side outputs (by tag).
+pub struct Output {
+    main: Targets,
+    side: Vec<(String, Targets)>,
+}
+
+impl Output {
+    /// An output to `targets`; `clone_batch` clones a batch of the operator's output type.
+    pub fn new(targets: Vec<OutputTarget>, clone_batch: BatchCloner) -> Self {
+        Self { main: Targets::new(targets, clone_batch), side: Vec::new() }
+    }
+
+    /// Adds the consumers of side output `tag`.
+    pub fn with_side_output(mut self, tag: String, targets: Targets) -> Self {
+        self.side.push((tag, targets));
+        self
+    }
+
+    /// An output that drops everything (a sink's).
+    pub fn none() -> Self {
+        Self::new(Vec::new(), |b| Err(SluiceError::Internal(format!("{b:?} cloned by a sink"))))
+    }
+
+    /// Emits a batch to every consumer of the main output.
+    pub fn emit(&mut self, batch: RecordBatch) -> Result<()> {
+        self.main.emit(batch)
+    }
+
+    /// Emits a batch to the consumers of side output `tag` (none: dropped).
+    pub fn emit_side(&mut self, tag: &str, batch: RecordBatch) -> Result<()> {
+        match self.side.iter_mut().find(|(t, _)| t == tag) {
+            Some((_, targets)) => targets.emit(batch),
+            None => Ok(()),
+        }
+    }
+
+    fn all_targets(&mut self) -> impl Iterator<Item = &mut OutputTarget> {
+        let side = self.side.iter_mut().flat_map(|(_, t)| t.targets.iter_mut());
+        self.main.targets.iter_mut().chain(side)
+    }
 
     /// Emits typed records.
     #[inline]
@@ -105,9 +154,9 @@ impl Output {
         self.emit(RecordBatch::new(records))
     }
 
-    /// Forwards a watermark to every target.
+    /// Forwards a watermark to every target, side outputs included.
     pub fn emit_watermark(&mut self, watermark: Watermark) -> Result<()> {
-        for target in &mut self.targets {
+        for target in self.all_targets() {
             match target {
                 OutputTarget::Chained(op) => op.process_watermark(watermark)?,
                 OutputTarget::Network(w) => w.broadcast_watermark(watermark)?,
@@ -116,9 +165,20 @@ impl Output {
         Ok(())
     }
 
+    /// Forwards an idle status change to every target.
+    pub fn emit_idle_status(&mut self, idle: bool) -> Result<()> {
+        for target in self.all_targets() {
+            match target {
+                OutputTarget::Chained(op) => op.process_idle_status(idle)?,
+                OutputTarget::Network(w) => w.broadcast_idle_status(idle)?,
+            }
+        }
+        Ok(())
+    }
+
     /// The producing operator will emit nothing more.
     pub fn end_input(&mut self) -> Result<()> {
-        for target in &mut self.targets {
+        for target in self.all_targets() {
             match target {
                 OutputTarget::Chained(op) => op.end_input(0)?,
                 OutputTarget::Network(w) => w.end_input()?,
@@ -129,7 +189,7 @@ impl Output {
 
     /// Sends partly filled batches older than the buffer timeout, down the whole chain.
     pub fn flush_if_due(&mut self, now: Instant) -> Result<()> {
-        for target in &mut self.targets {
+        for target in self.all_targets() {
             match target {
                 OutputTarget::Chained(op) => op.output.flush_if_due(now)?,
                 OutputTarget::Network(w) => w.flush_if_due(now)?,
@@ -138,8 +198,30 @@ impl Output {
         Ok(())
     }
 
+    /// The earliest processing-time callback wanted by an operator chained after this output.
+    pub fn next_processing_time(&self) -> Option<i64> {
+        let main = self.main.targets.iter();
+        let side = self.side.iter().flat_map(|(_, t)| t.targets.iter());
+        main.chain(side)
+            .filter_map(|t| match t {
+                OutputTarget::Chained(op) => op.next_processing_time(),
+                OutputTarget::Network(_) => None,
+            })
+            .min()
+    }
+
+    /// Calls every chained operator whose processing-time callback is due.
+    pub fn on_processing_time(&mut self, now: i64) -> Result<()> {
+        for target in self.all_targets() {
+            if let OutputTarget::Chained(op) = target {
+                op.on_processing_time(now)?;
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn open(&mut self, ctx_for: &mut dyn FnMut(&str) -> RuntimeContext) -> Result<()> {
-        for target in &mut self.targets {
+        for target in self.all_targets() {
             if let OutputTarget::Chained(op) = target {
                 op.open(ctx_for)?;
             }
@@ -149,7 +231,8 @@ impl Output {
 
     pub(crate) fn close(&mut self) -> Result<()> {
         let mut first = Ok(());
-        for target in &mut self.targets {
+        let targets: Vec<&mut OutputTarget> = self.all_targets().collect();
+        for target in targets {
             if let OutputTarget::Chained(op) = target {
                 let r = op.close();
                 if first.is_ok() {
@@ -188,13 +271,7 @@ impl ChainedOperator {
         inputs: usize,
         output: Output,
     ) -> Self {
-        Self {
-            name,
-            subtask: String::new(),
-            operator,
-            output,
-            open_inputs: inputs,
-        }
+        Self { name, subtask: String::new(), operator, output, open_inputs: inputs }
     }
 
     /// Name of the operator.
@@ -215,17 +292,36 @@ impl ChainedOperator {
     #[inline]
     pub fn process_batch(&mut self, input: usize, batch: RecordBatch) -> Result<()> {
         let (op, out) = (&mut self.operator, &mut self.output);
-        guard(&self.name, &self.subtask, || {
-            op.process_batch(input, batch, out)
-        })
+        guard(&self.name, &self.subtask, || op.process_batch(input, batch, out))
     }
 
     /// Processes a watermark.
     pub fn process_watermark(&mut self, watermark: Watermark) -> Result<()> {
         let (op, out) = (&mut self.operator, &mut self.output);
-        guard(&self.name, &self.subtask, || {
-            op.process_watermark(watermark, out)
-        })
+        guard(&self.name, &self.subtask, || op.process_watermark(watermark, out))
+    }
+
+    /// Processes an idle status change.
+    pub fn process_idle_status(&mut self, idle: bool) -> Result<()> {
+        let (op, out) = (&mut self.operator, &mut self.output);
+        guard(&self.name, &self.subtask, || op.process_idle_status(idle, out))
+    }
+
+    /// The earliest processing-time callback wanted by this operator or one chained after it.
+    pub fn next_processing_time(&self) -> Option<i64> {
+        match (self.operator.next_processing_time(), self.output.next_processing_time()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Calls the processing-time callbacks that are due at `now`, down the chain.
+    pub fn on_processing_time(&mut self, now: i64) -> Result<()> {
+        if self.operator.next_processing_time().is_some_and(|t| t <= now) {
+            let (op, out) = (&mut self.operator, &mut self.output);
+            guard(&self.name, &self.subtask, || op.on_processing_time(now, out))?;
+        }
+        self.output.on_processing_time(now)
     }
 
     /// Logical input `input` ended; once all have, the end travels down the chain.

@@ -120,9 +120,7 @@ pub struct Shuffle {
 impl Shuffle {
     /// A shuffle seeded with `seed`.
     pub fn new(seed: u64) -> Self {
-        Self {
-            rng: SmallRng::seed_from_u64(seed),
-        }
+        Self { rng: SmallRng::seed_from_u64(seed) }
     }
 }
 
@@ -144,12 +142,7 @@ pub struct KeyGroupSelector<T, K, F> {
 impl<T, K, F> KeyGroupSelector<T, K, F> {
     /// A selector computing keys with `key_selector`.
     pub fn new(key_selector: F, max_parallelism: usize) -> Self {
-        Self {
-            key_selector,
-            hasher: KeyHasher::new(),
-            max_parallelism,
-            _types: PhantomData,
-        }
+        Self { key_selector, hasher: KeyHasher::new(), max_parallelism, _types: PhantomData }
     }
 }
 

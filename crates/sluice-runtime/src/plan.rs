@@ -57,6 +57,8 @@ pub struct PlanInput {
     pub partitioner: &'static str,
     /// Logical input of the target.
     pub input: usize,
+    /// The side output of the upstream this input reads, if not its main output.
+    pub side_output: Option<String>,
 }
 
 /// A JobGraph vertex as shown.
@@ -110,6 +112,7 @@ impl Plan {
                         node: e.source,
                         partitioner: sg.partitioner(e).name(),
                         input: e.type_number,
+                        side_output: e.side_output.as_ref().map(|(tag, _)| tag.clone()),
                     })
                     .collect(),
             })
@@ -169,13 +172,10 @@ impl fmt::Display for Plan {
             }
             writeln!(f, ")")?;
             for i in &n.inputs {
-                writeln!(
-                    f,
-                    "      <- [{}] {}{}",
-                    i.node,
-                    i.partitioner,
-                    if i.input > 0 { " (input 2)" } else { "" }
-                )?;
+                let second = if i.input > 0 { " (input 2)" } else { "" };
+                let side = i.side_output.as_ref().map(|t| format!(" (side output '{t}')"));
+                let side = side.unwrap_or_default();
+                writeln!(f, "      <- [{}] {}{second}{side}", i.node, i.partitioner)?;
             }
         }
         writeln!(f, "\n== JobGraph ==")?;
@@ -217,9 +217,7 @@ fn short_type(name: &str) -> String {
     for (i, part) in name.split("::").enumerate() {
         if i > 0 {
             // Drop the path before the last segment of each type name.
-            let cut = out
-                .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
-                .map_or(0, |p| p + 1);
+            let cut = out.rfind(|c: char| !(c.is_alphanumeric() || c == '_')).map_or(0, |p| p + 1);
             out.truncate(cut);
         }
         out.push_str(part);
@@ -231,10 +229,7 @@ fn short_type(name: &str) -> String {
 mod tests {
     #[test]
     fn type_names_are_shortened_to_their_last_segment() {
-        assert_eq!(
-            super::short_type("(alloc::string::String, u64)"),
-            "(String, u64)"
-        );
+        assert_eq!(super::short_type("(alloc::string::String, u64)"), "(String, u64)");
         assert_eq!(super::short_type("u64"), "u64");
     }
 }

@@ -18,6 +18,8 @@ pub trait RecordWriter: Send {
     fn emit(&mut self, batch: RecordBatch) -> Result<()>;
     /// Sends pending records, then a watermark on every channel.
     fn broadcast_watermark(&mut self, watermark: Watermark) -> Result<()>;
+    /// Sends pending records, then an idle status change on every channel.
+    fn broadcast_idle_status(&mut self, idle: bool) -> Result<()>;
     /// Sends partly filled batches whose first record is older than the buffer timeout.
     fn flush_if_due(&mut self, now: Instant) -> Result<()>;
     /// Sends pending records, then end of input on every channel.
@@ -47,15 +49,11 @@ pub fn make_writer<T: Data>(kind: PartitionerKind, setup: WriterSetup) -> Box<dy
     let start = setup.subtask_index;
     match kind {
         PartitionerKind::Forward | PartitionerKind::Rebalance | PartitionerKind::Rescale => {
-            Box::new(ChannelWriter::<T, _>::new(
-                setup,
-                BySelector(RoundRobin::new(start)),
-            ))
+            Box::new(ChannelWriter::<T, _>::new(setup, BySelector(RoundRobin::new(start))))
         }
-        PartitionerKind::Shuffle => Box::new(ChannelWriter::<T, _>::new(
-            setup,
-            BySelector(Shuffle::new(start as u64)),
-        )),
+        PartitionerKind::Shuffle => {
+            Box::new(ChannelWriter::<T, _>::new(setup, BySelector(Shuffle::new(start as u64))))
+        }
         PartitionerKind::Broadcast => Box::new(ChannelWriter::<T, _>::new(setup, Broadcast)),
         PartitionerKind::Hash => unreachable!("hash writers are built with their key selector"),
     }
@@ -215,10 +213,7 @@ pub struct ChannelWriter<T, R> {
 impl<T: Data, R: Routing<T>> ChannelWriter<T, R> {
     /// A writer over `setup`'s channels spreading records by `routing`.
     pub fn new(setup: WriterSetup, routing: R) -> Self {
-        Self {
-            channels: ChannelBuffers::new(setup),
-            routing,
-        }
+        Self { channels: ChannelBuffers::new(setup), routing }
     }
 }
 
@@ -229,8 +224,11 @@ impl<T: Data, R: Routing<T>> RecordWriter for ChannelWriter<T, R> {
     }
 
     fn broadcast_watermark(&mut self, watermark: Watermark) -> Result<()> {
-        self.channels
-            .broadcast(|| StreamElement::Watermark(watermark))
+        self.channels.broadcast(|| StreamElement::Watermark(watermark))
+    }
+
+    fn broadcast_idle_status(&mut self, idle: bool) -> Result<()> {
+        self.channels.broadcast(|| StreamElement::IdleStatus(idle))
     }
 
     fn flush_if_due(&mut self, now: Instant) -> Result<()> {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use sluice_core::KeyGroupRange;
+use sluice_core::{Clock, KeyGroupRange, SystemClock};
 
 /// The subtask an operator instance runs in, and the job's parameters.
 #[derive(Clone, Debug)]
@@ -24,6 +24,10 @@ pub struct RuntimeContext {
     pub batch_size: usize,
     /// Global job parameters.
     pub job_parameters: Arc<BTreeMap<String, String>>,
+    /// Processing time.
+    pub clock: Arc<dyn Clock>,
+    /// How often periodic watermark generators emit, in ms.
+    pub auto_watermark_interval: i64,
 }
 
 impl RuntimeContext {
@@ -53,6 +57,8 @@ impl RuntimeContext {
             attempt: 0,
             batch_size: 1024,
             job_parameters: Arc::default(),
+            clock: Arc::new(SystemClock),
+            auto_watermark_interval: 200,
         }
     }
 }

@@ -44,9 +44,7 @@ impl<T: Data> SinkOperator<T> {
     }
 
     fn writer(&mut self) -> &mut dyn SinkWriter<T> {
-        self.writer
-            .as_deref_mut()
-            .expect("sink writer used before open")
+        self.writer.as_deref_mut().expect("sink writer used before open")
     }
 }
 

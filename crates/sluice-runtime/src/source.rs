@@ -86,10 +86,7 @@ pub struct SourceOutput<T> {
 impl<T> SourceOutput<T> {
     /// An empty output holding up to `capacity` records.
     pub fn new(capacity: usize) -> Self {
-        Self {
-            records: Vec::with_capacity(capacity),
-            capacity,
-        }
+        Self { records: Vec::with_capacity(capacity), capacity }
     }
 
     /// Adds a record without event time.
@@ -101,8 +98,7 @@ impl<T> SourceOutput<T> {
     /// Adds a record with its event timestamp.
     #[inline]
     pub fn collect_with_timestamp(&mut self, value: T, timestamp: Timestamp) {
-        self.records
-            .push(StreamRecord::with_timestamp(value, timestamp));
+        self.records.push(StreamRecord::with_timestamp(value, timestamp));
     }
 
     /// How many more records fit in this batch.
@@ -176,10 +172,7 @@ pub struct SourceAdapter<T, S> {
 impl<T, S> SourceAdapter<T, S> {
     /// Wraps `source`.
     pub fn new(source: S) -> Self {
-        Self {
-            source,
-            _records: PhantomData,
-        }
+        Self { source, _records: PhantomData }
     }
 }
 
@@ -196,12 +189,7 @@ impl<T: Data, S: Source<T>> ErasedSource for SourceAdapter<T, S> {
         self.source
             .create_splits(parallelism)?
             .into_iter()
-            .map(|s| {
-                Ok(SerializedSplit {
-                    id: s.split_id(),
-                    bytes: postcard::to_stdvec(&s)?,
-                })
-            })
+            .map(|s| Ok(SerializedSplit { id: s.split_id(), bytes: postcard::to_stdvec(&s)? }))
             .collect()
     }
 
@@ -216,10 +204,7 @@ impl<T: Data, S: Source<T>> ErasedSource for SourceAdapter<T, S> {
             .map(|s| postcard::from_bytes::<S::Split>(&s.bytes).map_err(Into::into))
             .collect::<Result<Vec<_>>>()?;
         reader.add_splits(splits)?;
-        Ok(Box::new(ErasedReader {
-            reader,
-            output: SourceOutput::new(ctx.batch_size),
-        }))
+        Ok(Box::new(ErasedReader { reader, output: SourceOutput::new(ctx.batch_size) }))
     }
 }
 

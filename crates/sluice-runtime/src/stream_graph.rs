@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use sluice_core::key_group::check_parallelism;
-use sluice_core::{Data, ExecutionConfig, Result, SluiceError};
+use sluice_core::{Clock, Data, ExecutionConfig, Result, SluiceError};
 
 use crate::operator::{clone_batch, BatchCloner, StreamOperator};
 use crate::partitioner::PartitionerKind;
@@ -112,6 +112,18 @@ pub struct StreamEdge {
     pub partitioner: Option<PartitionerKind>,
     /// For [`PartitionerKind::Hash`]: builds writers with the key selector.
     pub keyed_writer: Option<KeyedWriterFactory>,
+    /// The side output this edge carries (its tag and record type), if not the main output.
+    pub side_output: Option<(String, OutputType)>,
+}
+
+impl StreamEdge {
+    /// The record type the edge carries.
+    pub fn output_type(&self, graph: &StreamGraph) -> OutputType {
+        match &self.side_output {
+            Some((_, t)) => *t,
+            None => graph.nodes[self.source].output,
+        }
+    }
 }
 
 /// The job as written.
@@ -125,6 +137,8 @@ pub struct StreamGraph {
     pub nodes: Vec<StreamNode>,
     /// Edges.
     pub edges: Vec<StreamEdge>,
+    /// Processing time for every operator (the wall clock unless a test sets another).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// The default slot sharing group.
@@ -133,25 +147,17 @@ pub const DEFAULT_SLOT_SHARING_GROUP: &str = "default";
 impl StreamGraph {
     /// The effective parallelism of a node.
     pub fn parallelism(&self, node: usize) -> usize {
-        self.nodes[node]
-            .parallelism
-            .unwrap_or(self.config.parallelism)
+        self.nodes[node].parallelism.unwrap_or(self.config.parallelism)
     }
 
     /// Edges leaving `node`, in the order they were added.
     pub fn out_edges(&self, node: usize) -> impl Iterator<Item = (usize, &StreamEdge)> {
-        self.edges
-            .iter()
-            .enumerate()
-            .filter(move |(_, e)| e.source == node)
+        self.edges.iter().enumerate().filter(move |(_, e)| e.source == node)
     }
 
     /// Edges entering `node`.
     pub fn in_edges(&self, node: usize) -> impl Iterator<Item = (usize, &StreamEdge)> {
-        self.edges
-            .iter()
-            .enumerate()
-            .filter(move |(_, e)| e.target == node)
+        self.edges.iter().enumerate().filter(move |(_, e)| e.target == node)
     }
 
     /// The partitioner an edge uses: the user's, or forward when the

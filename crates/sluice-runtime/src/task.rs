@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use sluice_core::{Result, SluiceError, StreamElement, Watermark};
+use sluice_core::{Clock, Result, SluiceError, StreamElement, Watermark};
 
 use crate::channel::{GateEvent, InputChannel, InputGate};
 use crate::job_graph::JobGraph;
 use crate::metrics::TaskMetrics;
-use crate::operator::{task_error, ChainedOperator, Output, OutputTarget};
+use crate::operator::{task_error, ChainedOperator, Output, OutputTarget, Targets};
 use crate::record_writer::WriterSetup;
 use crate::runtime_context::RuntimeContext;
 use crate::source::{ErasedSourceReader, InputStatus, SerializedSplit};
@@ -56,15 +56,8 @@ impl TaskDeployment {
 
 /// The head of a task: where its input comes from.
 enum Head {
-    Source {
-        reader: Box<dyn ErasedSourceReader>,
-        output: Output,
-        name: String,
-    },
-    Operator {
-        gate: Box<InputGate>,
-        chain: ChainedOperator,
-    },
+    Source { reader: Box<dyn ErasedSourceReader>, output: Output, name: String },
+    Operator { gate: Box<InputGate>, chain: ChainedOperator },
 }
 
 /// Runs a task to completion and passes its outcome (the first error, naming
@@ -95,6 +88,8 @@ fn run_task_inner(mut d: TaskDeployment, head_slot: &mut Option<Head>) -> Result
         attempt: d.attempt,
         batch_size: sg.config.batch_size,
         job_parameters: params.clone(),
+        clock: sg.clock.clone(),
+        auto_watermark_interval: sg.config.auto_watermark_interval.as_millis() as i64,
     };
     let mut builder = ChainBuilder { d: &d, outputs };
     let head_node = &sg.nodes[vertex.head];
@@ -110,26 +105,16 @@ fn run_task_inner(mut d: TaskDeployment, head_slot: &mut Option<Head>) -> Result
                 name: head_node.name.clone(),
             }
         }
-        NodeBody::Operator {
-            inputs: inputs_count,
-            ..
-        } => {
+        NodeBody::Operator { inputs: inputs_count, .. } => {
             let gate = Box::new(InputGate::new(inputs, *inputs_count));
-            Head::Operator {
-                gate,
-                chain: builder.operator(vertex.head, *inputs_count)?,
-            }
+            Head::Operator { gate, chain: builder.operator(vertex.head, *inputs_count)? }
         }
     };
 
     let head = head_slot.insert(head);
     let mut ctx_for = |name: &str| make_ctx(name);
     let result = match head {
-        Head::Source {
-            reader,
-            output,
-            name,
-        } => output
+        Head::Source { reader, output, name } => output
             .open(&mut ctx_for)
             .and_then(|_| {
                 run_source(
@@ -137,6 +122,7 @@ fn run_task_inner(mut d: TaskDeployment, head_slot: &mut Option<Head>) -> Result
                     output,
                     &d.cancel,
                     &d.metrics,
+                    &*sg.clock,
                     sg.config.buffer_timeout,
                 )
             })
@@ -145,7 +131,7 @@ fn run_task_inner(mut d: TaskDeployment, head_slot: &mut Option<Head>) -> Result
                 e => task_error(name, &subtask, e),
             }),
         Head::Operator { gate, chain } => chain.open(&mut ctx_for).and_then(|_| {
-            run_operator(gate, chain, &d.cancel, &d.metrics, sg.config.buffer_timeout)
+            run_operator(gate, chain, &d.cancel, &d.metrics, &*sg.clock, sg.config.buffer_timeout)
         }),
     };
     let closed = match head {
@@ -160,6 +146,7 @@ fn run_source(
     output: &mut Output,
     cancel: &AtomicBool,
     metrics: &TaskMetrics,
+    clock: &dyn Clock,
     buffer_timeout: Duration,
 ) -> Result<()> {
     loop {
@@ -169,11 +156,18 @@ fn run_source(
         let (batch, status) = reader.poll_batch()?;
         metrics.add_source_records(batch.len());
         output.emit(batch)?;
+        let now = clock.now();
+        if output.next_processing_time().is_some_and(|t| t <= now) {
+            output.on_processing_time(now)?;
+        }
+        output.flush_if_due(Instant::now())?;
         match status {
-            InputStatus::MoreAvailable => output.flush_if_due(Instant::now())?,
+            InputStatus::MoreAvailable => {}
             InputStatus::NothingAvailable => {
-                output.flush_if_due(Instant::now())?;
-                std::thread::sleep(buffer_timeout.min(Duration::from_millis(1)));
+                std::thread::sleep(
+                    wait_time(output.next_processing_time(), now, buffer_timeout)
+                        .min(Duration::from_millis(1)),
+                );
             }
             InputStatus::EndOfInput => {
                 // A bounded source ends event time: every timer and window fires.
@@ -189,28 +183,43 @@ fn run_operator(
     chain: &mut ChainedOperator,
     cancel: &AtomicBool,
     metrics: &TaskMetrics,
+    clock: &dyn Clock,
     buffer_timeout: Duration,
 ) -> Result<()> {
     for input in gate.inputs_without_channels() {
         chain.end_input(input)?;
     }
-    let wait = buffer_timeout.max(Duration::from_millis(1));
+    let mut now = clock.now();
     loop {
         if cancel.load(Ordering::Relaxed) {
             return Err(SluiceError::Cancelled);
         }
-        match gate.next(wait)? {
+        match gate.next(wait_time(chain.next_processing_time(), now, buffer_timeout))? {
             GateEvent::Records { input, batch } => {
                 metrics.add_records_in(batch.len());
                 chain.process_batch(input, batch)?;
             }
             GateEvent::Watermark(w) => chain.process_watermark(w)?,
-            GateEvent::IdleStatus(_) => {}
+            GateEvent::IdleStatus(idle) => chain.process_idle_status(idle)?,
             GateEvent::EndOfInput(input) => chain.end_input(input)?,
             GateEvent::Finished => return Ok(()),
             GateEvent::Timeout => {}
         }
+        now = clock.now();
+        if chain.next_processing_time().is_some_and(|t| t <= now) {
+            chain.on_processing_time(now)?;
+        }
         chain.flush_if_due(Instant::now())?;
+    }
+}
+
+/// How long to wait for input: until the next processing-time callback, at
+/// most the buffer timeout (so partial batches go out), at least 1 ms.
+fn wait_time(next_timer: Option<i64>, now: i64, buffer_timeout: Duration) -> Duration {
+    let longest = buffer_timeout.max(Duration::from_millis(1));
+    match next_timer {
+        Some(t) => longest.min(Duration::from_millis(t.saturating_sub(now).max(1) as u64)),
+        None => longest,
     }
 }
 
@@ -230,55 +239,57 @@ impl ChainBuilder<'_> {
                 n.name
             )));
         };
-        let output = if n.kind == NodeKind::Sink {
-            Output::none()
-        } else {
-            self.output(node)?
-        };
-        Ok(ChainedOperator::new(
-            n.name.clone(),
-            factory(),
-            inputs,
-            output,
-        ))
+        let output = if n.kind == NodeKind::Sink { Output::none() } else { self.output(node)? };
+        Ok(ChainedOperator::new(n.name.clone(), factory(), inputs, output))
     }
 
     fn output(&mut self, node: usize) -> Result<Output> {
         let jg = self.d.job_graph.clone();
         let sg = &jg.stream_graph;
-        let mut targets = Vec::new();
+        let mut main = Vec::new();
+        let mut side: Vec<(String, Vec<OutputTarget>, crate::operator::BatchCloner)> = Vec::new();
         for (edge_index, edge) in sg.out_edges(node) {
-            match jg.edge_for_stream_edge(edge_index) {
-                None => targets.push(OutputTarget::Chained(Box::new(
-                    self.operator(edge.target, 1)?,
-                ))),
-                Some(job_edge) => {
-                    let channels = self.outputs.remove(&job_edge.id).ok_or_else(|| {
-                        SluiceError::Internal(format!(
-                            "no channels deployed for edge {}",
-                            job_edge.id
-                        ))
-                    })?;
-                    let setup = WriterSetup {
-                        channels,
-                        batch_size: sg.config.batch_size,
-                        buffer_timeout: sg.config.buffer_timeout,
-                        subtask_index: self.d.subtask_index,
-                        max_parallelism: sg.config.max_parallelism,
-                        metrics: self.d.metrics.clone(),
-                        edge_name: format!(
-                            "{} -> {}",
-                            sg.nodes[edge.source].name, sg.nodes[edge.target].name
-                        ),
-                    };
-                    let writer = match &edge.keyed_writer {
-                        Some(make) => make(setup),
-                        None => (sg.nodes[node].output.make_writer)(job_edge.partitioner, setup),
-                    };
-                    targets.push(OutputTarget::Network(writer));
-                }
+            let target = self.target(edge_index)?;
+            match &edge.side_output {
+                None => main.push(target),
+                Some((tag, ty)) => match side.iter_mut().find(|(t, _, _)| t == tag) {
+                    Some((_, targets, _)) => targets.push(target),
+                    None => side.push((tag.clone(), vec![target], ty.clone_batch)),
+                },
             }
         }
-        Ok(Output::new(targets, sg.nodes[node].output.clone_batch))
+        let mut output = Output::new(main, sg.nodes[node].output.clone_batch);
+        for (tag, targets, clone_batch) in side {
+            output = output.with_side_output(tag, Targets::new(targets, clone_batch));
+        }
+        Ok(output)
+    }
+
+    /// The consumer at the end of one stream edge: a chained operator, or a
+    /// record writer over the deployed channels.
+    fn target(&mut self, edge_index: usize) -> Result<OutputTarget> {
+        let jg = self.d.job_graph.clone();
+        let sg = &jg.stream_graph;
+        let edge = &sg.edges[edge_index];
+        let Some(job_edge) = jg.edge_for_stream_edge(edge_index) else {
+            return Ok(OutputTarget::Chained(Box::new(self.operator(edge.target, 1)?)));
+        };
+        let channels = self.outputs.remove(&job_edge.id).ok_or_else(|| {
+            SluiceError::Internal(format!("no channels deployed for edge {}", job_edge.id))
+        })?;
+        let setup = WriterSetup {
+            channels,
+            batch_size: sg.config.batch_size,
+            buffer_timeout: sg.config.buffer_timeout,
+            subtask_index: self.d.subtask_index,
+            max_parallelism: sg.config.max_parallelism,
+            metrics: self.d.metrics.clone(),
+            edge_name: format!("{} -> {}", sg.nodes[edge.source].name, sg.nodes[edge.target].name),
+        };
+        let writer = match &edge.keyed_writer {
+            Some(make) => make(setup),
+            None => (edge.output_type(sg).make_writer)(job_edge.partitioner, setup),
+        };
+        Ok(OutputTarget::Network(writer))
     }
 }

@@ -24,11 +24,7 @@ impl StatusWatermarkValve {
     pub fn new(n: usize) -> Self {
         Self {
             channels: vec![
-                ChannelState {
-                    watermark: Watermark::MIN,
-                    idle: false,
-                    ended: false
-                };
+                ChannelState { watermark: Watermark::MIN, idle: false, ended: false };
                 n
             ],
             last_emitted: Watermark::MIN,
@@ -76,12 +72,8 @@ impl StatusWatermarkValve {
     }
 
     fn advance(&mut self) -> Option<Watermark> {
-        let min = self
-            .channels
-            .iter()
-            .filter(|c| !c.ended && !c.idle)
-            .map(|c| c.watermark)
-            .min()?;
+        let min =
+            self.channels.iter().filter(|c| !c.ended && !c.idle).map(|c| c.watermark).min()?;
         (min > self.last_emitted).then(|| {
             self.last_emitted = min;
             min
@@ -119,11 +111,7 @@ mod tests {
             None,
             "active again, but behind: no regression"
         );
-        assert_eq!(
-            v.input_watermark(0, Watermark(200)),
-            None,
-            "channel 1 at 50 holds it"
-        );
+        assert_eq!(v.input_watermark(0, Watermark(200)), None, "channel 1 at 50 holds it");
         assert_eq!(v.input_watermark(1, Watermark(150)), Some(Watermark(150)));
     }
 

@@ -22,10 +22,7 @@ pub struct HeapValueState<K, V> {
 impl<K: Eq + Hash, V> HeapValueState<K, V> {
     /// Empty state for the key groups in `range`.
     pub fn new(range: KeyGroupRange) -> Self {
-        Self {
-            range,
-            groups: (0..range.len()).map(|_| HashMap::new()).collect(),
-        }
+        Self { range, groups: (0..range.len()).map(|_| HashMap::new()).collect() }
     }
 
     /// The key-group range this state holds.
@@ -95,9 +92,7 @@ impl<K: Eq + Hash, V> HeapValueState<K, V> {
         range: KeyGroupRange,
     ) -> Result<Vec<KeyGroupEntries<K, V>>> {
         self.check_range(range)?;
-        Ok((range.start..range.end)
-            .map(|g| (g, self.group(g).drain().collect()))
-            .collect())
+        Ok((range.start..range.end).map(|g| (g, self.group(g).drain().collect())).collect())
     }
 
     /// Inserts entries of one key group (for example from [`Self::extract_key_groups`]).
@@ -135,10 +130,7 @@ mod tests {
         for (i, target) in to.iter_mut().enumerate() {
             let range = target.key_group_range();
             for (g, entries) in from.extract_key_groups(range).unwrap() {
-                assert_eq!(
-                    sluice_core::key_group::operator_index_for_key_group(max, 2, g),
-                    i
-                );
+                assert_eq!(sluice_core::key_group::operator_index_for_key_group(max, 2, g), i);
                 target.insert_key_group(g, entries).unwrap();
             }
         }

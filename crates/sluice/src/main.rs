@@ -20,11 +20,7 @@ use sluice::{JobClient, StreamExecutionEnvironment};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(
-    name = "sluice",
-    version,
-    about = "A stream processor in the family of Apache Flink"
-)]
+#[command(name = "sluice", version, about = "A stream processor in the family of Apache Flink")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -159,10 +155,8 @@ fn build(args: &JobArgs) -> Result<(StreamExecutionEnvironment, Option<FinalCoun
             let Some(input) = args.input.clone() else {
                 bail!("wordcount needs --input FILE (a text file or directory)")
             };
-            let options = WordCountOptions {
-                parallelism: None,
-                reduce_parallelism: args.reduce_parallelism,
-            };
+            let options =
+                WordCountOptions { parallelism: None, reduce_parallelism: args.reduce_parallelism };
             let counts = FinalCounts::default();
             let mut sink = word_count(&env, input, &options)
                 .sink_to(counts.clone())
@@ -199,10 +193,7 @@ fn run_job(args: &JobArgs) -> Result<()> {
             }
         }
     }
-    eprintln!(
-        "job '{}' finished in {:.2?}",
-        result.job_name, result.duration
-    );
+    eprintln!("job '{}' finished in {:.2?}", result.job_name, result.duration);
     Ok(())
 }
 
@@ -242,10 +233,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
         pipeline(&env, args.events, args.keys, None);
         let (cpu0, t0) = (cpu_time(), Instant::now());
         env.execute("pipeline benchmark")?;
-        let (wall, cpu) = (
-            t0.elapsed().as_secs_f64(),
-            (cpu_time() - cpu0).as_secs_f64(),
-        );
+        let (wall, cpu) = (t0.elapsed().as_secs_f64(), (cpu_time() - cpu0).as_secs_f64());
         let rate = args.events as f64 / wall;
         let rate_cpu = args.events as f64 / cpu.max(1e-9);
         println!(
@@ -264,21 +252,10 @@ fn bench(args: &BenchArgs) -> Result<()> {
     };
     let (min, median) = stats(&mut rates);
     let (cmin, cmedian) = stats(&mut per_core);
-    println!(
-        "events/s:            min {:.2}M, median {:.2}M",
-        min / 1e6,
-        median / 1e6
-    );
-    println!(
-        "events/CPU-second:   min {:.2}M, median {:.2}M",
-        cmin / 1e6,
-        cmedian / 1e6
-    );
+    println!("events/s:            min {:.2}M, median {:.2}M", min / 1e6, median / 1e6);
+    println!("events/CPU-second:   min {:.2}M, median {:.2}M", cmin / 1e6, cmedian / 1e6);
     if let Some(rss) = peak_rss_bytes() {
-        println!(
-            "peak RSS:            {:.1} MiB",
-            rss as f64 / (1 << 20) as f64
-        );
+        println!("peak RSS:            {:.1} MiB", rss as f64 / (1 << 20) as f64);
     }
     Ok(())
 }

@@ -53,10 +53,7 @@ fn a_slow_sink_bounds_the_records_in_flight_from_an_unbounded_source() {
     // One channel of CAPACITY batches, the writer's pending batch, and the
     // batch the source holds while it waits to send.
     let bound = ((CAPACITY + 2) * BATCH) as u64;
-    assert!(
-        max_in_flight <= bound,
-        "{max_in_flight} records in flight, bound {bound}"
-    );
+    assert!(max_in_flight <= bound, "{max_in_flight} records in flight, bound {bound}");
 
     client.cancel();
     assert!(matches!(client.wait(), Err(SluiceError::Cancelled)));

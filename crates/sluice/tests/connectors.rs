@@ -23,10 +23,7 @@ fn ndjson_directories_are_read_recursively_skipping_hidden_files_and_written_bac
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, body).unwrap();
     };
-    write(
-        "a.json",
-        "{\"auction\":1,\"price\":10}\n\n{\"auction\":2,\"price\":20}\n",
-    );
+    write("a.json", "{\"auction\":1,\"price\":10}\n\n{\"auction\":2,\"price\":20}\n");
     write("nested/b.json", "{\"auction\":3,\"price\":30}");
     write(".hidden.json", "not json");
     write("_SUCCESS", "not json either");
@@ -35,30 +32,21 @@ fn ndjson_directories_are_read_recursively_skipping_hidden_files_and_written_bac
     let env = StreamExecutionEnvironment::new();
     env.set_parallelism(2);
     env.from_source(FileSource::<Bid>::ndjson(input.path()), "bids")
-        .map(|b: Bid| Bid {
-            price: b.price * 2,
-            ..b
-        })
+        .map(|b: Bid| Bid { price: b.price * 2, ..b })
         .write_as_ndjson(output.path());
     env.execute("ndjson round trip").unwrap();
 
     let mut written = Vec::new();
     for entry in std::fs::read_dir(output.path()).unwrap() {
         let path = entry.unwrap().path();
-        assert!(path
-            .file_name()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .starts_with("part-"));
+        assert!(path.file_name().unwrap().to_str().unwrap().starts_with("part-"));
         for line in std::fs::read_to_string(path).unwrap().lines() {
             written.push(serde_json::from_str::<Bid>(line).unwrap());
         }
     }
     written.sort();
-    let expected: Vec<Bid> = [(1, 20), (2, 40), (3, 60)]
-        .map(|(auction, price)| Bid { auction, price })
-        .to_vec();
+    let expected: Vec<Bid> =
+        [(1, 20), (2, 40), (3, 60)].map(|(auction, price)| Bid { auction, price }).to_vec();
     assert_eq!(written, expected);
 }
 
@@ -140,18 +128,12 @@ fn a_collection_is_read_exactly_once_at_any_parallelism() {
 fn a_rate_limited_generator_emits_no_faster_than_its_rate() {
     let env = StreamExecutionEnvironment::new();
     env.set_parallelism(2);
-    let source = DataGeneratorSource::new(|i| i * 10, Some(300))
-        .with_rate(1000.0)
-        .unwrap();
+    let source = DataGeneratorSource::new(|i| i * 10, Some(300)).with_rate(1000.0).unwrap();
     let out = env.from_source(source, "paced").collect();
     let started = Instant::now();
     env.execute("paced").unwrap();
     // 300 records at 1000/s cannot be done in less than about 0.3 s.
-    assert!(
-        started.elapsed().as_millis() >= 250,
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed().as_millis() >= 250, "took {:?}", started.elapsed());
     let mut got = out.take();
     got.sort();
     assert_eq!(got, (0..300).map(|i| i * 10).collect::<Vec<u64>>());

@@ -14,16 +14,9 @@ fn execute_err(env: &StreamExecutionEnvironment) -> SluiceError {
 #[test]
 fn parallelism_zero_is_refused_naming_the_operator() {
     let env = StreamExecutionEnvironment::new();
-    env.from_sequence(10)
-        .map(|i| i)
-        .name("double")
-        .set_parallelism(0)
-        .discard();
+    env.from_sequence(10).map(|i| i).name("double").set_parallelism(0).discard();
     let err = execute_err(&env).to_string();
-    assert!(
-        err.contains("'double'") && err.contains("parallelism 0"),
-        "{err}"
-    );
+    assert!(err.contains("'double'") && err.contains("parallelism 0"), "{err}");
 }
 
 #[test]
@@ -32,10 +25,7 @@ fn parallelism_above_max_parallelism_is_refused() {
     env.set_max_parallelism(4);
     env.from_sequence(10).set_parallelism(5).discard();
     let err = execute_err(&env).to_string();
-    assert!(
-        err.contains("parallelism 5") && err.contains("1..=4"),
-        "{err}"
-    );
+    assert!(err.contains("parallelism 5") && err.contains("1..=4"), "{err}");
 }
 
 #[test]
@@ -44,10 +34,7 @@ fn a_default_parallelism_of_zero_is_a_configuration_error() {
     env.set_parallelism(0);
     env.from_sequence(10).discard();
     let err = execute_err(&env);
-    assert!(
-        matches!(err, SluiceError::Config(_) | SluiceError::InvalidJob(_)),
-        "{err}"
-    );
+    assert!(matches!(err, SluiceError::Config(_) | SluiceError::InvalidJob(_)), "{err}");
     assert!(err.to_string().contains("parallelism 0"), "{err}");
 }
 
@@ -57,10 +44,7 @@ fn a_missing_input_file_names_the_path() {
     env.read_text_file("/definitely/not/here.txt").discard();
     let err = execute_err(&env);
     let text = err.to_string();
-    assert!(
-        text.contains("/definitely/not/here.txt") && text.contains("No such file"),
-        "{text}"
-    );
+    assert!(text.contains("/definitely/not/here.txt") && text.contains("No such file"), "{text}");
     assert_eq!(err.origin(), ErrorOrigin::External);
 }
 
@@ -72,17 +56,13 @@ fn an_unreadable_entry_in_an_input_directory_names_the_entry() {
     let env = StreamExecutionEnvironment::new();
     env.read_text_file(dir.path()).discard();
     let err = execute_err(&env).to_string();
-    assert!(
-        err.contains("b.txt") && err.contains("cannot read input path"),
-        "{err}"
-    );
+    assert!(err.contains("b.txt") && err.contains("cannot read input path"), "{err}");
 }
 
 #[test]
 fn a_line_that_is_not_utf8_fails_with_file_and_line_number() {
     let mut file = tempfile::NamedTempFile::new().unwrap();
-    file.write_all(b"fine\nalso fine\n\xff\xfe broken\n")
-        .unwrap();
+    file.write_all(b"fine\nalso fine\n\xff\xfe broken\n").unwrap();
     let env = StreamExecutionEnvironment::new();
     env.read_text_file(file.path()).discard();
     let err = execute_err(&env).to_string();
@@ -101,14 +81,10 @@ fn a_malformed_ndjson_record_fails_with_file_line_and_reason() {
         id: u64,
     }
     let env = StreamExecutionEnvironment::new();
-    env.from_source(FileSource::<Event>::ndjson(file.path()), "events")
-        .discard();
+    env.from_source(FileSource::<Event>::ndjson(file.path()), "events").discard();
     let err = execute_err(&env);
     let text = err.to_string();
-    assert!(
-        text.contains("line 2") && text.contains("invalid type"),
-        "{text}"
-    );
+    assert!(text.contains("line 2") && text.contains("invalid type"), "{text}");
     assert_eq!(err.origin(), ErrorOrigin::User);
 }
 
@@ -130,9 +106,7 @@ fn a_socket_that_cannot_connect_names_the_address() {
 #[test]
 fn a_socket_source_cannot_run_in_parallel() {
     let env = StreamExecutionEnvironment::new();
-    env.socket_text_stream("127.0.0.1", 9)
-        .set_parallelism(2)
-        .discard();
+    env.socket_text_stream("127.0.0.1", 9).set_parallelism(2).discard();
     let err = execute_err(&env).to_string();
     assert!(err.contains("maximum of 1"), "{err}");
 }
@@ -157,17 +131,9 @@ fn an_environment_cannot_execute_twice() {
 #[test]
 fn forward_between_different_parallelisms_is_refused() {
     let env = StreamExecutionEnvironment::new();
-    env.from_sequence(10)
-        .set_parallelism(2)
-        .forward()
-        .map(|i| i)
-        .set_parallelism(3)
-        .discard();
+    env.from_sequence(10).set_parallelism(2).forward().map(|i| i).set_parallelism(3).discard();
     let err = execute_err(&env).to_string();
-    assert!(
-        err.contains("forward partitioning") && err.contains("rebalance()"),
-        "{err}"
-    );
+    assert!(err.contains("forward partitioning") && err.contains("rebalance()"), "{err}");
 }
 
 #[test]
@@ -183,10 +149,7 @@ fn a_panic_in_a_user_function_fails_the_job_naming_operator_subtask_and_cause() 
         .discard();
     let err = execute_err(&env);
     let text = err.to_string();
-    assert!(
-        text.contains("operator 'checker'") && text.contains("record 777 is cursed"),
-        "{text}"
-    );
+    assert!(text.contains("operator 'checker'") && text.contains("record 777 is cursed"), "{text}");
     // 777 falls in the second half of the sequence, read by subtask 2 of 2.
     assert!(text.contains("subtask 2/2"), "{text}");
     assert_eq!(err.origin(), ErrorOrigin::User);
@@ -204,10 +167,7 @@ fn a_failure_behind_a_network_edge_cancels_an_unbounded_source() {
         .set_parallelism(2)
         .discard();
     let err = execute_err(&env).to_string();
-    assert!(
-        err.contains("operator 'Keyed Reduce'") && err.contains("too many"),
-        "{err}"
-    );
+    assert!(err.contains("operator 'Keyed Reduce'") && err.contains("too many"), "{err}");
 }
 
 /// Fails on a given record by returning an error.
@@ -232,9 +192,7 @@ impl ProcessFunction<i64, i64> for RejectNegative {
 #[test]
 fn an_error_returned_by_a_process_function_fails_the_job_with_its_message() {
     let env = StreamExecutionEnvironment::new();
-    env.from_collection(vec![1i64, 2, -3])
-        .process(RejectNegative)
-        .discard();
+    env.from_collection(vec![1i64, 2, -3]).process(RejectNegative).discard();
     let err = execute_err(&env).to_string();
     assert!(
         err.contains("operator 'Process' in subtask 1/1") && err.contains("negative value -3"),
@@ -244,10 +202,6 @@ fn an_error_returned_by_a_process_function_fails_the_job_with_its_message() {
 
 #[test]
 fn a_datagen_rate_must_be_positive() {
-    let err = DataGeneratorSource::new(|i| i, Some(10))
-        .with_rate(0.0)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = DataGeneratorSource::new(|i| i, Some(10)).with_rate(0.0).err().unwrap().to_string();
     assert!(err.contains("positive"), "{err}");
 }

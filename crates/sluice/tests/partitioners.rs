@@ -60,10 +60,7 @@ fn route(
     let env = StreamExecutionEnvironment::new();
     env.set_parallelism(up);
     let tagged = env.from_sequence(n).process(TagSubtask::default());
-    let out = partition(tagged)
-        .process(TagSubtask::default())
-        .set_parallelism(down)
-        .collect();
+    let out = partition(tagged).process(TagSubtask::default()).set_parallelism(down).collect();
     env.execute("partitioning").unwrap();
     let mut v = out.take();
     v.sort();
@@ -108,10 +105,7 @@ fn rescale_sends_each_upstream_only_to_its_local_subset_round_robin() {
 fn shuffle_delivers_every_record_once_randomly_and_reproducibly() {
     let first = route(3000, 1, 3, |s| s.shuffle());
     let second = route(3000, 1, 3, |s| s.shuffle());
-    assert_eq!(
-        first, second,
-        "the shuffle is seeded by the subtask, so a run can be replayed"
-    );
+    assert_eq!(first, second, "the shuffle is seeded by the subtask, so a run can be replayed");
     assert_eq!(
         first.iter().map(|((v, _), _)| *v).collect::<Vec<_>>(),
         (0..3000).collect::<Vec<_>>()
@@ -120,10 +114,7 @@ fn shuffle_delivers_every_record_once_randomly_and_reproducibly() {
         let n = first.iter().filter(|(_, d)| *d == target).count();
         assert!((800..1200).contains(&n), "subtask {target} got {n} of 3000");
     }
-    let in_order = first
-        .windows(2)
-        .filter(|w| (w[1].1 + 3 - w[0].1) % 3 == 1)
-        .count();
+    let in_order = first.windows(2).filter(|w| (w[1].1 + 3 - w[0].1) % 3 == 1).count();
     assert!(in_order < 2000, "not round robin");
 }
 
@@ -132,11 +123,8 @@ fn broadcast_sends_every_record_to_every_downstream_subtask() {
     let out = route(50, 2, 3, |s| s.broadcast());
     assert_eq!(out.len(), 150);
     for v in 0..50 {
-        let mut targets: Vec<usize> = out
-            .iter()
-            .filter(|((x, _), _)| *x == v)
-            .map(|(_, d)| *d)
-            .collect();
+        let mut targets: Vec<usize> =
+            out.iter().filter(|((x, _), _)| *x == v).map(|(_, d)| *d).collect();
         targets.sort();
         assert_eq!(targets, vec![0, 1, 2], "record {v}");
     }

@@ -17,20 +17,12 @@ fn the_classic_placement_example_shares_four_slots_across_two_task_managers() {
     let input = tempfile::NamedTempFile::new().unwrap();
     let env = StreamExecutionEnvironment::new();
     env.set_mini_cluster(2, 3);
-    let options = WordCountOptions {
-        parallelism: Some(4),
-        reduce_parallelism: Some(3),
-    };
-    word_count(&env, input.path().to_path_buf(), &options)
-        .discard()
-        .set_parallelism(3);
+    let options = WordCountOptions { parallelism: Some(4), reduce_parallelism: Some(3) };
+    word_count(&env, input.path().to_path_buf(), &options).discard().set_parallelism(3);
     let plan = env.explain().unwrap();
 
     let names: Vec<&str> = plan.job_graph.iter().map(|v| v.name.as_str()).collect();
-    assert_eq!(
-        names,
-        vec!["Source: words -> Flat Map -> Map", "count -> Sink: Discard"]
-    );
+    assert_eq!(names, vec!["Source: words -> Flat Map -> Map", "count -> Sink: Discard"]);
     let reduce = vertex(&plan, "count");
     assert_eq!(reduce.parallelism, 3);
     assert_eq!(reduce.inputs.len(), 1);
@@ -70,16 +62,10 @@ fn the_classic_placement_example_shares_four_slots_across_two_task_managers() {
             && text.contains("== JobGraph ==")
             && text.contains("== ExecutionGraph ==")
     );
-    assert!(
-        text.contains("count -> Sink: Discard (3/3) -> TaskManager 1 slot 3"),
-        "{text}"
-    );
+    assert!(text.contains("count -> Sink: Discard (3/3) -> TaskManager 1 slot 3"), "{text}");
     let json: serde_json::Value = serde_json::from_str(&plan.to_json()).unwrap();
     assert_eq!(json["job_graph"][1]["inputs"][0]["partitioner"], "HASH");
-    assert_eq!(
-        json["execution_graph"]["vertices"][0][3]["slot"]["task_manager"],
-        1
-    );
+    assert_eq!(json["execution_graph"]["vertices"][0][3]["slot"]["task_manager"], 1);
 }
 
 #[test]
@@ -94,10 +80,7 @@ fn disable_chaining_and_start_new_chain_break_chains_and_say_why() {
         .discard();
     let plan = env.explain().unwrap();
     let names: Vec<&str> = plan.job_graph.iter().map(|v| v.name.as_str()).collect();
-    assert_eq!(
-        names,
-        vec!["Source: Sequence", "Map", "Filter", "Map -> Sink: Discard"]
-    );
+    assert_eq!(names, vec!["Source: Sequence", "Map", "Filter", "Map -> Sink: Discard"]);
     assert_eq!(
         vertex(&plan, "Map").inputs[0].chain_broken_because,
         vec!["chaining is disabled on 'Map'"]
@@ -130,10 +113,7 @@ fn slot_sharing_groups_take_separate_slots() {
     let env = StreamExecutionEnvironment::new();
     env.set_parallelism(2);
     env.set_mini_cluster(1, 4);
-    env.from_sequence(10)
-        .map(|i| i + 1)
-        .slot_sharing_group("heavy")
-        .discard();
+    env.from_sequence(10).map(|i| i + 1).slot_sharing_group("heavy").discard();
     let plan = env.explain().unwrap();
     let slots: Vec<Vec<usize>> = plan
         .execution_graph
@@ -155,29 +135,18 @@ fn a_job_needing_more_slots_than_the_cluster_has_is_refused_with_the_numbers() {
     env.set_mini_cluster(1, 2);
     env.from_sequence(10).set_parallelism(3).discard();
     let err = env.explain().unwrap_err().to_string();
-    assert!(
-        err.contains("needs 3 slots") && err.contains("has 2 free"),
-        "{err}"
-    );
+    assert!(err.contains("needs 3 slots") && err.contains("has 2 free"), "{err}");
 }
 
 #[test]
 fn name_and_uid_appear_in_the_plan() {
     let env = StreamExecutionEnvironment::new();
     env.set_job_parameter("region", "eu");
-    env.from_sequence(1)
-        .name("numbers")
-        .uid("numbers-v1")
-        .map(|i| i)
-        .name("identity")
-        .discard();
+    env.from_sequence(1).name("numbers").uid("numbers-v1").map(|i| i).name("identity").discard();
     let plan = env.explain().unwrap();
     assert_eq!(plan.stream_graph[0].name, "Source: numbers");
     assert_eq!(plan.stream_graph[0].uid.as_deref(), Some("numbers-v1"));
     assert_eq!(plan.stream_graph[1].name, "identity");
-    assert_eq!(
-        plan.job_parameters.get("region").map(String::as_str),
-        Some("eu")
-    );
+    assert_eq!(plan.job_parameters.get("region").map(String::as_str), Some("eu"));
     assert!(plan.to_string().contains("parameter region = eu"));
 }

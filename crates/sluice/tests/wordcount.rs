@@ -20,9 +20,8 @@ fn corpus(lines: usize, seed: u64) -> (tempfile::NamedTempFile, HashMap<String, 
     let mut reference = HashMap::new();
     for _ in 0..lines {
         let n = rng.random_range(0..12);
-        let words: Vec<&str> = (0..n)
-            .map(|_| VOCABULARY[rng.random_range(0..VOCABULARY.len())])
-            .collect();
+        let words: Vec<&str> =
+            (0..n).map(|_| VOCABULARY[rng.random_range(0..VOCABULARY.len())]).collect();
         let line = words.join(if rng.random_bool(0.5) { " " } else { ", " });
         for w in &words {
             *reference.entry(w.to_lowercase()).or_insert(0) += 1;
@@ -62,21 +61,13 @@ fn word_count_is_the_same_on_one_or_several_task_managers() {
     let (file, reference) = corpus(2_000, 3);
     for (task_managers, slots) in [(1, 4), (2, 2), (4, 1)] {
         let env = StreamExecutionEnvironment::new();
-        env.set_parallelism(4)
-            .set_mini_cluster(task_managers, slots);
+        env.set_parallelism(4).set_mini_cluster(task_managers, slots);
         let counts = FinalCounts::default();
-        word_count(
-            &env,
-            file.path().to_path_buf(),
-            &WordCountOptions::default(),
-        )
-        .sink_to(counts.clone());
+        word_count(&env, file.path().to_path_buf(), &WordCountOptions::default())
+            .sink_to(counts.clone());
         env.execute("word count").unwrap();
         let got: HashMap<String, u64> = counts.sorted().into_iter().collect();
-        assert_eq!(
-            got, reference,
-            "{task_managers} TaskManagers x {slots} slots"
-        );
+        assert_eq!(got, reference, "{task_managers} TaskManagers x {slots} slots");
     }
 }
 
@@ -85,12 +76,8 @@ fn rolling_counts_of_a_word_go_up_by_one_per_occurrence() {
     let (file, reference) = corpus(500, 11);
     let env = StreamExecutionEnvironment::new();
     env.set_parallelism(3);
-    let updates = word_count(
-        &env,
-        file.path().to_path_buf(),
-        &WordCountOptions::default(),
-    )
-    .collect();
+    let updates =
+        word_count(&env, file.path().to_path_buf(), &WordCountOptions::default()).collect();
     env.execute("word count").unwrap();
     let mut per_word: HashMap<String, Vec<u64>> = HashMap::new();
     for (w, c) in updates.take() {
@@ -104,9 +91,6 @@ fn rolling_counts_of_a_word_go_up_by_one_per_occurrence() {
 
 #[test]
 fn tokenize_lowercases_and_splits_on_non_alphanumerics() {
-    assert_eq!(
-        tokenize("The end, the END!  x1"),
-        vec!["the", "end", "the", "end", "x1"]
-    );
+    assert_eq!(tokenize("The end, the END!  x1"), vec!["the", "end", "the", "end", "x1"]);
     assert!(tokenize(" ,; ").is_empty());
 }

@@ -20,11 +20,7 @@ pub struct CoMapOperator<I1, I2, O, F1, F2> {
 impl<I1, I2, O, F1, F2> CoMapOperator<I1, I2, O, F1, F2> {
     /// A co-map with one function per input.
     pub fn new(f1: F1, f2: F2) -> Self {
-        Self {
-            f1,
-            f2,
-            _types: PhantomData,
-        }
+        Self { f1, f2, _types: PhantomData }
     }
 }
 
@@ -38,17 +34,9 @@ where
 {
     fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let mapped: Vec<_> = if input == 0 {
-            batch
-                .into_records::<I1>()?
-                .into_iter()
-                .map(|r| r.replace_with(&mut self.f1))
-                .collect()
+            batch.into_records::<I1>()?.into_iter().map(|r| r.replace_with(&mut self.f1)).collect()
         } else {
-            batch
-                .into_records::<I2>()?
-                .into_iter()
-                .map(|r| r.replace_with(&mut self.f2))
-                .collect()
+            batch.into_records::<I2>()?.into_iter().map(|r| r.replace_with(&mut self.f2)).collect()
         };
         out.emit_records::<O>(mapped)
     }
@@ -65,12 +53,7 @@ pub struct CoProcessOperator<I1, I2, O, F> {
 impl<I1, I2, O, F> CoProcessOperator<I1, I2, O, F> {
     /// Runs `function`.
     pub fn new(function: F) -> Self {
-        Self {
-            function,
-            watermark: Watermark::MIN,
-            ended: 0,
-            _types: PhantomData,
-        }
+        Self { function, watermark: Watermark::MIN, ended: 0, _types: PhantomData }
     }
 }
 
@@ -85,25 +68,11 @@ impl<I1: Data, I2: Data, O: Data, F: CoProcessFunction<I1, I2, O>> StreamOperato
         let (function, current_watermark) = (&mut self.function, self.watermark);
         if input == 0 {
             process_records(batch.into_records::<I1>()?, out, |value, timestamp, c| {
-                function.process_element1(
-                    value,
-                    &Context {
-                        timestamp,
-                        current_watermark,
-                    },
-                    c,
-                )
+                function.process_element1(value, &Context { timestamp, current_watermark }, c)
             })
         } else {
             process_records(batch.into_records::<I2>()?, out, |value, timestamp, c| {
-                function.process_element2(
-                    value,
-                    &Context {
-                        timestamp,
-                        current_watermark,
-                    },
-                    c,
-                )
+                function.process_element2(value, &Context { timestamp, current_watermark }, c)
             })
         }
     }

@@ -60,10 +60,7 @@ where
                 Some(acc) => reduce(acc, r.value),
                 None => r.value,
             });
-            result.push(sluice_core::StreamRecord::with_timestamp(
-                acc.clone(),
-                r.timestamp,
-            ));
+            result.push(sluice_core::StreamRecord::with_timestamp(acc.clone(), r.timestamp));
         }
         out.emit_records(result)
     }

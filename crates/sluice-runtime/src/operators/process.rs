@@ -20,11 +20,7 @@ pub struct ProcessOperator<I, O, F> {
 impl<I, O, F> ProcessOperator<I, O, F> {
     /// Runs `function`.
     pub fn new(function: F) -> Self {
-        Self {
-            function,
-            watermark: Watermark::MIN,
-            _types: PhantomData,
-        }
+        Self { function, watermark: Watermark::MIN, _types: PhantomData }
     }
 }
 
@@ -36,14 +32,7 @@ impl<I: Data, O: Data, F: ProcessFunction<I, O>> StreamOperator for ProcessOpera
     fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let (function, current_watermark) = (&mut self.function, self.watermark);
         process_records(batch.into_records::<I>()?, out, |value, timestamp, c| {
-            function.process_element(
-                value,
-                &Context {
-                    timestamp,
-                    current_watermark,
-                },
-                c,
-            )
+            function.process_element(value, &Context { timestamp, current_watermark }, c)
         })
     }
 
@@ -68,12 +57,7 @@ pub struct KeyedProcessOperator<K, I, O, KS, F> {
 impl<K, I, O, KS, F> KeyedProcessOperator<K, I, O, KS, F> {
     /// Runs `function` on records keyed by `key_selector`.
     pub fn new(key_selector: KS, function: F) -> Self {
-        Self {
-            key_selector,
-            function,
-            watermark: Watermark::MIN,
-            _types: PhantomData,
-        }
+        Self { key_selector, function, watermark: Watermark::MIN, _types: PhantomData }
     }
 }
 
@@ -96,11 +80,7 @@ where
             let key = key_selector(&value);
             function.process_element(
                 value,
-                &KeyedContext {
-                    key: &key,
-                    timestamp,
-                    current_watermark,
-                },
+                &KeyedContext { key: &key, timestamp, current_watermark },
                 c,
             )
         })

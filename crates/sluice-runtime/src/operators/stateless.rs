@@ -17,10 +17,7 @@ pub struct MapOperator<I, O, F> {
 impl<I, O, F> MapOperator<I, O, F> {
     /// A map with `f`.
     pub fn new(f: F) -> Self {
-        Self {
-            f,
-            _types: PhantomData,
-        }
+        Self { f, _types: PhantomData }
     }
 }
 
@@ -28,10 +25,7 @@ impl<I: Data, O: Data, F: FnMut(I) -> O + Send> StreamOperator for MapOperator<I
     fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let records = batch.into_records::<I>()?;
         let f = &mut self.f;
-        let mapped = records
-            .into_iter()
-            .map(|r| r.replace_with(&mut *f))
-            .collect();
+        let mapped = records.into_iter().map(|r| r.replace_with(&mut *f)).collect();
         out.emit_records::<O>(mapped)
     }
 }
@@ -45,10 +39,7 @@ pub struct FilterOperator<T, F> {
 impl<T, F> FilterOperator<T, F> {
     /// A filter with predicate `f`.
     pub fn new(f: F) -> Self {
-        Self {
-            f,
-            _types: PhantomData,
-        }
+        Self { f, _types: PhantomData }
     }
 }
 
@@ -69,10 +60,7 @@ pub struct FlatMapOperator<I, O, F> {
 impl<I, O, F> FlatMapOperator<I, O, F> {
     /// A flat map with `f`.
     pub fn new(f: F) -> Self {
-        Self {
-            f,
-            _types: PhantomData,
-        }
+        Self { f, _types: PhantomData }
     }
 }
 

@@ -38,20 +38,11 @@ pub fn word_count(
             None => s,
         }
     }
-    let lines = at(
-        env.read_text_file(input).name("words").uid("words"),
-        options.parallelism,
-    );
-    let words = at(
-        lines.flat_map(|line: String| tokenize(&line)),
-        options.parallelism,
-    );
+    let lines = at(env.read_text_file(input).name("words").uid("words"), options.parallelism);
+    let words = at(lines.flat_map(|line: String| tokenize(&line)), options.parallelism);
     let pairs = at(words.map(|w| (w, 1u64)), options.parallelism);
-    let counts = pairs
-        .key_by(|(w, _): &(String, u64)| w.clone())
-        .sum(|(_, c)| c)
-        .name("count")
-        .uid("count");
+    let counts =
+        pairs.key_by(|(w, _): &(String, u64)| w.clone()).sum(|(_, c)| c).name("count").uid("count");
     at(counts, options.reduce_parallelism)
 }
 
@@ -64,13 +55,8 @@ pub struct FinalCounts {
 impl FinalCounts {
     /// The counts, largest first, then by word.
     pub fn sorted(&self) -> Vec<(String, u64)> {
-        let mut v: Vec<_> = self
-            .counts
-            .lock()
-            .expect("counts lock")
-            .iter()
-            .map(|(w, c)| (w.clone(), *c))
-            .collect();
+        let mut v: Vec<_> =
+            self.counts.lock().expect("counts lock").iter().map(|(w, c)| (w.clone(), *c)).collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         v
     }
