@@ -13,6 +13,7 @@ use sluice_runtime::functions::ProcessFunction;
 use sluice_runtime::operator::StreamOperator;
 use sluice_runtime::operators::process::ProcessOperator;
 use sluice_runtime::operators::stateless::{FilterOperator, FlatMapOperator, MapOperator};
+use sluice_runtime::operators::timestamps_and_watermarks::TimestampsAndWatermarksOperator;
 use sluice_runtime::partitioner::{KeyGroupSelector, PartitionerKind};
 use sluice_runtime::record_writer::{BySelector, ChannelWriter, WriterSetup};
 use sluice_runtime::sink::SinkOperator;
@@ -20,6 +21,7 @@ use sluice_runtime::stream_graph::{
     ChainingStrategy, KeyedWriterFactory, NodeBody, NodeKind, OperatorFactory, OutputType,
     StreamNode,
 };
+use sluice_runtime::watermark_strategy::{WatermarkGenerator, WatermarkStrategy};
 use sluice_runtime::Sink;
 
 use crate::connected_streams::ConnectedStreams;
@@ -165,6 +167,33 @@ impl<T: Data> DataStream<T> {
         F: ProcessFunction<T, O> + Clone + Sync + 'static,
     {
         self.add_operator("Process", factory(function, ProcessOperator::new))
+    }
+
+    /// Gives each record its event timestamp and generates watermarks for
+    /// the stream from here on (upstream watermarks are replaced).
+    ///
+    /// ```
+    /// # use sluice_api::{StreamExecutionEnvironment, WatermarkStrategy};
+    /// # use std::time::Duration;
+    /// let env = StreamExecutionEnvironment::new();
+    /// let events = env.from_collection(vec![(1_000i64, "a"), (500, "b")]).assign_timestamps_and_watermarks(
+    ///     WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_secs(1))
+    ///         .with_timestamp_assigner(|e: &(i64, &str), _| e.0),
+    /// );
+    /// # events.discard();
+    /// ```
+    pub fn assign_timestamps_and_watermarks<G, Gen, A>(
+        &self,
+        strategy: WatermarkStrategy<T, G, A>,
+    ) -> DataStream<T>
+    where
+        G: Fn() -> Gen + Clone + Send + Sync + 'static,
+        Gen: WatermarkGenerator<T> + 'static,
+        A: Fn(&T, i64) -> i64 + Clone + Send + Sync + 'static,
+    {
+        let factory: OperatorFactory =
+            Arc::new(move || Box::new(TimestampsAndWatermarksOperator::new(strategy.clone())));
+        self.add_operator("Timestamps/Watermarks", factory)
     }
 
     /// Partitions by key: records with the same key go to the same subtask

@@ -15,7 +15,12 @@ use sluice_runtime::plan::Plan;
 use sluice_runtime::source::{ErasedSource, Source, SourceAdapter};
 use sluice_runtime::stream_graph::{
     ChainingStrategy, NodeBody, NodeKind, OutputType, StreamEdge, StreamGraph, StreamNode,
+    WatermarkerFactory,
 };
+use sluice_runtime::watermark_strategy::{
+    SourceWatermarker, WatermarkGenerator, WatermarkStrategy,
+};
+use sluice_runtime::RuntimeContext;
 
 use crate::data_stream::{DataStream, Port};
 
@@ -178,11 +183,43 @@ impl StreamExecutionEnvironment {
 
     /// Adds a source.
     pub fn from_source<T: Data, S: Source<T>>(&self, source: S, name: &str) -> DataStream<T> {
-        let erased: Arc<dyn ErasedSource> = Arc::new(SourceAdapter::new(source));
+        self.add_source(source, None, name)
+    }
+
+    /// Adds a source whose subtasks assign timestamps and generate
+    /// watermarks per split (per file, per partition): a slow split holds
+    /// the watermark back; an idle split (with `with_idleness`) does not.
+    pub fn from_source_with_watermarks<T, S, G, Gen, A>(
+        &self,
+        source: S,
+        strategy: WatermarkStrategy<T, G, A>,
+        name: &str,
+    ) -> DataStream<T>
+    where
+        T: Data,
+        S: Source<T>,
+        G: Fn() -> Gen + Clone + Send + Sync + 'static,
+        Gen: WatermarkGenerator<T> + 'static,
+        A: Fn(&T, i64) -> i64 + Clone + Send + Sync + 'static,
+    {
+        let factory: WatermarkerFactory = Arc::new(move |ctx: &RuntimeContext| {
+            Box::new(strategy.create(ctx.auto_watermark_interval, ctx.clock.now()))
+                as Box<dyn SourceWatermarker>
+        });
+        self.add_source(source, Some(factory), name)
+    }
+
+    fn add_source<T: Data, S: Source<T>>(
+        &self,
+        source: S,
+        watermarks: Option<WatermarkerFactory>,
+        name: &str,
+    ) -> DataStream<T> {
+        let source: Arc<dyn ErasedSource> = Arc::new(SourceAdapter::new(source));
         let id = self.env.borrow_mut().add_node(
             format!("Source: {name}"),
             NodeKind::Source,
-            NodeBody::Source(erased),
+            NodeBody::Source { source, watermarks },
             OutputType::of::<T>(),
         );
         DataStream::new(self.env.clone(), id)

@@ -34,3 +34,6 @@ pub use sluice_runtime::functions::{
     CoProcessFunction, Collector, Context, KeyedContext, KeyedProcessFunction, ProcessFunction,
 };
 pub use sluice_runtime::plan::Plan;
+pub use sluice_runtime::watermark_strategy::{
+    BoundedOutOfOrderness, WatermarkGenerator, WatermarkOutput, WatermarkStrategy,
+};

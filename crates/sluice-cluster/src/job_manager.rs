@@ -162,7 +162,7 @@ fn enumerate_splits(job_graph: &JobGraph) -> Result<Vec<Vec<Vec<SerializedSplit>
         .vertices
         .iter()
         .map(|v| match &sg.nodes[v.head].body {
-            NodeBody::Source(source) => {
+            NodeBody::Source { source, .. } => {
                 let mut per_subtask = vec![Vec::new(); v.parallelism];
                 let splits = source.create_splits(v.parallelism)?;
                 for (i, split) in splits.into_iter().enumerate() {

@@ -56,39 +56,51 @@ impl<T: Data + Sync> Source<T> for CollectionSource<T> {
         &self,
         _ctx: &RuntimeContext,
     ) -> Result<Box<dyn SourceReader<T, CollectionSplit>>> {
-        Ok(Box::new(CollectionReader { elements: self.elements.clone(), splits: Vec::new() }))
+        Ok(Box::new(CollectionReader {
+            elements: self.elements.clone(),
+            splits: Vec::new(),
+            next_id: 0,
+        }))
     }
 }
 
 struct CollectionReader<T> {
     elements: Arc<Vec<T>>,
-    splits: Vec<CollectionSplit>,
+    /// Splits still to read, last first, with the id each has for watermarks.
+    splits: Vec<(u32, CollectionSplit)>,
+    next_id: u32,
 }
 
 impl<T: Data + Sync> SourceReader<T, CollectionSplit> for CollectionReader<T> {
-    fn add_splits(&mut self, mut splits: Vec<CollectionSplit>) -> Result<()> {
-        splits.reverse();
-        splits.append(&mut self.splits);
-        self.splits = splits;
+    fn add_splits(&mut self, splits: Vec<CollectionSplit>) -> Result<()> {
+        let mut new: Vec<(u32, CollectionSplit)> = splits
+            .into_iter()
+            .map(|split| {
+                self.next_id += 1;
+                (self.next_id - 1, split)
+            })
+            .collect();
+        new.reverse();
+        new.append(&mut self.splits);
+        self.splits = new;
         Ok(())
     }
 
     fn poll_next(&mut self, output: &mut SourceOutput<T>) -> Result<InputStatus> {
-        while let Some(split) = self.splits.last_mut() {
+        while let Some((id, split)) = self.splits.last_mut() {
+            output.set_split(*id);
             let take = output.remaining().min(split.end - split.start);
             for e in &self.elements[split.start..split.start + take] {
                 output.collect(e.clone());
             }
             split.start += take;
             if split.start == split.end {
+                output.finish_split(*id);
                 self.splits.pop();
             }
             if output.is_full() {
-                return Ok(if self.splits.is_empty() {
-                    InputStatus::EndOfInput
-                } else {
-                    InputStatus::MoreAvailable
-                });
+                let more = !self.splits.is_empty();
+                return Ok(if more { InputStatus::MoreAvailable } else { InputStatus::EndOfInput });
             }
         }
         Ok(InputStatus::EndOfInput)

@@ -102,6 +102,7 @@ where
         Ok(Box::new(GeneratorReader {
             generator: self.generator.clone(),
             splits: Vec::new(),
+            next_id: 0,
             started: None,
             emitted: 0,
         }))
@@ -110,7 +111,9 @@ where
 
 struct GeneratorReader<F> {
     generator: Arc<F>,
-    splits: Vec<IndexRangeSplit>,
+    /// Splits still to read, last first, with the id each has for watermarks.
+    splits: Vec<(u32, IndexRangeSplit)>,
+    next_id: u32,
     started: Option<Instant>,
     emitted: u64,
 }
@@ -119,14 +122,20 @@ impl<T: Data, F: Fn(u64) -> T + Send + Sync> SourceReader<T, IndexRangeSplit>
     for GeneratorReader<F>
 {
     fn add_splits(&mut self, splits: Vec<IndexRangeSplit>) -> Result<()> {
-        self.splits.extend(splits.into_iter().rev());
+        let first = self.next_id;
+        self.next_id += splits.len() as u32;
+        let mut new: Vec<_> = (first..).zip(splits).collect();
+        new.reverse();
+        new.append(&mut self.splits);
+        self.splits = new;
         Ok(())
     }
 
     fn poll_next(&mut self, output: &mut SourceOutput<T>) -> Result<InputStatus> {
-        let Some(split) = self.splits.last_mut() else {
+        let Some((id, split)) = self.splits.last_mut() else {
             return Ok(InputStatus::EndOfInput);
         };
+        output.set_split(*id);
         let mut budget = output.remaining() as u64;
         if let Some(rate) = split.rate {
             // Emit only what the rate allows by now; the task waits and polls again.
@@ -147,6 +156,7 @@ impl<T: Data, F: Fn(u64) -> T + Send + Sync> SourceReader<T, IndexRangeSplit>
         split.start += take;
         self.emitted += take;
         if split.start == split.end {
+            output.finish_split(*id);
             self.splits.pop();
         }
         Ok(if self.splits.is_empty() {

@@ -113,6 +113,7 @@ impl<T: Data> Source<T> for FileSource<T> {
             pending: Vec::new(),
             current: None,
             buf: Vec::with_capacity(256),
+            files_opened: 0,
         }))
     }
 }
@@ -121,8 +122,9 @@ struct FileReader<T> {
     decode: Decoder<T>,
     skip_empty: bool,
     pending: Vec<FileSplit>,
-    current: Option<(FileSplit, BufReader<File>)>,
+    current: Option<(FileSplit, BufReader<File>, u32)>,
     buf: Vec<u8>,
+    files_opened: u32,
 }
 
 impl<T: Data> SourceReader<T, FileSplit> for FileReader<T> {
@@ -133,7 +135,7 @@ impl<T: Data> SourceReader<T, FileSplit> for FileReader<T> {
 
     fn poll_next(&mut self, output: &mut SourceOutput<T>) -> Result<InputStatus> {
         while !output.is_full() {
-            let (split, reader) = match &mut self.current {
+            let (split, reader, _) = match &mut self.current {
                 Some(c) => c,
                 None => {
                     let Some(split) = self.pending.pop() else {
@@ -148,7 +150,11 @@ impl<T: Data> SourceReader<T, FileSplit> for FileReader<T> {
                             SluiceError::io("cannot seek in input file", &split.path, e)
                         })?;
                     }
-                    self.current.insert((split, reader))
+                    // Each file is a split of its own for watermark generation.
+                    let id = self.files_opened;
+                    self.files_opened += 1;
+                    output.set_split(id);
+                    self.current.insert((split, reader, id))
                 }
             };
             self.buf.clear();
@@ -156,7 +162,9 @@ impl<T: Data> SourceReader<T, FileSplit> for FileReader<T> {
                 .read_until(b'\n', &mut self.buf)
                 .map_err(|e| SluiceError::io("cannot read input file", &split.path, e))?;
             if n == 0 {
-                self.current = None;
+                if let Some((_, _, id)) = self.current.take() {
+                    output.finish_split(id);
+                }
                 continue;
             }
             let line_no = split.line;

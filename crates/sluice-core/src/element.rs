@@ -60,6 +60,17 @@ impl RecordBatch {
         Self { len: records.len(), records: Box::new(records), type_name: type_name::<T>() }
     }
 
+    /// Borrows the records mutably (to assign timestamps in place).
+    pub fn records_mut<T: 'static>(&mut self) -> Result<&mut Vec<StreamRecord<T>>> {
+        let type_name = self.type_name;
+        self.records.downcast_mut::<Vec<StreamRecord<T>>>().ok_or_else(|| {
+            SluiceError::Internal(format!(
+                "record batch of type {type_name} where {} was expected",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
     /// Number of records in the batch.
     pub fn len(&self) -> usize {
         self.len

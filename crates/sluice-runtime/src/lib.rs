@@ -18,6 +18,7 @@ pub mod sink;
 pub mod source;
 pub mod stream_graph;
 pub mod task;
+pub mod watermark_strategy;
 pub mod watermark_valve;
 
 pub use operator::{Output, StreamOperator};

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sluice_core::{Data, RecordBatch, Result, StreamRecord, Timestamp};
 
 use crate::runtime_context::RuntimeContext;
+use crate::watermark_strategy::SplitRuns;
 
 /// Whether a source ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -76,17 +77,42 @@ pub trait SourceReader<T, S>: Send {
     }
 }
 
-/// The batch a reader fills.
+/// The batch a reader fills, and which split each run of records came from.
 #[derive(Debug)]
 pub struct SourceOutput<T> {
     records: Vec<StreamRecord<T>>,
     capacity: usize,
+    splits: SplitRuns,
+    current_split: u32,
 }
 
 impl<T> SourceOutput<T> {
     /// An empty output holding up to `capacity` records.
     pub fn new(capacity: usize) -> Self {
-        Self { records: Vec::with_capacity(capacity), capacity }
+        Self {
+            records: Vec::with_capacity(capacity),
+            capacity,
+            splits: SplitRuns::default(),
+            current_split: 0,
+        }
+    }
+
+    /// The records collected from now on come from split `split` (a number
+    /// the reader chooses, stable for the split). Watermarks are generated
+    /// per split when the source has a watermark strategy.
+    pub fn set_split(&mut self, split: u32) {
+        if split != self.current_split || self.splits.runs.is_empty() {
+            self.current_split = split;
+            if self.splits.runs.last().is_some_and(|(start, _)| *start == self.records.len()) {
+                self.splits.runs.pop();
+            }
+            self.splits.runs.push((self.records.len(), split));
+        }
+    }
+
+    /// Split `split` is exhausted: it no longer holds the watermark back.
+    pub fn finish_split(&mut self, split: u32) {
+        self.splits.finished.push(split);
     }
 
     /// Adds a record without event time.
@@ -123,9 +149,15 @@ impl<T> SourceOutput<T> {
         self.records.is_empty()
     }
 
-    /// Takes the collected records, leaving a fresh batch.
-    pub fn take(&mut self) -> Vec<StreamRecord<T>> {
-        std::mem::replace(&mut self.records, Vec::with_capacity(self.capacity))
+    /// Takes the collected records and their split runs, leaving a fresh
+    /// batch that continues the current split.
+    pub fn take(&mut self) -> (Vec<StreamRecord<T>>, SplitRuns) {
+        let mut splits = std::mem::take(&mut self.splits);
+        if splits.runs.first().is_none_or(|(start, _)| *start > 0) {
+            splits.runs.insert(0, (0, self.current_split));
+        }
+        self.splits.runs.push((0, self.current_split));
+        (std::mem::replace(&mut self.records, Vec::with_capacity(self.capacity)), splits)
     }
 }
 
@@ -157,8 +189,9 @@ pub trait ErasedSource: Send + Sync {
 
 /// A reader with its record type erased: it yields whole batches.
 pub trait ErasedSourceReader: Send {
-    /// Polls one batch (possibly empty) and the status after it.
-    fn poll_batch(&mut self) -> Result<(RecordBatch, InputStatus)>;
+    /// Polls one batch (possibly empty), which split its records came from,
+    /// and the status after it.
+    fn poll_batch(&mut self) -> Result<(RecordBatch, SplitRuns, InputStatus)>;
     /// Releases resources.
     fn close(&mut self) -> Result<()>;
 }
@@ -214,9 +247,10 @@ struct ErasedReader<T, S> {
 }
 
 impl<T: Data, S: Send> ErasedSourceReader for ErasedReader<T, S> {
-    fn poll_batch(&mut self) -> Result<(RecordBatch, InputStatus)> {
+    fn poll_batch(&mut self) -> Result<(RecordBatch, SplitRuns, InputStatus)> {
         let status = self.reader.poll_next(&mut self.output)?;
-        Ok((RecordBatch::new(self.output.take()), status))
+        let (records, splits) = self.output.take();
+        Ok((RecordBatch::new(records), splits, status))
     }
 
     fn close(&mut self) -> Result<()> {

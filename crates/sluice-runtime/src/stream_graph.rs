@@ -11,10 +11,15 @@ use sluice_core::{Clock, Data, ExecutionConfig, Result, SluiceError};
 use crate::operator::{clone_batch, BatchCloner, StreamOperator};
 use crate::partitioner::PartitionerKind;
 use crate::record_writer::{make_writer, RecordWriter, WriterSetup};
+use crate::runtime_context::RuntimeContext;
 use crate::source::ErasedSource;
+use crate::watermark_strategy::SourceWatermarker;
 
 /// Creates one operator instance per subtask.
 pub type OperatorFactory = Arc<dyn Fn() -> Box<dyn StreamOperator> + Send + Sync>;
+/// Creates the per-split watermark generation of one source subtask.
+pub type WatermarkerFactory =
+    Arc<dyn Fn(&RuntimeContext) -> Box<dyn SourceWatermarker> + Send + Sync>;
 /// Creates the record writer of a keyed edge (it holds the key selector).
 pub type KeyedWriterFactory = Arc<dyn Fn(WriterSetup) -> Box<dyn RecordWriter> + Send + Sync>;
 
@@ -43,8 +48,13 @@ pub enum ChainingStrategy {
 /// The runtime part of a node.
 #[derive(Clone)]
 pub enum NodeBody {
-    /// A source.
-    Source(Arc<dyn ErasedSource>),
+    /// A source, with the watermark generation that runs inside its task, if any.
+    Source {
+        /// The source.
+        source: Arc<dyn ErasedSource>,
+        /// Creates the per-split timestamps and watermarks of one subtask.
+        watermarks: Option<WatermarkerFactory>,
+    },
     /// An operator with `inputs` logical inputs (1 or 2).
     Operator {
         /// Creates the operator of each subtask.
@@ -205,7 +215,7 @@ impl StreamGraph {
         for node in &self.nodes {
             let p = self.parallelism(node.id);
             check_parallelism(&node.name, p, max)?;
-            if let NodeBody::Source(source) = &node.body {
+            if let NodeBody::Source { source, .. } = &node.body {
                 if let Some(limit) = source.max_parallelism() {
                     if p > limit {
                         return Err(SluiceError::InvalidJob(format!(

@@ -15,10 +15,12 @@ use crate::channel::{GateEvent, InputChannel, InputGate};
 use crate::job_graph::JobGraph;
 use crate::metrics::TaskMetrics;
 use crate::operator::{task_error, ChainedOperator, Output, OutputTarget, Targets};
+use crate::operators::timestamps_and_watermarks::emit_update;
 use crate::record_writer::WriterSetup;
 use crate::runtime_context::RuntimeContext;
 use crate::source::{ErasedSourceReader, InputStatus, SerializedSplit};
 use crate::stream_graph::{NodeBody, NodeKind};
+use crate::watermark_strategy::SourceWatermarker;
 
 /// A subtask's output channels: per outgoing job edge id, one channel per
 /// connected downstream subtask, in subtask order.
@@ -56,8 +58,16 @@ impl TaskDeployment {
 
 /// The head of a task: where its input comes from.
 enum Head {
-    Source { reader: Box<dyn ErasedSourceReader>, output: Output, name: String },
-    Operator { gate: Box<InputGate>, chain: ChainedOperator },
+    Source {
+        reader: Box<dyn ErasedSourceReader>,
+        watermarks: Option<Box<dyn SourceWatermarker>>,
+        output: Output,
+        name: String,
+    },
+    Operator {
+        gate: Box<InputGate>,
+        chain: ChainedOperator,
+    },
 }
 
 /// Runs a task to completion and passes its outcome (the first error, naming
@@ -94,13 +104,14 @@ fn run_task_inner(mut d: TaskDeployment, head_slot: &mut Option<Head>) -> Result
     let mut builder = ChainBuilder { d: &d, outputs };
     let head_node = &sg.nodes[vertex.head];
     let head = match &head_node.body {
-        NodeBody::Source(source) => {
+        NodeBody::Source { source, watermarks } => {
             let ctx = make_ctx(&head_node.name);
             let reader = source
                 .create_reader(&ctx, &d.splits)
                 .map_err(|e| task_error(&head_node.name, &subtask, e))?;
             Head::Source {
                 reader,
+                watermarks: watermarks.as_ref().map(|make| make(&ctx)),
                 output: builder.output(vertex.head)?,
                 name: head_node.name.clone(),
             }
@@ -114,17 +125,13 @@ fn run_task_inner(mut d: TaskDeployment, head_slot: &mut Option<Head>) -> Result
     let head = head_slot.insert(head);
     let mut ctx_for = |name: &str| make_ctx(name);
     let result = match head {
-        Head::Source { reader, output, name } => output
+        Head::Source { reader, watermarks, output, name } => output
             .open(&mut ctx_for)
             .and_then(|_| {
-                run_source(
-                    reader.as_mut(),
-                    output,
-                    &d.cancel,
-                    &d.metrics,
-                    &*sg.clock,
-                    sg.config.buffer_timeout,
-                )
+                let watermarks =
+                    watermarks.as_mut().map(|w| &mut **w as &mut dyn SourceWatermarker);
+                let source = SourceHead { reader: reader.as_mut(), watermarks, output };
+                run_source(source, &d.cancel, &d.metrics, &*sg.clock, sg.config.buffer_timeout)
             })
             .map_err(|e| match e {
                 SluiceError::Task { .. } => e,
@@ -141,9 +148,16 @@ fn run_task_inner(mut d: TaskDeployment, head_slot: &mut Option<Head>) -> Result
     result.and(closed)
 }
 
+/// A source task's head: its reader, the watermarks generated at the
+/// source (if it has a strategy), and the chain after it.
+struct SourceHead<'a> {
+    reader: &'a mut dyn ErasedSourceReader,
+    watermarks: Option<&'a mut dyn SourceWatermarker>,
+    output: &'a mut Output,
+}
+
 fn run_source(
-    reader: &mut dyn ErasedSourceReader,
-    output: &mut Output,
+    mut s: SourceHead<'_>,
     cancel: &AtomicBool,
     metrics: &TaskMetrics,
     clock: &dyn Clock,
@@ -153,26 +167,41 @@ fn run_source(
         if cancel.load(Ordering::Relaxed) {
             return Err(SluiceError::Cancelled);
         }
-        let (batch, status) = reader.poll_batch()?;
+        let (mut batch, splits, status) = s.reader.poll_batch()?;
         metrics.add_source_records(batch.len());
-        output.emit(batch)?;
-        let now = clock.now();
-        if output.next_processing_time().is_some_and(|t| t <= now) {
-            output.on_processing_time(now)?;
+        let mut now = clock.now();
+        let update = match s.watermarks.as_deref_mut() {
+            Some(w) => Some(w.on_batch(&mut batch, &splits, now)?),
+            None => None,
+        };
+        s.output.emit(batch)?;
+        if let Some(update) = update {
+            emit_update(update, s.output)?;
         }
-        output.flush_if_due(Instant::now())?;
+        now = now.max(clock.now());
+        if let Some(w) = s.watermarks.as_deref_mut().filter(|w| w.next_periodic() <= now) {
+            emit_update(w.on_periodic(now), s.output)?;
+        }
+        if s.output.next_processing_time().is_some_and(|t| t <= now) {
+            s.output.on_processing_time(now)?;
+        }
+        s.output.flush_if_due(Instant::now())?;
         match status {
             InputStatus::MoreAvailable => {}
             InputStatus::NothingAvailable => {
+                let next = [
+                    s.output.next_processing_time(),
+                    s.watermarks.as_ref().map(|w| w.next_periodic()),
+                ];
+                let next = next.into_iter().flatten().min();
                 std::thread::sleep(
-                    wait_time(output.next_processing_time(), now, buffer_timeout)
-                        .min(Duration::from_millis(1)),
+                    wait_time(next, now, buffer_timeout).min(Duration::from_millis(1)),
                 );
             }
             InputStatus::EndOfInput => {
                 // A bounded source ends event time: every timer and window fires.
-                output.emit_watermark(Watermark::MAX)?;
-                return output.end_input();
+                s.output.emit_watermark(Watermark::MAX)?;
+                return s.output.end_input();
             }
         }
     }

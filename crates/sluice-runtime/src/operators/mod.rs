@@ -4,6 +4,7 @@ pub mod co_process;
 pub mod keyed_reduce;
 pub mod process;
 pub mod stateless;
+pub mod timestamps_and_watermarks;
 
 use sluice_core::{FunctionResult, Result, SluiceError, StreamRecord, Timestamp};
 
