@@ -176,9 +176,9 @@ impl<T: Data> DataStream<T> {
     /// # use sluice_api::{StreamExecutionEnvironment, WatermarkStrategy};
     /// # use std::time::Duration;
     /// let env = StreamExecutionEnvironment::new();
-    /// let events = env.from_collection(vec![(1_000i64, "a"), (500, "b")]).assign_timestamps_and_watermarks(
+    /// let events = env.from_collection(vec![(1_000i64, 'a'), (500, 'b')]).assign_timestamps_and_watermarks(
     ///     WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_secs(1))
-    ///         .with_timestamp_assigner(|e: &(i64, &str), _| e.0),
+    ///         .with_timestamp_assigner(|e: &(i64, char), _| e.0),
     /// );
     /// # events.discard();
     /// ```
