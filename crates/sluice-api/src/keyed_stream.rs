@@ -7,8 +7,8 @@ use std::ops::AddAssign;
 use serde::Serialize;
 use sluice_core::Data;
 use sluice_runtime::functions::KeyedProcessFunction;
+use sluice_runtime::operators::keyed_process::KeyedProcessOperator;
 use sluice_runtime::operators::keyed_reduce::KeyedReduceOperator;
-use sluice_runtime::operators::process::KeyedProcessOperator;
 use sluice_runtime::stream_graph::OperatorFactory;
 use std::sync::Arc;
 

@@ -31,9 +31,15 @@ pub use keyed_stream::KeyedStream;
 pub use sluice_cluster::{JobClient, JobExecutionResult, JobStatus, MiniClusterConfig};
 pub use sluice_core::{Result, SluiceError};
 pub use sluice_runtime::functions::{
-    CoProcessFunction, Collector, Context, KeyedContext, KeyedProcessFunction, ProcessFunction,
+    CoProcessFunction, Collector, Context, KeyedContext, KeyedOpenContext, KeyedProcessFunction,
+    ProcessFunction,
 };
 pub use sluice_runtime::plan::Plan;
 pub use sluice_runtime::watermark_strategy::{
     BoundedOutOfOrderness, WatermarkGenerator, WatermarkOutput, WatermarkStrategy,
+};
+pub use sluice_state::{
+    AggregateFunction, AggregatingState, ListState, ListStateDescriptor, MapState,
+    MapStateDescriptor, ReducingState, StateDescriptor, StateTtlConfig, TimeDomain, TtlUpdateType,
+    ValueState, ValueStateDescriptor,
 };

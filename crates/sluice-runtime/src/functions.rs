@@ -1,7 +1,14 @@
 //! The user-function traits of the DataStream API that carry more than a
 //! closure: process functions with lifecycle and context.
 
+use std::hash::Hash;
+
 use sluice_core::{FunctionResult, StreamRecord, Timestamp, Watermark};
+use sluice_state::keyed_state_backend::{ListRef, MapRef, ValueRef};
+use sluice_state::{
+    AggregateFunction, AggregatingState, CurrentKey, HeapKeyedStateBackend, InternalTimerService,
+    ListState, MapState, ReducingState, TimeDomain, ValueState,
+};
 
 use crate::runtime_context::RuntimeContext;
 
@@ -41,22 +48,124 @@ pub struct Context {
     pub current_watermark: Watermark,
 }
 
-/// What a [`KeyedProcessFunction`] can see: the record and its key.
-#[derive(Debug)]
+/// What a keyed function can reach while it runs: the current key, its
+/// keyed state and its timers.
 pub struct KeyedContext<'a, K> {
-    /// The record's key.
-    pub key: &'a K,
-    /// The record's event timestamp.
-    pub timestamp: Timestamp,
-    /// The operator's current watermark.
-    pub current_watermark: Watermark,
+    pub(crate) key: CurrentKey<'a, K>,
+    pub(crate) timestamp: Timestamp,
+    pub(crate) current_watermark: Watermark,
+    pub(crate) time_domain: Option<TimeDomain>,
+    pub(crate) state: &'a mut HeapKeyedStateBackend<K>,
+    pub(crate) timers: &'a mut InternalTimerService<K>,
 }
 
-impl<K> KeyedContext<'_, K> {
-    /// The key of the record being processed.
+impl<'a, K: Eq + Hash + Clone + Send + 'static> KeyedContext<'a, K> {
+    /// The key of the record (or timer) being processed.
     pub fn current_key(&self) -> &K {
-        self.key
+        self.key.key
     }
+
+    /// The record's event timestamp (in `on_timer`: the timer's time).
+    pub fn timestamp(&self) -> Timestamp {
+        self.timestamp
+    }
+
+    /// The operator's current watermark.
+    pub fn current_watermark(&self) -> Watermark {
+        self.current_watermark
+    }
+
+    /// The processing time, from the job's clock.
+    pub fn current_processing_time(&self) -> i64 {
+        self.key.now
+    }
+
+    /// In `on_timer`: which kind of timer fired.
+    pub fn time_domain(&self) -> Option<TimeDomain> {
+        self.time_domain
+    }
+
+    /// The current key's value state.
+    pub fn value<V: 'static>(&mut self, state: &ValueState<V>) -> ValueRef<'_, K, V> {
+        self.state.value(state, &self.key)
+    }
+
+    /// The current key's list state.
+    pub fn list<V: 'static>(&mut self, state: &ListState<V>) -> ListRef<'_, K, V> {
+        self.state.list(state, &self.key)
+    }
+
+    /// The current key's map state.
+    pub fn map<UK: 'static, UV: 'static>(
+        &mut self,
+        state: &MapState<UK, UV>,
+    ) -> MapRef<'_, K, UK, UV> {
+        self.state.map(state, &self.key)
+    }
+
+    /// Adds to the current key's reducing state.
+    pub fn reduce_add<V: Send + 'static, F: Fn(V, V) -> V>(
+        &mut self,
+        state: &ReducingState<V, F>,
+        value: V,
+    ) {
+        self.state.reduce_add(state, &self.key, value)
+    }
+
+    /// The current key's reduced value.
+    pub fn reduce_get<V: 'static, F>(&mut self, state: &ReducingState<V, F>) -> Option<&V> {
+        self.state.reduce_get(state, &self.key)
+    }
+
+    /// Adds to the current key's aggregating state.
+    pub fn aggregate_add<In, A: AggregateFunction<In>>(
+        &mut self,
+        state: &AggregatingState<In, A>,
+        value: In,
+    ) {
+        self.state.aggregate_add(state, &self.key, value)
+    }
+
+    /// The current key's aggregate.
+    pub fn aggregate_get<In, A: AggregateFunction<In>>(
+        &mut self,
+        state: &AggregatingState<In, A>,
+    ) -> Option<A::Out> {
+        self.state.aggregate_get(state, &self.key)
+    }
+
+    /// Calls `on_timer` for the current key once the watermark reaches `time`.
+    pub fn register_event_time_timer(&mut self, time: i64) {
+        self.timers.register(TimeDomain::EventTime, time, self.key.key.clone(), self.key.key_group);
+    }
+
+    /// Calls `on_timer` for the current key once processing time reaches `time`.
+    pub fn register_processing_time_timer(&mut self, time: i64) {
+        self.timers.register(
+            TimeDomain::ProcessingTime,
+            time,
+            self.key.key.clone(),
+            self.key.key_group,
+        );
+    }
+
+    /// Deletes the current key's event-time timer at `time`.
+    pub fn delete_event_time_timer(&mut self, time: i64) {
+        self.timers.delete(TimeDomain::EventTime, time, self.key.key);
+    }
+
+    /// Deletes the current key's processing-time timer at `time`.
+    pub fn delete_processing_time_timer(&mut self, time: i64) {
+        self.timers.delete(TimeDomain::ProcessingTime, time, self.key.key);
+    }
+}
+
+/// What a keyed function sees in `open`: where it runs, and its keyed state to declare.
+pub struct KeyedOpenContext<'a, K> {
+    /// Where the function runs.
+    pub runtime: &'a RuntimeContext,
+    /// Declare keyed state here (`value_state`, `list_state`, ...), keeping the handles.
+    pub state: &'a mut HeapKeyedStateBackend<K>,
 }
 
 /// A function over each record with lifecycle hooks (Flink's ProcessFunction).
@@ -81,10 +190,11 @@ pub trait ProcessFunction<I, O>: Send {
     }
 }
 
-/// A [`ProcessFunction`] on a keyed stream: each record comes with its key.
+/// A [`ProcessFunction`] on a keyed stream: each record comes with its
+/// key, keyed state and timers (Flink's KeyedProcessFunction).
 pub trait KeyedProcessFunction<K, I, O>: Send {
-    /// Called once per subtask before the first record.
-    fn open(&mut self, _ctx: &RuntimeContext) -> FunctionResult {
+    /// Called once per subtask before the first record; declares keyed state.
+    fn open(&mut self, _ctx: &mut KeyedOpenContext<'_, K>) -> FunctionResult {
         Ok(())
     }
 
@@ -92,9 +202,19 @@ pub trait KeyedProcessFunction<K, I, O>: Send {
     fn process_element(
         &mut self,
         value: I,
-        ctx: &KeyedContext<'_, K>,
+        ctx: &mut KeyedContext<'_, K>,
         out: &mut Collector<'_, O>,
     ) -> FunctionResult;
+
+    /// Called when a timer of the current key fires; `timestamp` is the timer's time.
+    fn on_timer(
+        &mut self,
+        _timestamp: i64,
+        _ctx: &mut KeyedContext<'_, K>,
+        _out: &mut Collector<'_, O>,
+    ) -> FunctionResult {
+        Ok(())
+    }
 
     /// Called once when the input ended.
     fn end_input(&mut self, _out: &mut Collector<'_, O>) -> FunctionResult {

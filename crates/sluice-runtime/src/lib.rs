@@ -6,6 +6,7 @@
 pub mod channel;
 pub mod execution_graph;
 pub mod functions;
+pub mod harness;
 pub mod job_graph;
 pub mod metrics;
 pub mod operator;

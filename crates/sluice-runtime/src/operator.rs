@@ -9,7 +9,7 @@ use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
-use sluice_core::{RecordBatch, Result, SluiceError, StreamRecord, Watermark};
+use sluice_core::{KeyGroupRange, RecordBatch, Result, SluiceError, StreamRecord, Watermark};
 
 use crate::record_writer::RecordWriter;
 use crate::runtime_context::RuntimeContext;
@@ -54,11 +54,26 @@ pub trait StreamOperator: Send {
         Ok(())
     }
 
+    /// Takes out the keyed state and timers of the key groups in `range`
+    /// (to move them to another subtask); `None` for an operator without keyed state.
+    fn extract_key_groups(&mut self, _range: KeyGroupRange) -> Result<Option<KeyGroupsState>> {
+        Ok(None)
+    }
+
+    /// Puts in keyed state and timers taken out by [`Self::extract_key_groups`]
+    /// of an instance of the same operator.
+    fn insert_key_groups(&mut self, _state: KeyGroupsState) -> Result<()> {
+        Err(SluiceError::Internal("this operator has no keyed state to restore".into()))
+    }
+
     /// Called once after the last element, also after a failure; releases resources.
     fn close(&mut self) -> Result<()> {
         Ok(())
     }
 }
+
+/// Keyed state and timers of some key groups, in memory, on their way to another instance.
+pub type KeyGroupsState = Box<dyn Any + Send>;
 
 /// Clones a batch of the output type, for an output consumed more than once.
 pub type BatchCloner = fn(&RecordBatch) -> Result<RecordBatch>;

@@ -76,6 +76,22 @@ impl<K: Eq + Hash, V> HeapValueState<K, V> {
         self.group(key_group).remove(key)
     }
 
+    /// Keeps only the entries for which `keep` is true; maps left mostly
+    /// empty give their memory back.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
+        for map in &mut self.groups {
+            map.retain(|k, v| keep(k, v));
+            if map.capacity() > 16 && map.len() < map.capacity() / 4 {
+                map.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Every entry, key group by key group.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.groups.iter().flat_map(|m| m.iter())
+    }
+
     /// Number of keys with a value.
     pub fn len(&self) -> usize {
         self.groups.iter().map(HashMap::len).sum()

@@ -3,5 +3,15 @@
 #![deny(missing_docs)]
 
 pub mod heap_value_state;
+pub mod keyed_state_backend;
+pub mod timer_service;
+pub mod ttl;
 
 pub use heap_value_state::HeapValueState;
+pub use keyed_state_backend::{
+    AggregateFunction, AggregatingState, CurrentKey, HeapKeyedStateBackend, KeyedStateSnapshot,
+    ListState, ListStateDescriptor, MapState, MapStateDescriptor, ReducingState, StateDescriptor,
+    ValueState, ValueStateDescriptor,
+};
+pub use timer_service::{InternalTimerService, TimeDomain, TimersSnapshot};
+pub use ttl::{StateTtlConfig, TtlUpdateType};

@@ -30,15 +30,15 @@ impl<T: sluice_core::Data> ProcessFunction<T, (T, usize)> for TagSubtask {
 }
 
 impl<K, T: sluice_core::Data> sluice::KeyedProcessFunction<K, T, (T, usize)> for TagSubtask {
-    fn open(&mut self, ctx: &RuntimeContext) -> FunctionResult {
-        self.subtask = ctx.subtask_index;
+    fn open(&mut self, ctx: &mut sluice::KeyedOpenContext<'_, K>) -> FunctionResult {
+        self.subtask = ctx.runtime.subtask_index;
         Ok(())
     }
 
     fn process_element(
         &mut self,
         value: T,
-        _ctx: &sluice::KeyedContext<'_, K>,
+        _ctx: &mut sluice::KeyedContext<'_, K>,
         out: &mut Collector<'_, (T, usize)>,
     ) -> FunctionResult {
         out.collect((value, self.subtask));

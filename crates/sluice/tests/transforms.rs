@@ -163,7 +163,7 @@ impl KeyedProcessFunction<u64, u64, String> for KeyEcho {
     fn process_element(
         &mut self,
         value: u64,
-        ctx: &KeyedContext<'_, u64>,
+        ctx: &mut KeyedContext<'_, u64>,
         out: &mut Collector<'_, String>,
     ) -> FunctionResult {
         out.collect(format!("{}:{}", ctx.current_key(), value));
