@@ -21,6 +21,7 @@ pub mod stream_graph;
 pub mod task;
 pub mod watermark_strategy;
 pub mod watermark_valve;
+pub mod windowing;
 
 pub use operator::{Output, StreamOperator};
 pub use runtime_context::RuntimeContext;
