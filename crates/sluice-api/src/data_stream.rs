@@ -27,6 +27,14 @@ use sluice_runtime::Sink;
 use crate::connected_streams::ConnectedStreams;
 use crate::environment::Env;
 use crate::keyed_stream::KeyedStream;
+use crate::output_tag::OutputTag;
+use crate::windowed_stream::WindowedStream;
+use sluice_runtime::windowing::evictors::NoEvictor;
+use sluice_runtime::windowing::WindowAssigner;
+
+/// Windows over a whole (non-keyed) stream, evaluated by one subtask.
+pub type AllWindowedStream<T, A> =
+    WindowedStream<T, (), fn(&T), A, <A as WindowAssigner>::DefaultTrigger, NoEvictor>;
 
 /// One upstream of a stream: a node and how its records reach the next operator.
 #[derive(Clone)]
@@ -226,6 +234,32 @@ impl<T: Data> DataStream<T> {
             p.keyed_writer = Some(writer.clone());
         }
         KeyedStream::new(stream, key_selector)
+    }
+
+    /// Non-keyed windows: one subtask sees the whole stream (Flink's windowAll).
+    pub fn window_all<A: WindowAssigner>(
+        &self,
+        assigner: A,
+    ) -> AllWindowedStream<T, A> {
+        let mut windowed = self.key_by((|_: &T| ()) as fn(&T)).window(assigner);
+        windowed.all = true;
+        windowed
+    }
+
+    /// The records the operator of this stream sent to side output `tag`.
+    pub fn get_side_output<U: Data>(&self, tag: &OutputTag<U>) -> DataStream<U> {
+        let mut side = DataStream::<U>::new(self.env.clone(), self.ports[0].node);
+        side.ports = self
+            .ports
+            .iter()
+            .map(|p| Port {
+                node: p.node,
+                partitioner: None,
+                keyed_writer: None,
+                side_output: Some((tag.id().to_string(), OutputType::of::<U>())),
+            })
+            .collect();
+        side
     }
 
     /// This stream and `others` as one stream (no operator of its own).

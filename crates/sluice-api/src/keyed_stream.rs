@@ -12,7 +12,13 @@ use sluice_runtime::operators::keyed_reduce::KeyedReduceOperator;
 use sluice_runtime::stream_graph::OperatorFactory;
 use std::sync::Arc;
 
+use sluice_runtime::windowing::evictors::NoEvictor;
+use sluice_runtime::windowing::triggers::{CountTrigger, PurgingTrigger};
+use sluice_runtime::windowing::window_operator::WindowSpec;
+use sluice_runtime::windowing::{GlobalWindows, WindowAssigner};
+
 use crate::data_stream::DataStream;
+use crate::windowed_stream::WindowedStream;
 
 /// A stream partitioned by the key `key_selector` computes.
 pub struct KeyedStream<T, K, KS> {
@@ -142,6 +148,36 @@ where
                 }
             },
         )
+    }
+
+    /// Cuts the stream into windows per key.
+    pub fn window<A: WindowAssigner>(
+        &self,
+        assigner: A,
+    ) -> WindowedStream<T, K, KS, A, A::DefaultTrigger, NoEvictor> {
+        let trigger = assigner.default_trigger();
+        WindowedStream {
+            stream: self.stream.clone(),
+            key_selector: self.key_selector.clone(),
+            spec: WindowSpec {
+                assigner,
+                trigger,
+                evictor: None,
+                allowed_lateness: 0,
+                late_tag: None,
+            },
+            custom_trigger: false,
+            all: false,
+            _key: std::marker::PhantomData,
+        }
+    }
+
+    /// Windows of `count` records per key (Flink's countWindow).
+    pub fn count_window(
+        &self,
+        count: u64,
+    ) -> WindowedStream<T, K, KS, GlobalWindows, PurgingTrigger<CountTrigger>, NoEvictor> {
+        self.window(GlobalWindows::create()).trigger(PurgingTrigger::of(CountTrigger::of(count)))
     }
 
     /// Runs a [`KeyedProcessFunction`]; each subtask gets a clone.

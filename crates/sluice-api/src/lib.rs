@@ -23,11 +23,14 @@ mod connected_streams;
 mod data_stream;
 mod environment;
 mod keyed_stream;
+mod output_tag;
+mod windowed_stream;
 
 pub use connected_streams::ConnectedStreams;
-pub use data_stream::{DataStream, DataStreamSink};
+pub use data_stream::{AllWindowedStream, DataStream, DataStreamSink};
 pub use environment::StreamExecutionEnvironment;
 pub use keyed_stream::KeyedStream;
+pub use output_tag::OutputTag;
 pub use sluice_cluster::{JobClient, JobExecutionResult, JobStatus, MiniClusterConfig};
 pub use sluice_core::{Result, SluiceError};
 pub use sluice_runtime::functions::{
@@ -38,8 +41,16 @@ pub use sluice_runtime::plan::Plan;
 pub use sluice_runtime::watermark_strategy::{
     BoundedOutOfOrderness, WatermarkGenerator, WatermarkOutput, WatermarkStrategy,
 };
+pub use sluice_runtime::windowing::{
+    CountEvictor, CountTrigger, EventTimeSessionWindows, EventTimeTrigger, GlobalWindows,
+    NeverTrigger, ProcessWindowFunction, ProcessingTimeSessionWindows, ProcessingTimeTrigger,
+    PurgingTrigger, SlidingEventTimeWindows, SlidingProcessingTimeWindows, TimeEvictor, TimeWindow,
+    Trigger, TriggerContext, TriggerResult, TumblingEventTimeWindows,
+    TumblingProcessingTimeWindows, WindowAssigner, WindowContext,
+};
 pub use sluice_state::{
     AggregateFunction, AggregatingState, ListState, ListStateDescriptor, MapState,
     MapStateDescriptor, ReducingState, StateDescriptor, StateTtlConfig, TimeDomain, TtlUpdateType,
     ValueState, ValueStateDescriptor,
 };
+pub use windowed_stream::WindowedStream;

@@ -72,6 +72,40 @@ pub trait StreamOperator: Send {
     }
 }
 
+/// A boxed operator is an operator (the harness and factories hand them around).
+impl StreamOperator for Box<dyn StreamOperator> {
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        (**self).open(ctx)
+    }
+    fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        (**self).process_batch(input, batch, out)
+    }
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
+        (**self).process_watermark(watermark, out)
+    }
+    fn process_idle_status(&mut self, idle: bool, out: &mut Output) -> Result<()> {
+        (**self).process_idle_status(idle, out)
+    }
+    fn next_processing_time(&self) -> Option<i64> {
+        (**self).next_processing_time()
+    }
+    fn on_processing_time(&mut self, now: i64, out: &mut Output) -> Result<()> {
+        (**self).on_processing_time(now, out)
+    }
+    fn end_input(&mut self, input: usize, out: &mut Output) -> Result<()> {
+        (**self).end_input(input, out)
+    }
+    fn extract_key_groups(&mut self, range: KeyGroupRange) -> Result<Option<KeyGroupsState>> {
+        (**self).extract_key_groups(range)
+    }
+    fn insert_key_groups(&mut self, state: KeyGroupsState) -> Result<()> {
+        (**self).insert_key_groups(state)
+    }
+    fn close(&mut self) -> Result<()> {
+        (**self).close()
+    }
+}
+
 /// Keyed state and timers of some key groups, in memory, on their way to another instance.
 pub type KeyGroupsState = Box<dyn Any + Send>;
 

@@ -88,7 +88,13 @@ macro_rules! tumbling {
     };
 }
 
-tumbling!(TumblingEventTimeWindows, true, EventTimeTrigger, EventTimeTrigger, "Fixed-size, non-overlapping event-time windows.");
+tumbling!(
+    TumblingEventTimeWindows,
+    true,
+    EventTimeTrigger,
+    EventTimeTrigger,
+    "Fixed-size, non-overlapping event-time windows."
+);
 tumbling!(
     TumblingProcessingTimeWindows,
     false,
@@ -151,7 +157,13 @@ macro_rules! sliding {
     };
 }
 
-sliding!(SlidingEventTimeWindows, true, EventTimeTrigger, EventTimeTrigger, "Overlapping event-time windows of a fixed size.");
+sliding!(
+    SlidingEventTimeWindows,
+    true,
+    EventTimeTrigger,
+    EventTimeTrigger,
+    "Overlapping event-time windows of a fixed size."
+);
 sliding!(
     SlidingProcessingTimeWindows,
     false,
@@ -201,7 +213,13 @@ macro_rules! session {
     };
 }
 
-session!(EventTimeSessionWindows, true, EventTimeTrigger, EventTimeTrigger, "Event-time sessions separated by a gap of inactivity.");
+session!(
+    EventTimeSessionWindows,
+    true,
+    EventTimeTrigger,
+    EventTimeTrigger,
+    "Event-time sessions separated by a gap of inactivity."
+);
 session!(
     ProcessingTimeSessionWindows,
     false,
@@ -266,7 +284,16 @@ mod tests {
         let a = SlidingEventTimeWindows::of(Duration::from_secs(10), Duration::from_secs(2));
         let w = windows(&a, 12_345);
         assert_eq!(w.len(), 5);
-        assert_eq!(w, vec![(4_000, 14_000), (6_000, 16_000), (8_000, 18_000), (10_000, 20_000), (12_000, 22_000)]);
+        assert_eq!(
+            w,
+            vec![
+                (4_000, 14_000),
+                (6_000, 16_000),
+                (8_000, 18_000),
+                (10_000, 20_000),
+                (12_000, 22_000)
+            ]
+        );
         for ts in [0, 1, 1_999, 2_000, 99_999] {
             let w = windows(&a, ts);
             assert_eq!(w.len(), 5, "ts {ts}");
@@ -276,6 +303,9 @@ mod tests {
 
     #[test]
     fn a_session_assigner_gives_a_window_of_the_gap_from_the_record() {
-        assert_eq!(windows(&EventTimeSessionWindows::with_gap(Duration::from_millis(500)), 100), vec![(100, 600)]);
+        assert_eq!(
+            windows(&EventTimeSessionWindows::with_gap(Duration::from_millis(500)), 100),
+            vec![(100, 600)]
+        );
     }
 }

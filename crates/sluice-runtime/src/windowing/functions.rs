@@ -22,14 +22,30 @@ pub struct WindowContext {
 /// Evaluates a window from its elements (Flink's ProcessWindowFunction).
 pub trait ProcessWindowFunction<K, In, Out>: Clone + Send + Sync + 'static {
     /// Emits the window's result(s) for `key`.
-    fn process(&mut self, key: &K, ctx: &WindowContext, elements: &[In], out: &mut Collector<'_, Out>) -> FunctionResult;
+    fn process(
+        &mut self,
+        key: &K,
+        ctx: &WindowContext,
+        elements: &[In],
+        out: &mut Collector<'_, Out>,
+    ) -> FunctionResult;
 }
 
 impl<K, In, Out, F> ProcessWindowFunction<K, In, Out> for F
 where
-    F: FnMut(&K, &WindowContext, &[In], &mut Collector<'_, Out>) -> FunctionResult + Clone + Send + Sync + 'static,
+    F: FnMut(&K, &WindowContext, &[In], &mut Collector<'_, Out>) -> FunctionResult
+        + Clone
+        + Send
+        + Sync
+        + 'static,
 {
-    fn process(&mut self, key: &K, ctx: &WindowContext, elements: &[In], out: &mut Collector<'_, Out>) -> FunctionResult {
+    fn process(
+        &mut self,
+        key: &K,
+        ctx: &WindowContext,
+        elements: &[In],
+        out: &mut Collector<'_, Out>,
+    ) -> FunctionResult {
         self(key, ctx, elements, out)
     }
 }
@@ -48,14 +64,22 @@ pub trait WindowAggregation<K, T>: Clone + Send + 'static {
     fn merge(&mut self, a: Self::Acc, b: Self::Acc) -> Self::Acc;
 
     /// Emits the result of a window.
-    fn emit(&mut self, key: &K, ctx: &WindowContext, acc: &Self::Acc, out: &mut Collector<'_, Self::Out>) -> FunctionResult;
+    fn emit(
+        &mut self,
+        key: &K,
+        ctx: &WindowContext,
+        acc: &Self::Acc,
+        out: &mut Collector<'_, Self::Out>,
+    ) -> FunctionResult;
 }
 
 /// Incremental reduce: the accumulator is a record.
 #[derive(Clone, Debug)]
 pub struct ReduceWindow<F>(pub F);
 
-impl<K, T: Data, F: FnMut(T, T) -> T + Clone + Send + 'static> WindowAggregation<K, T> for ReduceWindow<F> {
+impl<K, T: Data, F: FnMut(T, T) -> T + Clone + Send + 'static> WindowAggregation<K, T>
+    for ReduceWindow<F>
+{
     type Acc = T;
     type Out = T;
 
@@ -70,7 +94,13 @@ impl<K, T: Data, F: FnMut(T, T) -> T + Clone + Send + 'static> WindowAggregation
         (self.0)(a, b)
     }
 
-    fn emit(&mut self, _key: &K, _ctx: &WindowContext, acc: &T, out: &mut Collector<'_, T>) -> FunctionResult {
+    fn emit(
+        &mut self,
+        _key: &K,
+        _ctx: &WindowContext,
+        acc: &T,
+        out: &mut Collector<'_, T>,
+    ) -> FunctionResult {
         out.collect(acc.clone());
         Ok(())
     }
@@ -98,7 +128,13 @@ where
         self.0.merge(a, &b)
     }
 
-    fn emit(&mut self, _key: &K, _ctx: &WindowContext, acc: &A::Acc, out: &mut Collector<'_, A::Out>) -> FunctionResult {
+    fn emit(
+        &mut self,
+        _key: &K,
+        _ctx: &WindowContext,
+        acc: &A::Acc,
+        out: &mut Collector<'_, A::Out>,
+    ) -> FunctionResult {
         out.collect(self.0.get_result(acc));
         Ok(())
     }
@@ -128,7 +164,13 @@ where
         a
     }
 
-    fn emit(&mut self, key: &K, ctx: &WindowContext, acc: &Vec<T>, out: &mut Collector<'_, O>) -> FunctionResult {
+    fn emit(
+        &mut self,
+        key: &K,
+        ctx: &WindowContext,
+        acc: &Vec<T>,
+        out: &mut Collector<'_, O>,
+    ) -> FunctionResult {
         self.0.process(key, ctx, acc, out)
     }
 }
@@ -155,7 +197,13 @@ where
         self.0.merge(a, b)
     }
 
-    fn emit(&mut self, key: &K, ctx: &WindowContext, acc: &W::Acc, out: &mut Collector<'_, O>) -> FunctionResult {
+    fn emit(
+        &mut self,
+        key: &K,
+        ctx: &WindowContext,
+        acc: &W::Acc,
+        out: &mut Collector<'_, O>,
+    ) -> FunctionResult {
         let mut pre = Vec::with_capacity(1);
         self.0.emit(key, ctx, acc, &mut Collector::new(&mut pre, sluice_core::Timestamp::NONE))?;
         let values: Vec<W::Out> = pre.into_iter().map(|r| r.value).collect();

@@ -12,9 +12,13 @@ pub mod window_operator;
 
 pub use assigners::{
     EventTimeSessionWindows, GlobalWindows, ProcessingTimeSessionWindows, SlidingEventTimeWindows,
-    SlidingProcessingTimeWindows, TumblingEventTimeWindows, TumblingProcessingTimeWindows, WindowAssigner,
+    SlidingProcessingTimeWindows, TumblingEventTimeWindows, TumblingProcessingTimeWindows,
+    WindowAssigner,
 };
 pub use evictors::{CountEvictor, Evictor, NoEvictor, TimeEvictor};
 pub use functions::{ProcessWindowFunction, WindowContext};
-pub use triggers::{CountTrigger, EventTimeTrigger, NeverTrigger, ProcessingTimeTrigger, PurgingTrigger, Trigger, TriggerContext, TriggerResult};
+pub use triggers::{
+    CountTrigger, EventTimeTrigger, NeverTrigger, ProcessingTimeTrigger, PurgingTrigger, Trigger,
+    TriggerContext, TriggerResult,
+};
 pub use window::TimeWindow;

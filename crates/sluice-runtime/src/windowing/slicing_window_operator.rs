@@ -15,7 +15,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use serde::Serialize;
-use sluice_core::{Clock, Data, KeyHasher, RecordBatch, Result, StreamRecord, Timestamp, Watermark};
+use sluice_core::{
+    Clock, Data, KeyHasher, RecordBatch, Result, StreamRecord, Timestamp, Watermark,
+};
 use sluice_state::{HeapValueState, InternalTimerService, TimeDomain};
 
 use crate::functions::Collector;
@@ -119,9 +121,11 @@ where
         }
     }
 
-    /// The end of the first window that contains the slice starting at `s`.
+    /// The end of the first window that contains the slice starting at `s`:
+    /// the earliest window start at or after `s + slice - size`, plus `size`.
     fn first_end(&self, s: i64) -> i64 {
-        TimeWindow::start_with_offset(s + self.slice - 1, self.offset, self.slide) + self.slide
+        let earliest = s + self.slice - self.size;
+        earliest + (self.offset - earliest).rem_euclid(self.slide) + self.size
     }
 
     /// The end of the last window that contains the slice starting at `s`.
@@ -135,7 +139,14 @@ where
     }
 
     /// Evaluates the window ending at `end` from the key's slices.
-    fn emit(&mut self, key: &K, slices: &BTreeMap<i64, W::Acc>, end: i64, now: i64, results: &mut Vec<StreamRecord<W::Out>>) -> Result<()> {
+    fn emit(
+        &mut self,
+        key: &K,
+        slices: &BTreeMap<i64, W::Acc>,
+        end: i64,
+        now: i64,
+        results: &mut Vec<StreamRecord<W::Out>>,
+    ) -> Result<()> {
         let mut acc: Option<W::Acc> = None;
         for (_, a) in slices.range(end - self.size..end) {
             acc = Some(match acc {
@@ -145,7 +156,11 @@ where
         }
         if let Some(acc) = acc {
             let window = TimeWindow::new(end - self.size, end);
-            let ctx = WindowContext { window, current_watermark: self.watermark, current_processing_time: now };
+            let ctx = WindowContext {
+                window,
+                current_watermark: self.watermark,
+                current_processing_time: now,
+            };
             let mut out = Collector::new(results, Timestamp(window.max_timestamp()));
             self.aggregation.emit(key, &ctx, &acc, &mut out).map_err(user_error)?;
         }
@@ -174,7 +189,8 @@ where
             self.emit(&key, &slices.slices, end, now, &mut results)?;
             // Keep the slices a later window needs, or that a late record may still need.
             let (offset, slide, size) = (self.offset, self.slide, self.size);
-            let keep_for_lateness = |last_end: i64| self.allowed_lateness > 0 && !self.expired(last_end);
+            let keep_for_lateness =
+                |last_end: i64| self.allowed_lateness > 0 && !self.expired(last_end);
             slices.slices.retain(|s, _| {
                 let last_end = TimeWindow::start_with_offset(*s, offset, slide) + size;
                 last_end > end || keep_for_lateness(last_end)
@@ -198,8 +214,11 @@ where
 
     /// Drops slices past their allowed lateness (event time only).
     fn clean_up(&mut self, watermark: i64) {
-        while let Some((_, key, key_group)) = self.cleanup_timers.pop_due(TimeDomain::EventTime, watermark) {
-            let (offset, slide, size, lateness) = (self.offset, self.slide, self.size, self.allowed_lateness);
+        while let Some((_, key, key_group)) =
+            self.cleanup_timers.pop_due(TimeDomain::EventTime, watermark)
+        {
+            let (offset, slide, size, lateness) =
+                (self.offset, self.slide, self.size, self.allowed_lateness);
             let state = self.state.as_mut().expect("opened");
             if let Some(slices) = state.get_mut(key_group, &key) {
                 slices.slices.retain(|s, _| {
@@ -267,7 +286,12 @@ where
             }
             if self.event_time && self.allowed_lateness > 0 {
                 let cleanup = (last_end - 1).saturating_add(self.allowed_lateness);
-                self.cleanup_timers.register(TimeDomain::EventTime, cleanup, key.clone(), key_group);
+                self.cleanup_timers.register(
+                    TimeDomain::EventTime,
+                    cleanup,
+                    key.clone(),
+                    key_group,
+                );
             }
             self.state.as_mut().expect("opened").put(key_group, key, slices);
         }

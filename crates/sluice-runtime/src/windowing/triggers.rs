@@ -79,16 +79,39 @@ pub trait Trigger: Clone + Send + Sync + 'static {
     type State: Default + Clone + Send + 'static;
 
     /// A record at `timestamp` was added to `window`.
-    fn on_element(&self, timestamp: i64, window: &TimeWindow, state: &mut Self::State, ctx: &mut TriggerContext<'_>) -> TriggerResult;
+    fn on_element(
+        &self,
+        timestamp: i64,
+        window: &TimeWindow,
+        state: &mut Self::State,
+        ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult;
 
     /// An event-time timer of this window fired.
-    fn on_event_time(&self, time: i64, window: &TimeWindow, state: &mut Self::State, ctx: &mut TriggerContext<'_>) -> TriggerResult;
+    fn on_event_time(
+        &self,
+        time: i64,
+        window: &TimeWindow,
+        state: &mut Self::State,
+        ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult;
 
     /// A processing-time timer of this window fired.
-    fn on_processing_time(&self, time: i64, window: &TimeWindow, state: &mut Self::State, ctx: &mut TriggerContext<'_>) -> TriggerResult;
+    fn on_processing_time(
+        &self,
+        time: i64,
+        window: &TimeWindow,
+        state: &mut Self::State,
+        ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult;
 
     /// Session windows were merged into `window`; returns the merged state.
-    fn on_merge(&self, window: &TimeWindow, merged: Vec<Self::State>, ctx: &mut TriggerContext<'_>) -> Self::State;
+    fn on_merge(
+        &self,
+        window: &TimeWindow,
+        merged: Vec<Self::State>,
+        ctx: &mut TriggerContext<'_>,
+    ) -> Self::State;
 
     /// The window is being removed: delete its timers.
     fn clear(&self, window: &TimeWindow, state: &mut Self::State, ctx: &mut TriggerContext<'_>);
@@ -102,7 +125,13 @@ pub struct EventTimeTrigger;
 impl Trigger for EventTimeTrigger {
     type State = ();
 
-    fn on_element(&self, _ts: i64, window: &TimeWindow, _s: &mut (), ctx: &mut TriggerContext<'_>) -> TriggerResult {
+    fn on_element(
+        &self,
+        _ts: i64,
+        window: &TimeWindow,
+        _s: &mut (),
+        ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult {
         if window.max_timestamp() <= ctx.current_watermark {
             return TriggerResult::Fire;
         }
@@ -110,7 +139,13 @@ impl Trigger for EventTimeTrigger {
         TriggerResult::Continue
     }
 
-    fn on_event_time(&self, time: i64, window: &TimeWindow, _s: &mut (), _ctx: &mut TriggerContext<'_>) -> TriggerResult {
+    fn on_event_time(
+        &self,
+        time: i64,
+        window: &TimeWindow,
+        _s: &mut (),
+        _ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult {
         if time == window.max_timestamp() {
             TriggerResult::Fire
         } else {
@@ -118,7 +153,13 @@ impl Trigger for EventTimeTrigger {
         }
     }
 
-    fn on_processing_time(&self, _t: i64, _w: &TimeWindow, _s: &mut (), _ctx: &mut TriggerContext<'_>) -> TriggerResult {
+    fn on_processing_time(
+        &self,
+        _t: i64,
+        _w: &TimeWindow,
+        _s: &mut (),
+        _ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult {
         TriggerResult::Continue
     }
 
@@ -140,16 +181,34 @@ pub struct ProcessingTimeTrigger;
 impl Trigger for ProcessingTimeTrigger {
     type State = ();
 
-    fn on_element(&self, _ts: i64, window: &TimeWindow, _s: &mut (), ctx: &mut TriggerContext<'_>) -> TriggerResult {
+    fn on_element(
+        &self,
+        _ts: i64,
+        window: &TimeWindow,
+        _s: &mut (),
+        ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult {
         ctx.register_processing_time_timer(window.max_timestamp());
         TriggerResult::Continue
     }
 
-    fn on_event_time(&self, _t: i64, _w: &TimeWindow, _s: &mut (), _ctx: &mut TriggerContext<'_>) -> TriggerResult {
+    fn on_event_time(
+        &self,
+        _t: i64,
+        _w: &TimeWindow,
+        _s: &mut (),
+        _ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult {
         TriggerResult::Continue
     }
 
-    fn on_processing_time(&self, _t: i64, _w: &TimeWindow, _s: &mut (), _ctx: &mut TriggerContext<'_>) -> TriggerResult {
+    fn on_processing_time(
+        &self,
+        _t: i64,
+        _w: &TimeWindow,
+        _s: &mut (),
+        _ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult {
         TriggerResult::Fire
     }
 
@@ -178,7 +237,13 @@ impl CountTrigger {
 impl Trigger for CountTrigger {
     type State = u64;
 
-    fn on_element(&self, _ts: i64, _w: &TimeWindow, seen: &mut u64, _ctx: &mut TriggerContext<'_>) -> TriggerResult {
+    fn on_element(
+        &self,
+        _ts: i64,
+        _w: &TimeWindow,
+        seen: &mut u64,
+        _ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult {
         *seen += 1;
         if *seen >= self.count {
             *seen = 0;
@@ -188,11 +253,23 @@ impl Trigger for CountTrigger {
         }
     }
 
-    fn on_event_time(&self, _t: i64, _w: &TimeWindow, _s: &mut u64, _ctx: &mut TriggerContext<'_>) -> TriggerResult {
+    fn on_event_time(
+        &self,
+        _t: i64,
+        _w: &TimeWindow,
+        _s: &mut u64,
+        _ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult {
         TriggerResult::Continue
     }
 
-    fn on_processing_time(&self, _t: i64, _w: &TimeWindow, _s: &mut u64, _ctx: &mut TriggerContext<'_>) -> TriggerResult {
+    fn on_processing_time(
+        &self,
+        _t: i64,
+        _w: &TimeWindow,
+        _s: &mut u64,
+        _ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult {
         TriggerResult::Continue
     }
 
@@ -229,19 +306,42 @@ fn purging(r: TriggerResult) -> TriggerResult {
 impl<T: Trigger> Trigger for PurgingTrigger<T> {
     type State = T::State;
 
-    fn on_element(&self, ts: i64, w: &TimeWindow, s: &mut T::State, ctx: &mut TriggerContext<'_>) -> TriggerResult {
+    fn on_element(
+        &self,
+        ts: i64,
+        w: &TimeWindow,
+        s: &mut T::State,
+        ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult {
         purging(self.inner.on_element(ts, w, s, ctx))
     }
 
-    fn on_event_time(&self, t: i64, w: &TimeWindow, s: &mut T::State, ctx: &mut TriggerContext<'_>) -> TriggerResult {
+    fn on_event_time(
+        &self,
+        t: i64,
+        w: &TimeWindow,
+        s: &mut T::State,
+        ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult {
         purging(self.inner.on_event_time(t, w, s, ctx))
     }
 
-    fn on_processing_time(&self, t: i64, w: &TimeWindow, s: &mut T::State, ctx: &mut TriggerContext<'_>) -> TriggerResult {
+    fn on_processing_time(
+        &self,
+        t: i64,
+        w: &TimeWindow,
+        s: &mut T::State,
+        ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult {
         purging(self.inner.on_processing_time(t, w, s, ctx))
     }
 
-    fn on_merge(&self, w: &TimeWindow, merged: Vec<T::State>, ctx: &mut TriggerContext<'_>) -> T::State {
+    fn on_merge(
+        &self,
+        w: &TimeWindow,
+        merged: Vec<T::State>,
+        ctx: &mut TriggerContext<'_>,
+    ) -> T::State {
         self.inner.on_merge(w, merged, ctx)
     }
 
@@ -257,15 +357,33 @@ pub struct NeverTrigger;
 impl Trigger for NeverTrigger {
     type State = ();
 
-    fn on_element(&self, _ts: i64, _w: &TimeWindow, _s: &mut (), _ctx: &mut TriggerContext<'_>) -> TriggerResult {
+    fn on_element(
+        &self,
+        _ts: i64,
+        _w: &TimeWindow,
+        _s: &mut (),
+        _ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult {
         TriggerResult::Continue
     }
 
-    fn on_event_time(&self, _t: i64, _w: &TimeWindow, _s: &mut (), _ctx: &mut TriggerContext<'_>) -> TriggerResult {
+    fn on_event_time(
+        &self,
+        _t: i64,
+        _w: &TimeWindow,
+        _s: &mut (),
+        _ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult {
         TriggerResult::Continue
     }
 
-    fn on_processing_time(&self, _t: i64, _w: &TimeWindow, _s: &mut (), _ctx: &mut TriggerContext<'_>) -> TriggerResult {
+    fn on_processing_time(
+        &self,
+        _t: i64,
+        _w: &TimeWindow,
+        _s: &mut (),
+        _ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult {
         TriggerResult::Continue
     }
 

@@ -11,7 +11,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use serde::Serialize;
-use sluice_core::{Clock, Data, KeyHasher, RecordBatch, Result, StreamRecord, Timestamp, Watermark};
+use sluice_core::{
+    Clock, Data, KeyHasher, RecordBatch, Result, StreamRecord, Timestamp, Watermark,
+};
 use sluice_state::{HeapValueState, InternalTimerService, TimeDomain};
 
 use crate::functions::Collector;
@@ -53,8 +55,10 @@ impl<Acc, T, TS: Default> Default for WindowState<Acc, T, TS> {
     }
 }
 
-type Windows<K, W, T, Tr> =
-    HeapValueState<(K, TimeWindow), WindowState<<W as WindowAggregation<K, T>>::Acc, T, <Tr as Trigger>::State>>;
+type Windows<K, W, T, Tr> = HeapValueState<
+    (K, TimeWindow),
+    WindowState<<W as WindowAggregation<K, T>>::Acc, T, <Tr as Trigger>::State>,
+>;
 
 /// Windows of a keyed stream.
 pub struct WindowOperator<K, T, KS, A, Tr: Trigger, E, W: WindowAggregation<K, T>> {
@@ -144,9 +148,12 @@ where
                 TimerRequest::RegisterEventTime(t) => {
                     self.timers.register(TimeDomain::EventTime, t, (key.clone(), window), key_group)
                 }
-                TimerRequest::RegisterProcessingTime(t) => {
-                    self.timers.register(TimeDomain::ProcessingTime, t, (key.clone(), window), key_group)
-                }
+                TimerRequest::RegisterProcessingTime(t) => self.timers.register(
+                    TimeDomain::ProcessingTime,
+                    t,
+                    (key.clone(), window),
+                    key_group,
+                ),
                 TimerRequest::DeleteEventTime(t) => {
                     self.timers.delete(TimeDomain::EventTime, t, &(key.clone(), window))
                 }
@@ -166,7 +173,11 @@ where
         now: i64,
         results: &mut Vec<StreamRecord<W::Out>>,
     ) -> Result<()> {
-        let ctx = WindowContext { window, current_watermark: self.watermark, current_processing_time: now };
+        let ctx = WindowContext {
+            window,
+            current_watermark: self.watermark,
+            current_processing_time: now,
+        };
         let mut out = Collector::new(results, Timestamp(window.max_timestamp()));
         match &self.spec.evictor {
             Some(evictor) => {
@@ -191,8 +202,20 @@ where
 
     /// For session windows: merges `new` with the key's overlapping sessions,
     /// moving their state into the merged window. `None` if it would be late.
-    fn merge_session(&mut self, key: &K, key_group: usize, new: TimeWindow, now: i64) -> Option<TimeWindow> {
-        let existing = self.sessions.as_ref().expect("opened").get(key_group, key).cloned().unwrap_or_default();
+    fn merge_session(
+        &mut self,
+        key: &K,
+        key_group: usize,
+        new: TimeWindow,
+        now: i64,
+    ) -> Option<TimeWindow> {
+        let existing = self
+            .sessions
+            .as_ref()
+            .expect("opened")
+            .get(key_group, key)
+            .cloned()
+            .unwrap_or_default();
         let mut merged = new;
         let mut absorbed: Vec<TimeWindow> = Vec::new();
         loop {
@@ -210,7 +233,8 @@ where
         if self.is_window_late(&merged) {
             return None;
         }
-        let mut list: Vec<TimeWindow> = existing.into_iter().filter(|w| !absorbed.contains(w)).collect();
+        let mut list: Vec<TimeWindow> =
+            existing.into_iter().filter(|w| !absorbed.contains(w)).collect();
         list.push(merged);
         self.sessions.as_mut().expect("opened").put(key_group, key.clone(), list);
         if absorbed.iter().all(|w| *w == merged) {
@@ -228,7 +252,11 @@ where
                     (a, b) => a.or(b),
                 };
                 elements.append(&mut s.elements);
-                let mut ctx = TriggerContext { current_watermark: self.watermark, current_processing_time: now, requests: &mut self.requests };
+                let mut ctx = TriggerContext {
+                    current_watermark: self.watermark,
+                    current_processing_time: now,
+                    requests: &mut self.requests,
+                };
                 self.spec.trigger.clear(w, &mut s.trigger, &mut ctx);
                 trigger_states.push(s.trigger);
             }
@@ -246,7 +274,11 @@ where
             trigger_states.push(s.trigger);
         }
         elements.sort_by_key(|r| r.timestamp);
-        let mut ctx = TriggerContext { current_watermark: self.watermark, current_processing_time: now, requests: &mut self.requests };
+        let mut ctx = TriggerContext {
+            current_watermark: self.watermark,
+            current_processing_time: now,
+            requests: &mut self.requests,
+        };
         let trigger = self.spec.trigger.on_merge(&merged, trigger_states, &mut ctx);
         self.apply_requests(key, merged, key_group);
         let windows = self.windows.as_mut().expect("opened");
@@ -272,7 +304,11 @@ where
         } else {
             state.acc = Some(self.aggregation.add(state.acc.take(), record.value));
         }
-        let mut ctx = TriggerContext { current_watermark: self.watermark, current_processing_time: now, requests: &mut self.requests };
+        let mut ctx = TriggerContext {
+            current_watermark: self.watermark,
+            current_processing_time: now,
+            requests: &mut self.requests,
+        };
         let result = self.spec.trigger.on_element(ts, &window, &mut state.trigger, &mut ctx);
         self.apply_requests(key, window, key_group);
         if result.is_fire() {
@@ -291,15 +327,34 @@ where
     }
 
     /// Fires the timers of `domain` due at `up_to`.
-    fn fire_timers(&mut self, domain: TimeDomain, up_to: i64, now: i64, out: &mut Output) -> Result<()> {
+    fn fire_timers(
+        &mut self,
+        domain: TimeDomain,
+        up_to: i64,
+        now: i64,
+        out: &mut Output,
+    ) -> Result<()> {
         let mut results = Vec::new();
         while let Some((time, (key, window), key_group)) = self.timers.pop_due(domain, up_to) {
             let windows = self.windows.as_mut().expect("opened");
-            let Some(mut state) = windows.remove(key_group, &(key.clone(), window)) else { continue };
-            let mut ctx = TriggerContext { current_watermark: self.watermark, current_processing_time: now, requests: &mut self.requests };
+            let Some(mut state) = windows.remove(key_group, &(key.clone(), window)) else {
+                continue;
+            };
+            let mut ctx = TriggerContext {
+                current_watermark: self.watermark,
+                current_processing_time: now,
+                requests: &mut self.requests,
+            };
             let result = match domain {
-                TimeDomain::EventTime => self.spec.trigger.on_event_time(time, &window, &mut state.trigger, &mut ctx),
-                TimeDomain::ProcessingTime => self.spec.trigger.on_processing_time(time, &window, &mut state.trigger, &mut ctx),
+                TimeDomain::EventTime => {
+                    self.spec.trigger.on_event_time(time, &window, &mut state.trigger, &mut ctx)
+                }
+                TimeDomain::ProcessingTime => self.spec.trigger.on_processing_time(
+                    time,
+                    &window,
+                    &mut state.trigger,
+                    &mut ctx,
+                ),
             };
             self.apply_requests(&key, window, key_group);
             if result.is_fire() {
@@ -311,7 +366,11 @@ where
             }
             if domain == self.domain() && time == self.cleanup_time(&window) {
                 // The window is past its allowed lateness: remove it for good.
-                let mut ctx = TriggerContext { current_watermark: self.watermark, current_processing_time: now, requests: &mut self.requests };
+                let mut ctx = TriggerContext {
+                    current_watermark: self.watermark,
+                    current_processing_time: now,
+                    requests: &mut self.requests,
+                };
                 self.spec.trigger.clear(&window, &mut state.trigger, &mut ctx);
                 self.apply_requests(&key, window, key_group);
                 if let Some(sessions) = self.sessions.as_mut() {
@@ -365,7 +424,8 @@ where
             windows.clear();
             self.spec.assigner.assign_windows(ts, &mut windows);
             if merging {
-                let session = windows.pop().and_then(|w| self.merge_session(&key, key_group, w, now));
+                let session =
+                    windows.pop().and_then(|w| self.merge_session(&key, key_group, w, now));
                 windows.clear();
                 windows.extend(session);
             } else {
@@ -380,7 +440,14 @@ where
             };
             let stamped = |value| StreamRecord::with_timestamp(value, Timestamp(ts));
             for w in rest {
-                self.add_to_window(&key, key_group, *w, stamped(record.value.clone()), now, &mut results)?;
+                self.add_to_window(
+                    &key,
+                    key_group,
+                    *w,
+                    stamped(record.value.clone()),
+                    now,
+                    &mut results,
+                )?;
             }
             self.add_to_window(&key, key_group, *last, stamped(record.value), now, &mut results)?;
         }
