@@ -237,10 +237,7 @@ impl<T: Data> DataStream<T> {
     }
 
     /// Non-keyed windows: one subtask sees the whole stream (Flink's windowAll).
-    pub fn window_all<A: WindowAssigner>(
-        &self,
-        assigner: A,
-    ) -> AllWindowedStream<T, A> {
+    pub fn window_all<A: WindowAssigner>(&self, assigner: A) -> AllWindowedStream<T, A> {
         let mut windowed = self.key_by((|_: &T| ()) as fn(&T)).window(assigner);
         windowed.all = true;
         windowed

@@ -11,8 +11,14 @@ pub use sluice_api::*;
 pub use sluice_cluster::VertexMetrics;
 /// Sources and sinks.
 pub use sluice_connectors as connectors;
-pub use sluice_core::{ExecutionConfig, Result, SluiceError, StreamRecord, Timestamp, Watermark};
-pub use sluice_runtime::{RuntimeContext, Sink, SinkWriter, Source, SourceOutput, SourceReader};
+pub use sluice_core::{
+    Clock, ExecutionConfig, ManualClock, Result, SluiceError, StreamRecord, SystemClock, Timestamp,
+    Watermark,
+};
+pub use sluice_runtime::{
+    Boundedness, InputStatus, RuntimeContext, Sink, SinkWriter, Source, SourceOutput, SourceReader,
+    SourceSplit,
+};
 
 /// The README's code, compiled as a doc test so that it stays true.
 #[doc = include_str!("../../../README.md")]
