@@ -18,24 +18,38 @@ pub enum TimeDomain {
 }
 
 /// Timers of one domain: by timestamp, then by key in registration order.
+/// The keys of the timestamp being fired are taken out whole and drained
+/// from the back of a reversed map, so each firing is O(1).
 #[derive(Debug)]
 struct TimerQueue<K> {
     by_time: BTreeMap<i64, IndexMap<K, usize>>,
+    draining: Option<(i64, IndexMap<K, usize>)>,
     len: usize,
 }
 
 impl<K: Eq + Hash + Clone> TimerQueue<K> {
     fn new() -> Self {
-        Self { by_time: BTreeMap::new(), len: 0 }
+        Self { by_time: BTreeMap::new(), draining: None, len: 0 }
     }
 
     fn register(&mut self, time: i64, key: K, key_group: usize) {
+        if let Some((t, keys)) = &mut self.draining {
+            if *t == time && keys.contains_key(&key) {
+                return;
+            }
+        }
         if self.by_time.entry(time).or_default().insert(key, key_group).is_none() {
             self.len += 1;
         }
     }
 
     fn delete(&mut self, time: i64, key: &K) {
+        if let Some((t, keys)) = &mut self.draining {
+            if *t == time && keys.shift_remove(key).is_some() {
+                self.len -= 1;
+                return;
+            }
+        }
         if let Some(keys) = self.by_time.get_mut(&time) {
             if keys.shift_remove(key).is_some() {
                 self.len -= 1;
@@ -47,25 +61,52 @@ impl<K: Eq + Hash + Clone> TimerQueue<K> {
     }
 
     fn next(&self) -> Option<i64> {
-        self.by_time.keys().next().copied()
+        let draining = self.draining.as_ref().filter(|(_, k)| !k.is_empty()).map(|(t, _)| *t);
+        match (draining, self.by_time.keys().next().copied()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn pop_due(&mut self, up_to: i64) -> Option<(i64, K, usize)> {
-        let mut first = self.by_time.first_entry()?;
-        let time = *first.key();
-        if time > up_to {
-            return None;
+        loop {
+            if let Some((time, keys)) = &mut self.draining {
+                let earlier = self.by_time.keys().next().is_some_and(|t| t < time);
+                if !earlier {
+                    if let Some((key, group)) = keys.pop() {
+                        self.len -= 1;
+                        return Some((*time, key, group));
+                    }
+                    self.draining = None;
+                }
+            }
+            let (&time, _) = self.by_time.first_key_value()?;
+            if time > up_to {
+                return None;
+            }
+            let mut keys = self.by_time.remove(&time).expect("present");
+            keys.reverse();
+            if let Some((t, rest)) = self.draining.take() {
+                // An earlier timestamp was registered while draining: put the rest back.
+                let mut rest = rest;
+                rest.reverse();
+                let entry = self.by_time.entry(t).or_default();
+                for (k, g) in rest {
+                    entry.insert(k, g);
+                }
+            }
+            self.draining = Some((time, keys));
         }
-        let (key, group) =
-            first.get_mut().shift_remove_index(0).expect("timestamps with no key are removed");
-        if first.get().is_empty() {
-            first.remove();
-        }
-        self.len -= 1;
-        Some((time, key, group))
     }
 
     fn extract(&mut self, range: KeyGroupRange) -> Vec<(i64, K, usize)> {
+        if let Some((t, mut keys)) = self.draining.take() {
+            keys.reverse();
+            let entry = self.by_time.entry(t).or_default();
+            for (k, g) in keys {
+                entry.insert(k, g);
+            }
+        }
         let mut out = Vec::new();
         for (time, keys) in &mut self.by_time {
             keys.retain(|k, g| {
@@ -198,6 +239,34 @@ mod tests {
         assert_eq!(t.pop_due(EventTime, 100), None);
         assert_eq!(t.next_processing_time(), Some(10));
         assert_eq!(t.pop_due(ProcessingTime, 10), Some((10, 1, 0)));
+    }
+
+    #[test]
+    fn many_keys_at_one_time_fire_in_registration_order_and_stay_deduplicated_while_firing() {
+        let mut t = InternalTimerService::new();
+        for k in 0..10_000u32 {
+            t.register(EventTime, 5, k, 0);
+        }
+        assert_eq!(t.pop_due(EventTime, 5), Some((5, 0, 0)));
+        t.register(EventTime, 5, 7, 0);
+        t.delete(EventTime, 5, &3);
+        let rest: Vec<u32> =
+            std::iter::from_fn(|| t.pop_due(EventTime, 5)).map(|(_, k, _)| k).collect();
+        assert_eq!(rest.len(), 9_998);
+        assert_eq!(&rest[..4], &[1, 2, 4, 5]);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_timer_registered_earlier_than_the_one_firing_fires_first() {
+        let mut t = InternalTimerService::new();
+        t.register(EventTime, 10, "a", 0);
+        t.register(EventTime, 10, "b", 0);
+        assert_eq!(t.pop_due(EventTime, 20), Some((10, "a", 0)));
+        t.register(EventTime, 8, "c", 0);
+        assert_eq!(t.pop_due(EventTime, 20), Some((8, "c", 0)));
+        assert_eq!(t.pop_due(EventTime, 20), Some((10, "b", 0)));
+        assert_eq!(t.len(), 0);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use sluice::jobs::pipeline::pipeline;
+use sluice::jobs::window_count::{window_count, WindowKind};
 use sluice::jobs::wordcount::{word_count, FinalCounts, WordCountOptions};
 use sluice::process_stats::{cpu_time, peak_rss_bytes};
 use sluice::{JobClient, StreamExecutionEnvironment};
@@ -107,6 +108,10 @@ struct BenchArgs {
 enum BenchJob {
     /// generator → map → key_by → sum → discard.
     Pipeline,
+    /// Count per key in 10 s tumbling event-time windows.
+    TumblingWindow,
+    /// Count per key in 10 s event-time windows every 2 s.
+    SlidingWindow,
 }
 
 fn main() -> ExitCode {
@@ -220,9 +225,13 @@ fn bench(args: &BenchArgs) -> Result<()> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    let BenchJob::Pipeline = args.job;
+    let description = match args.job {
+        BenchJob::Pipeline => "pipeline: generator -> map -> key_by -> sum -> discard",
+        BenchJob::TumblingWindow => "tumbling-window: generator -> key_by -> 10 s tumbling event-time window count -> discard",
+        BenchJob::SlidingWindow => "sliding-window: generator -> key_by -> 10 s / 2 s sliding event-time window count -> discard",
+    };
     println!(
-        "pipeline: generator -> map -> key_by -> sum -> discard, {} events, {} keys, parallelism {}",
+        "{description}, {} events, {} keys, parallelism {}",
         args.events, args.keys, args.parallelism
     );
     let mut rates = Vec::new();
@@ -230,9 +239,17 @@ fn bench(args: &BenchArgs) -> Result<()> {
     for run in 1..=args.runs {
         let env = StreamExecutionEnvironment::new();
         env.set_parallelism(args.parallelism);
-        pipeline(&env, args.events, args.keys, None);
+        match args.job {
+            BenchJob::Pipeline => drop(pipeline(&env, args.events, args.keys, None)),
+            BenchJob::TumblingWindow => {
+                drop(window_count(&env, args.events, args.keys, WindowKind::Tumbling))
+            }
+            BenchJob::SlidingWindow => {
+                drop(window_count(&env, args.events, args.keys, WindowKind::Sliding))
+            }
+        }
         let (cpu0, t0) = (cpu_time(), Instant::now());
-        env.execute("pipeline benchmark")?;
+        env.execute("benchmark")?;
         let (wall, cpu) = (t0.elapsed().as_secs_f64(), (cpu_time() - cpu0).as_secs_f64());
         let rate = args.events as f64 / wall;
         let rate_cpu = args.events as f64 / cpu.max(1e-9);

@@ -2,4 +2,5 @@
 //! that the CLI, the tests, the examples and the benchmarks share one definition.
 
 pub mod pipeline;
+pub mod window_count;
 pub mod wordcount;
