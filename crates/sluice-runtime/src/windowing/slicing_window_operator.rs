@@ -30,7 +30,8 @@ use crate::windowing::window::TimeWindow;
 /// The slices of one key and the time of its pending timer.
 #[derive(Debug)]
 struct KeySlices<Acc> {
-    slices: BTreeMap<i64, Acc>,
+    /// Slice start → accumulator (an `Option` so it can be updated in place).
+    slices: BTreeMap<i64, Option<Acc>>,
     pending_timer: Option<i64>,
 }
 
@@ -142,13 +143,13 @@ where
     fn emit(
         &mut self,
         key: &K,
-        slices: &BTreeMap<i64, W::Acc>,
+        slices: &BTreeMap<i64, Option<W::Acc>>,
         end: i64,
         now: i64,
         results: &mut Vec<StreamRecord<W::Out>>,
     ) -> Result<()> {
         let mut acc: Option<W::Acc> = None;
-        for (_, a) in slices.range(end - self.size..end) {
+        for a in slices.range(end - self.size..end).filter_map(|(_, a)| a.as_ref()) {
             acc = Some(match acc {
                 Some(x) => self.aggregation.merge(x, a.clone()),
                 None => a.clone(),
@@ -174,6 +175,45 @@ where
             self.timers.register(self.domain(), time, key.clone(), key_group);
             slices.pending_timer = Some(time);
         }
+    }
+
+    /// A record for a slice whose first window already fired (event time,
+    /// within allowed lateness): fires those windows again with it.
+    #[allow(clippy::too_many_arguments)]
+    fn add_late(
+        &mut self,
+        key: K,
+        key_group: usize,
+        slice: i64,
+        last_end: i64,
+        value: T,
+        now: i64,
+        results: &mut Vec<StreamRecord<W::Out>>,
+    ) -> Result<()> {
+        let state = self.state.as_mut().expect("opened");
+        let mut slices = state
+            .remove(key_group, &key)
+            .unwrap_or_else(|| KeySlices { slices: BTreeMap::new(), pending_timer: None });
+        let acc = slices.slices.remove(&slice).flatten();
+        slices.slices.insert(slice, Some(self.aggregation.add(acc, value)));
+        let mut next = self.first_end(slice);
+        while next <= last_end && next - 1 <= self.watermark {
+            if !self.expired(next) {
+                let key_slices = std::mem::take(&mut slices.slices);
+                self.emit(&key, &key_slices, next, now, results)?;
+                slices.slices = key_slices;
+            }
+            next += self.slide;
+        }
+        if next <= last_end {
+            self.schedule(&key, key_group, &mut slices, next);
+        }
+        if self.allowed_lateness > 0 {
+            let cleanup = (last_end - 1).saturating_add(self.allowed_lateness);
+            self.cleanup_timers.register(TimeDomain::EventTime, cleanup, key.clone(), key_group);
+        }
+        self.state.as_mut().expect("opened").put(key_group, key, slices);
+        Ok(())
     }
 
     fn fire_timers(&mut self, up_to: i64, now: i64, out: &mut Output) -> Result<()> {
@@ -262,38 +302,39 @@ where
             }
             let key = (self.key_selector)(&record.value);
             let key_group = self.hasher.key_group(&key, self.max_parallelism);
-            let state = self.state.as_mut().expect("opened");
-            let mut slices = state
-                .remove(key_group, &key)
-                .unwrap_or_else(|| KeySlices { slices: BTreeMap::new(), pending_timer: None });
-            let acc = slices.slices.remove(&slice);
-            slices.slices.insert(slice, self.aggregation.add(acc, record.value));
-            // The first window with this slice that has not fired yet.
-            let mut next = self.first_end(slice);
-            if self.event_time {
-                while next <= last_end && next - 1 <= self.watermark {
-                    // Already fired, still within allowed lateness: fire again with this record.
-                    if !self.expired(next) {
-                        let key_slices = std::mem::take(&mut slices.slices);
-                        self.emit(&key, &key_slices, next, now, &mut results)?;
-                        slices.slices = key_slices;
-                    }
-                    next += self.slide;
+            let first_end = self.first_end(slice);
+            let fired_already = self.event_time && first_end - 1 <= self.watermark;
+            if fired_already {
+                self.add_late(key, key_group, slice, last_end, record.value, now, &mut results)?;
+                continue;
+            }
+            // The common case, in place: one lookup for the key, one for the slice.
+            let Self { state, aggregation, timers, event_time, allowed_lateness, .. } = self;
+            let state = state.as_mut().expect("opened");
+            let slices = match state.get_mut(key_group, &key) {
+                Some(s) => s,
+                None => {
+                    state.put(
+                        key_group,
+                        key.clone(),
+                        KeySlices { slices: BTreeMap::new(), pending_timer: None },
+                    );
+                    state.get_mut(key_group, &key).expect("just put")
                 }
+            };
+            let slot = slices.slices.entry(slice).or_insert(None);
+            *slot = Some(aggregation.add(slot.take(), record.value));
+            let domain =
+                if *event_time { TimeDomain::EventTime } else { TimeDomain::ProcessingTime };
+            let time = first_end - 1;
+            if slices.pending_timer.is_none_or(|t| time < t) {
+                timers.register(domain, time, key.clone(), key_group);
+                slices.pending_timer = Some(time);
             }
-            if next <= last_end {
-                self.schedule(&key, key_group, &mut slices, next);
+            if *event_time && *allowed_lateness > 0 {
+                let cleanup = (last_end - 1).saturating_add(*allowed_lateness);
+                self.cleanup_timers.register(TimeDomain::EventTime, cleanup, key, key_group);
             }
-            if self.event_time && self.allowed_lateness > 0 {
-                let cleanup = (last_end - 1).saturating_add(self.allowed_lateness);
-                self.cleanup_timers.register(
-                    TimeDomain::EventTime,
-                    cleanup,
-                    key.clone(),
-                    key_group,
-                );
-            }
-            self.state.as_mut().expect("opened").put(key_group, key, slices);
         }
         out.emit_records(results)?;
         if !late.is_empty() {
