@@ -22,8 +22,8 @@ use crate::windowed_stream::WindowedStream;
 
 /// A stream partitioned by the key `key_selector` computes.
 pub struct KeyedStream<T, K, KS> {
-    stream: DataStream<T>,
-    key_selector: KS,
+    pub(crate) stream: DataStream<T>,
+    pub(crate) key_selector: KS,
     _key: std::marker::PhantomData<fn() -> K>,
 }
 
@@ -35,6 +35,14 @@ where
 {
     pub(crate) fn new(stream: DataStream<T>, key_selector: KS) -> Self {
         Self { stream, key_selector, _key: std::marker::PhantomData }
+    }
+
+    pub(crate) fn clone_keyed(&self) -> Self {
+        Self {
+            stream: self.stream.clone(),
+            key_selector: self.key_selector.clone(),
+            _key: std::marker::PhantomData,
+        }
     }
 
     /// Rolling reduce: per key, emits `f(accumulated, record)` for every

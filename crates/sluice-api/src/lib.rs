@@ -22,6 +22,7 @@
 mod connected_streams;
 mod data_stream;
 mod environment;
+mod joins;
 mod keyed_stream;
 mod output_tag;
 mod windowed_stream;
@@ -29,6 +30,10 @@ mod windowed_stream;
 pub use connected_streams::ConnectedStreams;
 pub use data_stream::{AllWindowedStream, DataStream, DataStreamSink};
 pub use environment::StreamExecutionEnvironment;
+pub use joins::{
+    CoGroupWhere, CoGroupedStreams, IntervalJoin, IntervalJoined, JoinWhere, JoinedStreams,
+    KeyedCoGroup, KeyedJoin, TaggedUnion, WindowedCoGroup, WindowedJoin,
+};
 pub use keyed_stream::KeyedStream;
 pub use output_tag::OutputTag;
 pub use sluice_cluster::{JobClient, JobExecutionResult, JobStatus, MiniClusterConfig};
@@ -37,6 +42,7 @@ pub use sluice_runtime::functions::{
     CoProcessFunction, Collector, Context, KeyedContext, KeyedOpenContext, KeyedProcessFunction,
     ProcessFunction,
 };
+pub use sluice_runtime::operators::interval_join::{IntervalJoinContext, ProcessJoinFunction};
 pub use sluice_runtime::plan::Plan;
 pub use sluice_runtime::watermark_strategy::{
     BoundedOutOfOrderness, WatermarkGenerator, WatermarkOutput, WatermarkStrategy,

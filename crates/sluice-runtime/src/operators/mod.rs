@@ -1,6 +1,7 @@
 //! The built-in operators behind the DataStream API's transformations.
 
 pub mod co_process;
+pub mod interval_join;
 pub mod keyed_process;
 pub mod keyed_reduce;
 pub mod process;

@@ -1,0 +1,248 @@
+//! The interval join of two keyed streams: a record `a` of the first joins
+//! every record `b` of the second with the same key and
+//! `b.ts ∈ [a.ts + lower, a.ts + upper]`. Both sides are buffered per key
+//! by timestamp; a buffered record is dropped once the watermark shows
+//! that no future record of the other side can match it.
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use sluice_core::{
+    Data, FunctionResult, KeyHasher, RecordBatch, Result, StreamRecord, Timestamp, Watermark,
+};
+use sluice_state::{HeapValueState, InternalTimerService, TimeDomain};
+
+use crate::functions::Collector;
+use crate::operator::{Output, StreamOperator};
+use crate::operators::user_error;
+use crate::runtime_context::RuntimeContext;
+
+/// Timestamps of a joined pair.
+#[derive(Clone, Copy, Debug)]
+pub struct IntervalJoinContext {
+    /// Timestamp of the first stream's record.
+    pub left_timestamp: i64,
+    /// Timestamp of the second stream's record.
+    pub right_timestamp: i64,
+}
+
+/// Processes one joined pair (Flink's ProcessJoinFunction).
+pub trait ProcessJoinFunction<A, B, O>: Clone + Send + Sync + 'static {
+    /// Emits results for `left` and `right`, which matched.
+    fn process_element(
+        &mut self,
+        left: &A,
+        right: &B,
+        ctx: &IntervalJoinContext,
+        out: &mut Collector<'_, O>,
+    ) -> FunctionResult;
+}
+
+impl<A, B, O, F> ProcessJoinFunction<A, B, O> for F
+where
+    F: FnMut(&A, &B, &IntervalJoinContext, &mut Collector<'_, O>) -> FunctionResult
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    fn process_element(
+        &mut self,
+        left: &A,
+        right: &B,
+        ctx: &IntervalJoinContext,
+        out: &mut Collector<'_, O>,
+    ) -> FunctionResult {
+        self(left, right, ctx, out)
+    }
+}
+
+type Buffer<K, V> = HeapValueState<K, BTreeMap<i64, Vec<V>>>;
+
+/// The two-input operator behind `interval_join`.
+pub struct IntervalJoinOperator<K, A, B, O, KA, KB, F> {
+    left_key: KA,
+    right_key: KB,
+    function: F,
+    lower: i64,
+    upper: i64,
+    hasher: KeyHasher,
+    max_parallelism: usize,
+    watermark: i64,
+    left: Option<Buffer<K, A>>,
+    right: Option<Buffer<K, B>>,
+    cleanup: InternalTimerService<K>,
+    late_dropped: u64,
+    _out: PhantomData<fn() -> O>,
+}
+
+impl<K, A, B, O, KA, KB, F> IntervalJoinOperator<K, A, B, O, KA, KB, F>
+where
+    K: Serialize + Eq + Hash + Clone + Send + 'static,
+    A: Data,
+    B: Data,
+    O: Data,
+    KA: Fn(&A) -> K + Send,
+    KB: Fn(&B) -> K + Send,
+    F: ProcessJoinFunction<A, B, O>,
+{
+    /// Joins `b` to `a` when `b.ts - a.ts ∈ [lower, upper]` (ms).
+    pub fn new(left_key: KA, right_key: KB, lower: i64, upper: i64, function: F) -> Self {
+        Self {
+            left_key,
+            right_key,
+            function,
+            lower,
+            upper,
+            hasher: KeyHasher::new(),
+            max_parallelism: 0,
+            watermark: i64::MIN,
+            left: None,
+            right: None,
+            cleanup: InternalTimerService::new(),
+            late_dropped: 0,
+            _out: PhantomData,
+        }
+    }
+
+    /// Records dropped because they were behind the watermark.
+    pub fn late_records_dropped(&self) -> u64 {
+        self.late_dropped
+    }
+
+    /// Records buffered on each side.
+    pub fn buffered(&self) -> (usize, usize) {
+        fn count<K: Eq + Hash, V>(b: &Option<Buffer<K, V>>) -> usize {
+            b.as_ref()
+                .map_or(0, |b| b.iter().map(|(_, m)| m.values().map(Vec::len).sum::<usize>()).sum())
+        }
+        (count(&self.left), count(&self.right))
+    }
+}
+
+fn buffer<K: Eq + Hash + Clone, V>(
+    buf: &mut Buffer<K, V>,
+    key: &K,
+    group: usize,
+    ts: i64,
+    value: V,
+) {
+    match buf.get_mut(group, key) {
+        Some(m) => m.entry(ts).or_default().push(value),
+        None => {
+            buf.put(group, key.clone(), BTreeMap::from([(ts, vec![value])]));
+        }
+    }
+}
+
+impl<K, A, B, O, KA, KB, F> StreamOperator for IntervalJoinOperator<K, A, B, O, KA, KB, F>
+where
+    K: Serialize + Eq + Hash + Clone + Send + 'static,
+    A: Data,
+    B: Data,
+    O: Data,
+    KA: Fn(&A) -> K + Send,
+    KB: Fn(&B) -> K + Send,
+    F: ProcessJoinFunction<A, B, O>,
+{
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        self.max_parallelism = ctx.max_parallelism;
+        self.left = Some(HeapValueState::new(ctx.key_group_range()));
+        self.right = Some(HeapValueState::new(ctx.key_group_range()));
+        Ok(())
+    }
+
+    fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let mut results = Vec::new();
+        let (lower, upper) = (self.lower, self.upper);
+        let left = self.left.as_mut().expect("opened");
+        let right = self.right.as_mut().expect("opened");
+        if input == 0 {
+            for StreamRecord { timestamp, value } in batch.into_records::<A>()? {
+                let ts = timestamp.0;
+                if ts < self.watermark {
+                    self.late_dropped += 1;
+                    continue;
+                }
+                let key = (self.left_key)(&value);
+                let group = self.hasher.key_group(&key, self.max_parallelism);
+                if let Some(others) = right.get(group, &key) {
+                    for (&tb, bs) in
+                        others.range(ts.saturating_add(lower)..=ts.saturating_add(upper))
+                    {
+                        let ctx = IntervalJoinContext { left_timestamp: ts, right_timestamp: tb };
+                        let mut c = Collector::new(&mut results, Timestamp(ts.max(tb)));
+                        for b in bs {
+                            self.function
+                                .process_element(&value, b, &ctx, &mut c)
+                                .map_err(user_error)?;
+                        }
+                    }
+                }
+                self.cleanup.register(
+                    TimeDomain::EventTime,
+                    ts.saturating_add(upper),
+                    key.clone(),
+                    group,
+                );
+                buffer(left, &key, group, ts, value);
+            }
+        } else {
+            for StreamRecord { timestamp, value } in batch.into_records::<B>()? {
+                let tb = timestamp.0;
+                if tb < self.watermark {
+                    self.late_dropped += 1;
+                    continue;
+                }
+                let key = (self.right_key)(&value);
+                let group = self.hasher.key_group(&key, self.max_parallelism);
+                if let Some(others) = left.get(group, &key) {
+                    for (&ta, r#as) in
+                        others.range(tb.saturating_sub(upper)..=tb.saturating_sub(lower))
+                    {
+                        let ctx = IntervalJoinContext { left_timestamp: ta, right_timestamp: tb };
+                        let mut c = Collector::new(&mut results, Timestamp(ta.max(tb)));
+                        for a in r#as {
+                            self.function
+                                .process_element(a, &value, &ctx, &mut c)
+                                .map_err(user_error)?;
+                        }
+                    }
+                }
+                self.cleanup.register(
+                    TimeDomain::EventTime,
+                    tb.saturating_sub(lower),
+                    key.clone(),
+                    group,
+                );
+                buffer(right, &key, group, tb, value);
+            }
+        }
+        out.emit_records(results)
+    }
+
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {
+        self.watermark = watermark.0;
+        let (lower, upper, wm) = (self.lower, self.upper, watermark.0);
+        let left = self.left.as_mut().expect("opened");
+        let right = self.right.as_mut().expect("opened");
+        while let Some((_, key, group)) = self.cleanup.pop_due(TimeDomain::EventTime, wm) {
+            // No future right record (ts >= wm) can reach a left record with ts + upper < wm.
+            if let Some(m) = left.get_mut(group, &key) {
+                m.retain(|ta, _| ta.saturating_add(upper) >= wm);
+                if m.is_empty() {
+                    left.remove(group, &key);
+                }
+            }
+            if let Some(m) = right.get_mut(group, &key) {
+                m.retain(|tb, _| tb.saturating_sub(lower) >= wm);
+                if m.is_empty() {
+                    right.remove(group, &key);
+                }
+            }
+        }
+        out.emit_watermark(watermark)
+    }
+}
