@@ -320,3 +320,49 @@ fn processing_time_windows_fire_by_the_clock() {
         );
     }
 }
+
+#[test]
+fn window_state_and_timers_move_to_other_subtasks_by_key_group_range_mid_stream() {
+    let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+    let assigner = SlidingEventTimeWindows::of(Duration::from_millis(10), Duration::from_millis(5));
+    for (name, _) in aligned_operators(assigner, 0) {
+        let pick = |ops: Vec<(&'static str, Box<dyn StreamOperator>)>| {
+            ops.into_iter().find(|(n, _)| *n == name).unwrap().1
+        };
+        // Reference: everything on one subtask.
+        let mut whole = harness(pick(aligned_operators(assigner, 0)));
+        let first: Vec<_> = keys.iter().map(|k| r(k, 3)).collect();
+        let second: Vec<_> = keys.iter().map(|k| r(k, 7)).collect();
+        whole.process_elements(first.clone()).unwrap();
+        whole.process_elements(second.clone()).unwrap();
+        whole.process_watermark(100).unwrap();
+        let expected = sorted(whole.take_output());
+
+        // The same, with a rescale from 1 to 2 subtasks between the two batches.
+        let mut before = harness(pick(aligned_operators(assigner, 0)));
+        before.process_elements(first).unwrap();
+        let mut got = Vec::new();
+        for i in 0..2 {
+            let op = pick(aligned_operators(assigner, 0));
+            let mut after = OperatorHarness::<_, Rec>::for_subtask(op, i, 2)
+                .with_side_output::<Rec>("late")
+                .open()
+                .unwrap();
+            let moved = before.extract_key_groups(after.key_group_range()).unwrap();
+            after.insert_key_groups(moved).unwrap();
+            let owned: Vec<_> = second
+                .iter()
+                .filter(|((k, _), _)| {
+                    after
+                        .key_group_range()
+                        .contains(sluice_core::KeyHasher::new().key_group(k, 128))
+                })
+                .cloned()
+                .collect();
+            after.process_elements(owned).unwrap();
+            after.process_watermark(100).unwrap();
+            got.extend(after.take_output());
+        }
+        assert_eq!(sorted(got), expected, "{name}");
+    }
+}

@@ -16,12 +16,14 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use sluice_core::{
-    Clock, Data, KeyHasher, RecordBatch, Result, StreamRecord, Timestamp, Watermark,
+    Clock, Data, KeyGroupRange, KeyHasher, RecordBatch, Result, SluiceError, StreamRecord,
+    Timestamp, Watermark,
 };
-use sluice_state::{HeapValueState, InternalTimerService, TimeDomain};
+use sluice_state::heap_value_state::KeyGroupEntries;
+use sluice_state::{HeapValueState, InternalTimerService, TimeDomain, TimersSnapshot};
 
 use crate::functions::Collector;
-use crate::operator::{Output, StreamOperator};
+use crate::operator::{KeyGroupsState, Output, StreamOperator};
 use crate::operators::user_error;
 use crate::runtime_context::RuntimeContext;
 use crate::windowing::functions::{WindowAggregation, WindowContext};
@@ -362,6 +364,27 @@ where
 
     fn on_processing_time(&mut self, now: i64, out: &mut Output) -> Result<()> {
         self.fire_timers(now, now, out)
+    }
+
+    fn extract_key_groups(&mut self, range: KeyGroupRange) -> Result<Option<KeyGroupsState>> {
+        let slices = self.state.as_mut().expect("opened").extract_key_groups(range)?;
+        let timers =
+            (self.timers.extract_key_groups(range), self.cleanup_timers.extract_key_groups(range));
+        Ok(Some(Box::new((slices, timers))))
+    }
+
+    fn insert_key_groups(&mut self, moved: KeyGroupsState) -> Result<()> {
+        type Moved<K, A> =
+            (Vec<KeyGroupEntries<K, KeySlices<A>>>, (TimersSnapshot<K>, TimersSnapshot<K>));
+        let (slices, (timers, cleanup)) = *moved
+            .downcast::<Moved<K, W::Acc>>()
+            .map_err(|_| SluiceError::Internal("key groups of another operator type".into()))?;
+        for (group, entries) in slices {
+            self.state.as_mut().expect("opened").insert_key_group(group, entries)?;
+        }
+        self.timers.insert_key_groups(timers);
+        self.cleanup_timers.insert_key_groups(cleanup);
+        Ok(())
     }
 
     fn end_input(&mut self, _input: usize, out: &mut Output) -> Result<()> {

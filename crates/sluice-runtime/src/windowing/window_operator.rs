@@ -12,12 +12,14 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use sluice_core::{
-    Clock, Data, KeyHasher, RecordBatch, Result, StreamRecord, Timestamp, Watermark,
+    Clock, Data, KeyGroupRange, KeyHasher, RecordBatch, Result, SluiceError, StreamRecord,
+    Timestamp, Watermark,
 };
-use sluice_state::{HeapValueState, InternalTimerService, TimeDomain};
+use sluice_state::heap_value_state::KeyGroupEntries;
+use sluice_state::{HeapValueState, InternalTimerService, TimeDomain, TimersSnapshot};
 
 use crate::functions::Collector;
-use crate::operator::{Output, StreamOperator};
+use crate::operator::{KeyGroupsState, Output, StreamOperator};
 use crate::operators::user_error;
 use crate::runtime_context::RuntimeContext;
 use crate::windowing::assigners::WindowAssigner;
@@ -475,6 +477,37 @@ where
 
     fn on_processing_time(&mut self, now: i64, out: &mut Output) -> Result<()> {
         self.fire_timers(TimeDomain::ProcessingTime, now, now, out)
+    }
+
+    fn extract_key_groups(&mut self, range: KeyGroupRange) -> Result<Option<KeyGroupsState>> {
+        let windows = self.windows.as_mut().expect("opened").extract_key_groups(range)?;
+        let sessions = match self.sessions.as_mut() {
+            Some(s) => Some(s.extract_key_groups(range)?),
+            None => None,
+        };
+        let timers = self.timers.extract_key_groups(range);
+        Ok(Some(Box::new((windows, sessions, timers))))
+    }
+
+    fn insert_key_groups(&mut self, moved: KeyGroupsState) -> Result<()> {
+        type Moved<K, S> = (
+            Vec<KeyGroupEntries<(K, TimeWindow), S>>,
+            Option<Vec<KeyGroupEntries<K, Vec<TimeWindow>>>>,
+            TimersSnapshot<(K, TimeWindow)>,
+        );
+        let (windows, sessions, timers) = *moved
+            .downcast::<Moved<K, WindowState<W::Acc, T, Tr::State>>>()
+            .map_err(|_| SluiceError::Internal("key groups of another operator type".into()))?;
+        for (group, entries) in windows {
+            self.windows.as_mut().expect("opened").insert_key_group(group, entries)?;
+        }
+        if let (Some(target), Some(moved)) = (self.sessions.as_mut(), sessions) {
+            for (group, entries) in moved {
+                target.insert_key_group(group, entries)?;
+            }
+        }
+        self.timers.insert_key_groups(timers);
+        Ok(())
     }
 
     fn end_input(&mut self, _input: usize, out: &mut Output) -> Result<()> {
