@@ -117,11 +117,7 @@ impl<Op: StreamOperator, Out: Data> OperatorHarness<Op, Out> {
         &mut self,
         records: impl IntoIterator<Item = (In, i64)>,
     ) -> Result<()> {
-        let batch: Vec<_> = records
-            .into_iter()
-            .map(|(v, ts)| StreamRecord::with_timestamp(v, Timestamp(ts)))
-            .collect();
-        self.operator.process_batch(0, RecordBatch::new(batch), &mut self.output)
+        self.process_elements_on(0, records)
     }
 
     /// Processes records of logical input `input` (for two-input operators).

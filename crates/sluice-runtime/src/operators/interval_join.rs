@@ -61,6 +61,64 @@ where
 
 type Buffer<K, V> = HeapValueState<K, BTreeMap<i64, Vec<V>>>;
 
+/// What both inputs share when a batch arrives.
+struct Side<'a> {
+    hasher: &'a mut KeyHasher,
+    max_parallelism: usize,
+    watermark: i64,
+    late: u64,
+}
+
+impl Side<'_> {
+    /// Joins each record with the other side's buffered records whose time
+    /// is within `offsets` of its own, then buffers it until the watermark
+    /// passes its time + `expires_after`.
+    #[allow(clippy::too_many_arguments)]
+    fn join<K, V, W, O>(
+        &mut self,
+        records: Vec<StreamRecord<V>>,
+        key_of: &impl Fn(&V) -> K,
+        own: &mut Buffer<K, V>,
+        other: &Buffer<K, W>,
+        (from, to): (i64, i64),
+        expires_after: i64,
+        cleanup: &mut InternalTimerService<K>,
+        mut call: impl FnMut(&V, i64, &W, i64, &mut Collector<'_, O>) -> FunctionResult,
+        results: &mut Vec<StreamRecord<O>>,
+    ) -> Result<()>
+    where
+        K: Serialize + Eq + Hash + Clone,
+    {
+        for StreamRecord { timestamp, value } in records {
+            let ts = timestamp.0;
+            if ts < self.watermark {
+                self.late += 1;
+                continue;
+            }
+            let key = key_of(&value);
+            let group = self.hasher.key_group(&key, self.max_parallelism);
+            if let Some(candidates) = other.get(group, &key) {
+                for (&t, matches) in
+                    candidates.range(ts.saturating_add(from)..=ts.saturating_add(to))
+                {
+                    let mut c = Collector::new(results, Timestamp(ts.max(t)));
+                    for m in matches {
+                        call(&value, ts, m, t, &mut c).map_err(user_error)?;
+                    }
+                }
+            }
+            cleanup.register(
+                TimeDomain::EventTime,
+                ts.saturating_add(expires_after),
+                key.clone(),
+                group,
+            );
+            buffer(own, &key, group, ts, value);
+        }
+        Ok(())
+    }
+}
+
 /// The two-input operator behind `interval_join`.
 pub struct IntervalJoinOperator<K, A, B, O, KA, KB, F> {
     left_key: KA,
@@ -156,70 +214,58 @@ where
 
     fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let mut results = Vec::new();
-        let (lower, upper) = (self.lower, self.upper);
+        let (lower, upper, watermark) = (self.lower, self.upper, self.watermark);
         let left = self.left.as_mut().expect("opened");
         let right = self.right.as_mut().expect("opened");
+        let f = &mut self.function;
+        let mut side = Side {
+            hasher: &mut self.hasher,
+            max_parallelism: self.max_parallelism,
+            watermark,
+            late: 0,
+        };
         if input == 0 {
-            for StreamRecord { timestamp, value } in batch.into_records::<A>()? {
-                let ts = timestamp.0;
-                if ts < self.watermark {
-                    self.late_dropped += 1;
-                    continue;
-                }
-                let key = (self.left_key)(&value);
-                let group = self.hasher.key_group(&key, self.max_parallelism);
-                if let Some(others) = right.get(group, &key) {
-                    for (&tb, bs) in
-                        others.range(ts.saturating_add(lower)..=ts.saturating_add(upper))
-                    {
-                        let ctx = IntervalJoinContext { left_timestamp: ts, right_timestamp: tb };
-                        let mut c = Collector::new(&mut results, Timestamp(ts.max(tb)));
-                        for b in bs {
-                            self.function
-                                .process_element(&value, b, &ctx, &mut c)
-                                .map_err(user_error)?;
-                        }
-                    }
-                }
-                self.cleanup.register(
-                    TimeDomain::EventTime,
-                    ts.saturating_add(upper),
-                    key.clone(),
-                    group,
-                );
-                buffer(left, &key, group, ts, value);
-            }
+            // a matches b when b.ts ∈ [a.ts + lower, a.ts + upper]; a is useless once the watermark passes a.ts + upper.
+            side.join(
+                batch.into_records::<A>()?,
+                &self.left_key,
+                left,
+                right,
+                (lower, upper),
+                upper,
+                &mut self.cleanup,
+                |a, ta, b, tb, c| {
+                    f.process_element(
+                        a,
+                        b,
+                        &IntervalJoinContext { left_timestamp: ta, right_timestamp: tb },
+                        c,
+                    )
+                },
+                &mut results,
+            )?;
         } else {
-            for StreamRecord { timestamp, value } in batch.into_records::<B>()? {
-                let tb = timestamp.0;
-                if tb < self.watermark {
-                    self.late_dropped += 1;
-                    continue;
-                }
-                let key = (self.right_key)(&value);
-                let group = self.hasher.key_group(&key, self.max_parallelism);
-                if let Some(others) = left.get(group, &key) {
-                    for (&ta, r#as) in
-                        others.range(tb.saturating_sub(upper)..=tb.saturating_sub(lower))
-                    {
-                        let ctx = IntervalJoinContext { left_timestamp: ta, right_timestamp: tb };
-                        let mut c = Collector::new(&mut results, Timestamp(ta.max(tb)));
-                        for a in r#as {
-                            self.function
-                                .process_element(a, &value, &ctx, &mut c)
-                                .map_err(user_error)?;
-                        }
-                    }
-                }
-                self.cleanup.register(
-                    TimeDomain::EventTime,
-                    tb.saturating_sub(lower),
-                    key.clone(),
-                    group,
-                );
-                buffer(right, &key, group, tb, value);
-            }
+            // b matches a when a.ts ∈ [b.ts - upper, b.ts - lower]; b is useless once the watermark passes b.ts - lower.
+            side.join(
+                batch.into_records::<B>()?,
+                &self.right_key,
+                right,
+                left,
+                (-upper, -lower),
+                -lower,
+                &mut self.cleanup,
+                |b, tb, a, ta, c| {
+                    f.process_element(
+                        a,
+                        b,
+                        &IntervalJoinContext { left_timestamp: ta, right_timestamp: tb },
+                        c,
+                    )
+                },
+                &mut results,
+            )?;
         }
+        self.late_dropped += side.late;
         out.emit_records(results)
     }
 
