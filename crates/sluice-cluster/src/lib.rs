@@ -7,10 +7,12 @@
 pub mod job_manager;
 pub mod job_status;
 pub mod mini_cluster;
+pub mod restart_strategy;
 pub mod shuffle;
 pub mod task_manager;
 
 pub use job_manager::{JobClient, JobExecutionResult, JobManager, VertexMetrics};
 pub use job_status::JobStatus;
 pub use mini_cluster::{MiniCluster, MiniClusterConfig};
+pub use restart_strategy::{RestartBackoff, RestartStrategy};
 pub use task_manager::TaskManager;
