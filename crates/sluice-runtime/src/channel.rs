@@ -1,27 +1,84 @@
 //! In-memory channels between subtasks and the input gate that reads them.
 //!
-//! A channel is bounded (a few batches): a full channel blocks its sender,
-//! so memory is bounded whatever the speed difference between tasks. Each
-//! channel has a single sender, so the gate can tell channels apart (for the
-//! watermark minimum now, and for barrier alignment later).
+//! Credit-based flow control, as in Flink: a channel starts with
+//! `capacity` credits; sending a batch of records takes one, and the
+//! receiver returns it when it takes the batch. A sender without credit
+//! waits, so memory is bounded whatever the speed difference between tasks.
+//! Control elements (watermarks, barriers, end of input) need no credit, so
+//! a barrier never waits behind a full channel and alignment cannot
+//! deadlock. Each channel has a single sender, so the gate can tell
+//! channels apart (watermark minimum, barrier alignment).
 
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver, Select, Sender, TryRecvError};
+use crossbeam_channel::{bounded, unbounded, Receiver, Select, Sender, TryRecvError};
 use sluice_core::{RecordBatch, Result, SluiceError, StreamElement, Watermark};
 
 use crate::watermark_valve::StatusWatermarkValve;
 
-/// A new bounded channel holding up to `capacity` elements.
-pub fn channel(capacity: usize) -> (Sender<StreamElement>, Receiver<StreamElement>) {
-    bounded(capacity)
+/// The sending end of a channel.
+#[derive(Debug)]
+pub struct ChannelSender {
+    data: Sender<StreamElement>,
+    credits: Receiver<()>,
+}
+
+/// The receiving end of a channel.
+#[derive(Debug)]
+pub struct ChannelReceiver {
+    data: Receiver<StreamElement>,
+    credits: Sender<()>,
+}
+
+/// A new channel with `capacity` credits (batches of records in flight).
+pub fn channel(capacity: usize) -> (ChannelSender, ChannelReceiver) {
+    let (data_tx, data_rx) = unbounded();
+    let (credit_tx, credit_rx) = bounded(capacity);
+    for _ in 0..capacity {
+        credit_tx.send(()).expect("room for the initial credits");
+    }
+    (
+        ChannelSender { data: data_tx, credits: credit_rx },
+        ChannelReceiver { data: data_rx, credits: credit_tx },
+    )
+}
+
+/// The receiver is gone; the element could not be sent.
+#[derive(Debug)]
+pub struct Disconnected(pub StreamElement);
+
+impl ChannelSender {
+    /// Sends an element; a batch of records first waits for a credit.
+    pub fn send(&self, element: StreamElement) -> std::result::Result<(), Disconnected> {
+        if matches!(element, StreamElement::Records(_)) && self.credits.recv().is_err() {
+            return Err(Disconnected(element));
+        }
+        self.data.send(element).map_err(|e| Disconnected(e.0))
+    }
+}
+
+impl ChannelReceiver {
+    /// Returns the credit of a batch the task has taken.
+    fn taken(&self, element: &StreamElement) {
+        if matches!(element, StreamElement::Records(_)) {
+            // The sender may be gone already; then nobody needs the credit.
+            let _ = self.credits.try_send(());
+        }
+    }
+
+    /// Waits for an element (tests and tools; tasks read through the gate).
+    pub fn recv(&self) -> Option<StreamElement> {
+        let e = self.data.recv().ok()?;
+        self.taken(&e);
+        Some(e)
+    }
 }
 
 /// One input channel of a task.
 #[derive(Debug)]
 pub struct InputChannel {
     /// The receiving end.
-    pub receiver: Receiver<StreamElement>,
+    pub receiver: ChannelReceiver,
     /// The logical input (0, or 1 for the second input of a two-input operator).
     pub input: usize,
     /// Names the upstream, for errors.
@@ -111,8 +168,9 @@ impl InputGate {
             if self.ended[i] {
                 continue;
             }
-            match self.channels[i].receiver.try_recv() {
+            match self.channels[i].receiver.data.try_recv() {
                 Ok(e) => {
+                    self.channels[i].receiver.taken(&e);
                     self.next = (i + 1) % n;
                     return Ok(Some((i, e)));
                 }
@@ -124,7 +182,7 @@ impl InputGate {
         let mut indices = Vec::with_capacity(self.open);
         for (i, c) in self.channels.iter().enumerate() {
             if !self.ended[i] {
-                select.recv(&c.receiver);
+                select.recv(&c.receiver.data);
                 indices.push(i);
             }
         }
@@ -133,8 +191,11 @@ impl InputGate {
             Err(_) => return Ok(None),
         };
         let i = indices[op.index()];
-        match op.recv(&self.channels[i].receiver) {
-            Ok(e) => Ok(Some((i, e))),
+        match op.recv(&self.channels[i].receiver.data) {
+            Ok(e) => {
+                self.channels[i].receiver.taken(&e);
+                Ok(Some((i, e)))
+            }
             Err(_) => Err(self.disconnected(i)),
         }
     }

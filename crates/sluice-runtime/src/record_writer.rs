@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use sluice_core::{Data, RecordBatch, Result, SluiceError, StreamElement, StreamRecord, Watermark};
 
+use crate::channel::ChannelSender;
 use crate::metrics::TaskMetrics;
 use crate::partitioner::{ChannelSelector, PartitionerKind, RoundRobin, Shuffle};
 use std::sync::Arc;
@@ -29,7 +29,7 @@ pub trait RecordWriter: Send {
 /// What a writer is built from.
 pub struct WriterSetup {
     /// The channels of this subtask on the edge, in downstream subtask order.
-    pub channels: Vec<Sender<StreamElement>>,
+    pub channels: Vec<ChannelSender>,
     /// Records per batch.
     pub batch_size: usize,
     /// Longest wait before a partial batch is sent.
@@ -61,7 +61,7 @@ pub fn make_writer<T: Data>(kind: PartitionerKind, setup: WriterSetup) -> Box<dy
 
 /// The channels of one writer with one pending batch each.
 pub struct ChannelBuffers<T> {
-    senders: Vec<Sender<StreamElement>>,
+    senders: Vec<ChannelSender>,
     pending: Vec<Vec<StreamRecord<T>>>,
     batch_size: usize,
     buffer_timeout: Duration,

@@ -8,10 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
-use sluice_core::{Clock, Result, SluiceError, StreamElement, Watermark};
+use sluice_core::{Clock, Result, SluiceError, Watermark};
 
-use crate::channel::{GateEvent, InputChannel, InputGate};
+use crate::channel::{ChannelSender, GateEvent, InputChannel, InputGate};
 use crate::job_graph::JobGraph;
 use crate::metrics::TaskMetrics;
 use crate::operator::{task_error, ChainedOperator, Output, OutputTarget, Targets};
@@ -24,7 +23,7 @@ use crate::watermark_strategy::SourceWatermarker;
 
 /// A subtask's output channels: per outgoing job edge id, one channel per
 /// connected downstream subtask, in subtask order.
-pub type OutputChannels = HashMap<usize, Vec<Sender<StreamElement>>>;
+pub type OutputChannels = HashMap<usize, Vec<ChannelSender>>;
 
 /// Everything a TaskManager needs to run one subtask.
 pub struct TaskDeployment {
