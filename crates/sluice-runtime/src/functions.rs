@@ -59,7 +59,11 @@ pub struct KeyedContext<'a, K> {
     pub(crate) timers: &'a mut InternalTimerService<K>,
 }
 
-impl<'a, K: Eq + Hash + Clone + Send + 'static> KeyedContext<'a, K> {
+impl<
+        'a,
+        K: Eq + Hash + Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    > KeyedContext<'a, K>
+{
     /// The key of the record (or timer) being processed.
     pub fn current_key(&self) -> &K {
         self.key.key

@@ -12,6 +12,7 @@ use sluice_core::{
 use crate::operator::{clone_batch, KeyGroupsState, Output, OutputTarget, StreamOperator, Targets};
 use crate::record_writer::RecordWriter;
 use crate::runtime_context::RuntimeContext;
+use crate::snapshot::OperatorSnapshot;
 
 /// What an operator emitted, in order.
 #[derive(Debug)]
@@ -193,6 +194,23 @@ impl<Op: StreamOperator, Out: Data> OperatorHarness<Op, Out> {
     /// Takes everything emitted on the main output, in order.
     pub fn take_emitted(&mut self) -> Vec<Emitted> {
         std::mem::take(&mut *self.main.lock().expect("harness lock"))
+    }
+
+    /// Snapshots the operator's state, as a checkpoint would.
+    pub fn snapshot(&mut self, checkpoint_id: u64) -> Result<OperatorSnapshot> {
+        self.operator.snapshot_state(checkpoint_id)
+    }
+
+    /// Restores state from snapshots of instances at any parallelism: this
+    /// subtask takes its key groups and its share of the operator state.
+    pub fn restore(&mut self, snapshots: &[OperatorSnapshot]) -> Result<()> {
+        let state = OperatorSnapshot::redistribute(
+            snapshots,
+            self.context.key_group_range(),
+            self.context.subtask_index,
+            self.context.parallelism,
+        );
+        self.operator.restore_state(state)
     }
 
     /// Takes out the keyed state and timers of `range`.

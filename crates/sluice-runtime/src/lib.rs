@@ -16,6 +16,7 @@ pub mod plan;
 pub mod record_writer;
 pub mod runtime_context;
 pub mod sink;
+pub mod snapshot;
 pub mod source;
 pub mod stream_graph;
 pub mod task;

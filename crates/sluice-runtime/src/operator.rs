@@ -13,6 +13,7 @@ use sluice_core::{KeyGroupRange, RecordBatch, Result, SluiceError, StreamRecord,
 
 use crate::record_writer::RecordWriter;
 use crate::runtime_context::RuntimeContext;
+use crate::snapshot::OperatorSnapshot;
 
 /// A running operator instance of one subtask. All hooks run on the task's thread.
 pub trait StreamOperator: Send {
@@ -66,6 +67,29 @@ pub trait StreamOperator: Send {
         Err(SluiceError::Internal("this operator has no keyed state to restore".into()))
     }
 
+    /// Writes the operator's state for checkpoint `checkpoint_id`. Called
+    /// when the barrier reached this task, between two batches.
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot> {
+        Ok(OperatorSnapshot::default())
+    }
+
+    /// Restores state from a checkpoint (after `open`, before any element);
+    /// the snapshot holds exactly the key groups this subtask owns.
+    fn restore_state(&mut self, state: OperatorSnapshot) -> Result<()> {
+        if state.is_empty() {
+            Ok(())
+        } else {
+            Err(SluiceError::InvalidJob(
+                "the checkpoint holds state for an operator that keeps none".into(),
+            ))
+        }
+    }
+
+    /// Checkpoint `checkpoint_id` is complete everywhere (sinks commit here).
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64, _out: &mut Output) -> Result<()> {
+        Ok(())
+    }
+
     /// Called once after the last element, also after a failure; releases resources.
     fn close(&mut self) -> Result<()> {
         Ok(())
@@ -100,6 +124,15 @@ impl StreamOperator for Box<dyn StreamOperator> {
     }
     fn insert_key_groups(&mut self, state: KeyGroupsState) -> Result<()> {
         (**self).insert_key_groups(state)
+    }
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<OperatorSnapshot> {
+        (**self).snapshot_state(checkpoint_id)
+    }
+    fn restore_state(&mut self, state: OperatorSnapshot) -> Result<()> {
+        (**self).restore_state(state)
+    }
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64, out: &mut Output) -> Result<()> {
+        (**self).notify_checkpoint_complete(checkpoint_id, out)
     }
     fn close(&mut self) -> Result<()> {
         (**self).close()

@@ -366,3 +366,62 @@ fn window_state_and_timers_move_to_other_subtasks_by_key_group_range_mid_stream(
         assert_eq!(sorted(got), expected, "{name}");
     }
 }
+
+#[test]
+fn a_window_snapshot_restored_at_another_parallelism_continues_with_the_same_results() {
+    let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+    let assigner = SlidingEventTimeWindows::of(Duration::from_millis(10), Duration::from_millis(5));
+    for (name, _) in aligned_operators(assigner, 0) {
+        let pick = |ops: Vec<(&'static str, Box<dyn StreamOperator>)>| {
+            ops.into_iter().find(|(n, _)| *n == name).unwrap().1
+        };
+        let first: Vec<_> = keys.iter().map(|k| r(k, 3)).collect();
+        let second: Vec<_> = keys.iter().map(|k| r(k, 7)).collect();
+        let mut whole = harness(pick(aligned_operators(assigner, 0)));
+        whole.process_elements(first.clone()).unwrap();
+        whole.process_elements(second.clone()).unwrap();
+        whole.process_watermark(100).unwrap();
+        let expected = sorted(whole.take_output());
+
+        // Two subtasks checkpoint; three restore from the bytes and finish.
+        let mut snapshots = Vec::new();
+        for i in 0..2 {
+            let mut h =
+                OperatorHarness::<_, Rec>::for_subtask(pick(aligned_operators(assigner, 0)), i, 2)
+                    .with_side_output::<Rec>("late")
+                    .open()
+                    .unwrap();
+            let owned: Vec<_> = first
+                .iter()
+                .filter(|((k, _), _)| {
+                    h.key_group_range().contains(sluice_core::KeyHasher::new().key_group(k, 128))
+                })
+                .cloned()
+                .collect();
+            h.process_elements(owned).unwrap();
+            let snapshot = h.snapshot(1).unwrap();
+            let bytes = postcard::to_allocvec(&snapshot).unwrap();
+            snapshots.push(postcard::from_bytes(&bytes).unwrap());
+        }
+        let mut got = Vec::new();
+        for i in 0..3 {
+            let mut h =
+                OperatorHarness::<_, Rec>::for_subtask(pick(aligned_operators(assigner, 0)), i, 3)
+                    .with_side_output::<Rec>("late")
+                    .open()
+                    .unwrap();
+            h.restore(&snapshots).unwrap();
+            let owned: Vec<_> = second
+                .iter()
+                .filter(|((k, _), _)| {
+                    h.key_group_range().contains(sluice_core::KeyHasher::new().key_group(k, 128))
+                })
+                .cloned()
+                .collect();
+            h.process_elements(owned).unwrap();
+            h.process_watermark(100).unwrap();
+            got.extend(h.take_output());
+        }
+        assert_eq!(sorted(got), expected, "{name}");
+    }
+}

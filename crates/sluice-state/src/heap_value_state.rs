@@ -5,9 +5,15 @@
 
 use std::hash::Hash;
 
+use std::collections::BTreeMap;
+
 use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use sluice_core::{KeyGroupRange, Result, SluiceError};
+
+use crate::key_grouped::KeyGroupedState;
 
 /// The entries of one key group, as extracted for a move to another subtask.
 pub type KeyGroupEntries<K, V> = (usize, Vec<(K, V)>);
@@ -126,6 +132,28 @@ impl<K: Eq + Hash, V> HeapValueState<K, V> {
             )));
         }
         Ok(())
+    }
+}
+
+impl<K, V> KeyGroupedState for HeapValueState<K, V>
+where
+    K: Eq + Hash + Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    fn snapshot_groups(&self) -> Result<BTreeMap<usize, Vec<u8>>> {
+        let mut out = BTreeMap::new();
+        for (i, map) in self.groups.iter().enumerate() {
+            if !map.is_empty() {
+                let entries: Vec<(&K, &V)> = map.iter().collect();
+                out.insert(self.range.start + i, postcard::to_allocvec(&entries)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn restore_group(&mut self, key_group: usize, bytes: &[u8]) -> Result<()> {
+        let entries: Vec<(K, V)> = postcard::from_bytes(bytes)?;
+        self.insert_key_group(key_group, entries)
     }
 }
 

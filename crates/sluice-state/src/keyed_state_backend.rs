@@ -6,19 +6,23 @@
 //! the current key's entry through the handle: no lookup by name per record.
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::marker::PhantomData;
 
 use hashbrown::HashMap;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use sluice_core::{KeyGroupRange, Result, SluiceError};
 
 use crate::heap_value_state::HeapValueState;
+use crate::key_grouped::KeyGroupedState;
 use crate::ttl::{is_expired, Expiring, StateTtlConfig, TtlUpdateType, TtlValue};
 
 /// Flink's AggregateFunction: incremental aggregation through an accumulator.
 pub trait AggregateFunction<In>: Clone + Send + Sync + 'static {
-    /// The accumulator.
-    type Acc: Clone + Send + 'static;
+    /// The accumulator (serializable: it is checkpointed).
+    type Acc: Clone + Send + Serialize + DeserializeOwned + 'static;
     /// The result.
     type Out;
     /// A fresh accumulator.
@@ -161,13 +165,23 @@ trait ErasedTable: Send {
     fn ttl(&self) -> Option<StateTtlConfig>;
     fn extract(&mut self, range: KeyGroupRange) -> Result<Box<dyn Any + Send>>;
     fn insert(&mut self, data: Box<dyn Any + Send>) -> Result<()>;
+    fn snapshot_groups(&self) -> Result<BTreeMap<usize, Vec<u8>>>;
+    fn restore_group(&mut self, key_group: usize, bytes: &[u8]) -> Result<()>;
 }
 
 impl<K, S> ErasedTable for Table<K, S>
 where
-    K: Eq + Hash + Send + 'static,
-    S: Expiring + Send + 'static,
+    K: Eq + Hash + Send + Serialize + DeserializeOwned + 'static,
+    S: Expiring + Send + Serialize + DeserializeOwned + 'static,
 {
+    fn snapshot_groups(&self) -> Result<BTreeMap<usize, Vec<u8>>> {
+        self.entries.snapshot_groups()
+    }
+
+    fn restore_group(&mut self, key_group: usize, bytes: &[u8]) -> Result<()> {
+        self.entries.restore_group(key_group, bytes)
+    }
+
     fn as_any(&mut self) -> &mut dyn Any {
         self
     }
@@ -237,13 +251,15 @@ impl<K> std::fmt::Debug for HeapKeyedStateBackend<K> {
     }
 }
 
-impl<K: Eq + Hash + Clone + Send + 'static> HeapKeyedStateBackend<K> {
+impl<K: Eq + Hash + Clone + Send + Serialize + DeserializeOwned + 'static>
+    HeapKeyedStateBackend<K>
+{
     /// An empty backend for the key groups in `range`.
     pub fn new(range: KeyGroupRange) -> Self {
         Self { range, tables: Vec::new(), next_cleanup: None, _keys: PhantomData }
     }
 
-    fn register<S: Expiring + Send + 'static>(
+    fn register<S: Expiring + Send + Serialize + DeserializeOwned + 'static>(
         &mut self,
         name: &str,
         ttl: Option<StateTtlConfig>,
@@ -272,7 +288,7 @@ impl<K: Eq + Hash + Clone + Send + 'static> HeapKeyedStateBackend<K> {
     }
 
     /// Declares (or finds) a value state.
-    pub fn value_state<V: Send + 'static>(
+    pub fn value_state<V: Send + Serialize + DeserializeOwned + 'static>(
         &mut self,
         d: &ValueStateDescriptor<V>,
     ) -> Result<ValueState<V>> {
@@ -280,7 +296,7 @@ impl<K: Eq + Hash + Clone + Send + 'static> HeapKeyedStateBackend<K> {
     }
 
     /// Declares (or finds) a list state.
-    pub fn list_state<V: Send + 'static>(
+    pub fn list_state<V: Send + Serialize + DeserializeOwned + 'static>(
         &mut self,
         d: &ListStateDescriptor<V>,
     ) -> Result<ListState<V>> {
@@ -290,8 +306,8 @@ impl<K: Eq + Hash + Clone + Send + 'static> HeapKeyedStateBackend<K> {
     /// Declares (or finds) a map state.
     pub fn map_state<UK, UV>(&mut self, d: &MapStateDescriptor<UK, UV>) -> Result<MapState<UK, UV>>
     where
-        UK: Eq + Hash + Send + 'static,
-        UV: Send + 'static,
+        UK: Eq + Hash + Send + Serialize + DeserializeOwned + 'static,
+        UV: Send + Serialize + DeserializeOwned + 'static,
     {
         let table = self.register::<HashMap<UK, TtlValue<UV>>>(&d.name, d.ttl)?;
         Ok(MapState { table, _v: PhantomData })
@@ -303,7 +319,7 @@ impl<K: Eq + Hash + Clone + Send + 'static> HeapKeyedStateBackend<K> {
         d: &StateDescriptor<Reducing<F>>,
     ) -> Result<ReducingState<V, F>>
     where
-        V: Send + 'static,
+        V: Send + Serialize + DeserializeOwned + 'static,
         F: Fn(V, V) -> V + Clone,
     {
         let table = self.register::<TtlValue<V>>(&d.name, d.ttl)?;
@@ -454,6 +470,33 @@ impl<K: Eq + Hash + Clone + Send + 'static> HeapKeyedStateBackend<K> {
                 ))
             })?;
             table.1.insert(data)?;
+        }
+        Ok(())
+    }
+}
+
+impl<K: Eq + Hash + Clone + Send + Serialize + DeserializeOwned + 'static> KeyGroupedState
+    for HeapKeyedStateBackend<K>
+{
+    fn snapshot_groups(&self) -> Result<BTreeMap<usize, Vec<u8>>> {
+        let mut groups: BTreeMap<usize, Vec<(&str, Vec<u8>)>> = BTreeMap::new();
+        for (name, table) in &self.tables {
+            for (group, bytes) in table.snapshot_groups()? {
+                groups.entry(group).or_default().push((name, bytes));
+            }
+        }
+        groups.into_iter().map(|(g, tables)| Ok((g, postcard::to_allocvec(&tables)?))).collect()
+    }
+
+    fn restore_group(&mut self, key_group: usize, bytes: &[u8]) -> Result<()> {
+        let tables: Vec<(String, Vec<u8>)> = postcard::from_bytes(bytes)?;
+        for (name, data) in tables {
+            let table = self.tables.iter_mut().find(|(n, _)| *n == name).ok_or_else(|| {
+                SluiceError::InvalidJob(format!(
+                    "restored keyed state '{name}' is not declared by the operator"
+                ))
+            })?;
+            table.1.restore_group(key_group, &data)?;
         }
         Ok(())
     }

@@ -3,11 +3,13 @@
 #![deny(missing_docs)]
 
 pub mod heap_value_state;
+pub mod key_grouped;
 pub mod keyed_state_backend;
 pub mod timer_service;
 pub mod ttl;
 
 pub use heap_value_state::HeapValueState;
+pub use key_grouped::{restore_key_groups, snapshot_key_groups, KeyGroupedState};
 pub use keyed_state_backend::{
     AggregateFunction, AggregatingState, CurrentKey, HeapKeyedStateBackend, KeyedStateSnapshot,
     ListState, ListStateDescriptor, MapState, MapStateDescriptor, ReducingState, StateDescriptor,

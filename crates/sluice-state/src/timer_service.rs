@@ -6,7 +6,11 @@ use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use indexmap::IndexMap;
-use sluice_core::KeyGroupRange;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sluice_core::{KeyGroupRange, Result};
+
+use crate::key_grouped::KeyGroupedState;
 
 /// Which clock a timer follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,6 +211,33 @@ impl<K: Eq + Hash + Clone> InternalTimerService<K> {
         for (t, k, g) in snapshot.processing_time {
             self.processing_time.register(t, k, g);
         }
+    }
+}
+
+impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned> KeyGroupedState
+    for InternalTimerService<K>
+{
+    fn snapshot_groups(&self) -> Result<BTreeMap<usize, Vec<u8>>> {
+        let mut groups: BTreeMap<usize, Vec<(u8, i64, &K)>> = BTreeMap::new();
+        for (domain, queue) in [(0u8, &self.event_time), (1u8, &self.processing_time)] {
+            let draining = queue.draining.iter().map(|(t, keys)| (t, keys));
+            for (time, keys) in queue.by_time.iter().chain(draining) {
+                for (key, group) in keys {
+                    groups.entry(*group).or_default().push((domain, *time, key));
+                }
+            }
+        }
+        groups.into_iter().map(|(g, timers)| Ok((g, postcard::to_allocvec(&timers)?))).collect()
+    }
+
+    fn restore_group(&mut self, key_group: usize, bytes: &[u8]) -> Result<()> {
+        let timers: Vec<(u8, i64, K)> = postcard::from_bytes(bytes)?;
+        for (domain, time, key) in timers {
+            let domain =
+                if domain == 0 { TimeDomain::EventTime } else { TimeDomain::ProcessingTime };
+            self.register(domain, time, key, key_group);
+        }
+        Ok(())
     }
 }
 

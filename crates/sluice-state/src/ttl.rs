@@ -40,7 +40,7 @@ impl StateTtlConfig {
 }
 
 /// A stored value with the processing time of its last update.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct TtlValue<V> {
     pub(crate) value: V,
     pub(crate) stamp: i64,

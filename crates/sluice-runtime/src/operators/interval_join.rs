@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::marker::PhantomData;
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sluice_core::{
     Data, FunctionResult, KeyHasher, RecordBatch, Result, StreamRecord, Timestamp, Watermark,
@@ -18,6 +19,7 @@ use crate::functions::Collector;
 use crate::operator::{Output, StreamOperator};
 use crate::operators::user_error;
 use crate::runtime_context::RuntimeContext;
+use crate::snapshot::OperatorSnapshot;
 
 /// Timestamps of a joined pair.
 #[derive(Clone, Copy, Debug)]
@@ -138,7 +140,7 @@ pub struct IntervalJoinOperator<K, A, B, O, KA, KB, F> {
 
 impl<K, A, B, O, KA, KB, F> IntervalJoinOperator<K, A, B, O, KA, KB, F>
 where
-    K: Serialize + Eq + Hash + Clone + Send + 'static,
+    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + 'static,
     A: Data,
     B: Data,
     O: Data,
@@ -197,7 +199,7 @@ fn buffer<K: Eq + Hash + Clone, V>(
 
 impl<K, A, B, O, KA, KB, F> StreamOperator for IntervalJoinOperator<K, A, B, O, KA, KB, F>
 where
-    K: Serialize + Eq + Hash + Clone + Send + 'static,
+    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + 'static,
     A: Data,
     B: Data,
     O: Data,
@@ -267,6 +269,18 @@ where
         }
         self.late_dropped += side.late;
         out.emit_records(results)
+    }
+
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot> {
+        let (left, right) =
+            (self.left.as_ref().expect("opened"), self.right.as_ref().expect("opened"));
+        OperatorSnapshot::of_keyed(&[left, right, &self.cleanup])
+    }
+
+    fn restore_state(&mut self, state: OperatorSnapshot) -> Result<()> {
+        let (left, right) =
+            (self.left.as_mut().expect("opened"), self.right.as_mut().expect("opened"));
+        state.restore_keyed(&mut [left, right, &mut self.cleanup])
     }
 
     fn process_watermark(&mut self, watermark: Watermark, out: &mut Output) -> Result<()> {

@@ -7,6 +7,7 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sluice_core::{
     Clock, Data, KeyHasher, RecordBatch, Result, SluiceError, StreamRecord, Timestamp, Watermark,
@@ -20,6 +21,7 @@ use crate::functions::{Collector, KeyedContext, KeyedOpenContext, KeyedProcessFu
 use crate::operator::{KeyGroupsState, Output, StreamOperator};
 use crate::operators::user_error;
 use crate::runtime_context::RuntimeContext;
+use crate::snapshot::OperatorSnapshot;
 
 /// The operator behind `KeyedStream::process`.
 pub struct KeyedProcessOperator<K, I, O, KS, F> {
@@ -63,7 +65,7 @@ impl<K: Eq + Hash + Clone, I, O, KS, F> KeyedProcessOperator<K, I, O, KS, F> {
 
 impl<K, I, O, KS, F> KeyedProcessOperator<K, I, O, KS, F>
 where
-    K: Serialize + Eq + Hash + Clone + Send + 'static,
+    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + 'static,
     I: Data,
     O: Data,
     KS: Fn(&I) -> K + Send,
@@ -91,7 +93,7 @@ where
 
 impl<K, I, O, KS, F> StreamOperator for KeyedProcessOperator<K, I, O, KS, F>
 where
-    K: Serialize + Eq + Hash + Clone + Send + 'static,
+    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + 'static,
     I: Data,
     O: Data,
     KS: Fn(&I) -> K + Send,
@@ -157,6 +159,14 @@ where
             .end_input(&mut Collector::new(&mut result, Timestamp::NONE))
             .map_err(user_error)?;
         out.emit_records(result)
+    }
+
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot> {
+        OperatorSnapshot::of_keyed(&[self.state.as_ref().expect("opened"), &self.timers])
+    }
+
+    fn restore_state(&mut self, state: OperatorSnapshot) -> Result<()> {
+        state.restore_keyed(&mut [self.state.as_mut().expect("opened"), &mut self.timers])
     }
 
     fn extract_key_groups(

@@ -10,6 +10,7 @@ use sluice_state::HeapValueState;
 
 use crate::operator::{Output, StreamOperator};
 use crate::runtime_context::RuntimeContext;
+use crate::snapshot::OperatorSnapshot;
 
 /// The operator behind `KeyedStream::reduce` (and `sum`, `min`, `max`, ...).
 pub struct KeyedReduceOperator<T, K, KS, F> {
@@ -38,7 +39,7 @@ impl<T, K, KS, F> KeyedReduceOperator<T, K, KS, F> {
 impl<T, K, KS, F> StreamOperator for KeyedReduceOperator<T, K, KS, F>
 where
     T: Data,
-    K: Serialize + Eq + std::hash::Hash + Send + 'static,
+    K: Serialize + serde::de::DeserializeOwned + Eq + std::hash::Hash + Send + 'static,
     KS: Fn(&T) -> K + Send,
     F: FnMut(T, T) -> T + Send,
 {
@@ -46,6 +47,14 @@ where
         self.max_parallelism = ctx.max_parallelism;
         self.state = Some(HeapValueState::new(ctx.key_group_range()));
         Ok(())
+    }
+
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot> {
+        OperatorSnapshot::of_keyed(&[self.state.as_ref().expect("opened")])
+    }
+
+    fn restore_state(&mut self, state: OperatorSnapshot) -> Result<()> {
+        state.restore_keyed(&mut [self.state.as_mut().expect("opened")])
     }
 
     fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {

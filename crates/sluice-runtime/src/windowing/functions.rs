@@ -52,8 +52,8 @@ where
 
 /// How a window operator accumulates and evaluates a window.
 pub trait WindowAggregation<K, T>: Clone + Send + 'static {
-    /// What is kept per key and window.
-    type Acc: Clone + Send + 'static;
+    /// What is kept per key and window (serializable: it is checkpointed).
+    type Acc: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static;
     /// What a firing emits.
     type Out: Data;
 

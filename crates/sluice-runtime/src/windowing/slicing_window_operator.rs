@@ -14,6 +14,7 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sluice_core::{
     Clock, Data, KeyGroupRange, KeyHasher, RecordBatch, Result, SluiceError, StreamRecord,
@@ -26,11 +27,12 @@ use crate::functions::Collector;
 use crate::operator::{KeyGroupsState, Output, StreamOperator};
 use crate::operators::user_error;
 use crate::runtime_context::RuntimeContext;
+use crate::snapshot::OperatorSnapshot;
 use crate::windowing::functions::{WindowAggregation, WindowContext};
 use crate::windowing::window::TimeWindow;
 
 /// The slices of one key and the time of its pending timer.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct KeySlices<Acc> {
     /// Slice start → accumulator (an `Option` so it can be updated in place).
     slices: BTreeMap<i64, Option<Acc>>,
@@ -70,7 +72,7 @@ fn gcd(a: i64, b: i64) -> i64 {
 
 impl<K, T, KS, W> SlicingWindowOperator<K, T, KS, W>
 where
-    K: Serialize + Eq + Hash + Clone + Send + 'static,
+    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + 'static,
     T: Data,
     KS: Fn(&T) -> K + Send,
     W: WindowAggregation<K, T>,
@@ -277,7 +279,7 @@ where
 
 impl<K, T, KS, W> StreamOperator for SlicingWindowOperator<K, T, KS, W>
 where
-    K: Serialize + Eq + Hash + Clone + Send + 'static,
+    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + 'static,
     T: Data,
     KS: Fn(&T) -> K + Send,
     W: WindowAggregation<K, T>,
@@ -364,6 +366,19 @@ where
 
     fn on_processing_time(&mut self, now: i64, out: &mut Output) -> Result<()> {
         self.fire_timers(now, now, out)
+    }
+
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot> {
+        OperatorSnapshot::of_keyed(&[
+            self.state.as_ref().expect("opened"),
+            &self.timers,
+            &self.cleanup_timers,
+        ])
+    }
+
+    fn restore_state(&mut self, state: OperatorSnapshot) -> Result<()> {
+        let slices = self.state.as_mut().expect("opened");
+        state.restore_keyed(&mut [slices, &mut self.timers, &mut self.cleanup_timers])
     }
 
     fn extract_key_groups(&mut self, range: KeyGroupRange) -> Result<Option<KeyGroupsState>> {

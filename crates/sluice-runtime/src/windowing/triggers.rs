@@ -75,8 +75,8 @@ impl TriggerContext<'_> {
 
 /// Decides when a window fires (Flink's Trigger).
 pub trait Trigger: Clone + Send + Sync + 'static {
-    /// State the trigger keeps per key and window.
-    type State: Default + Clone + Send + 'static;
+    /// State the trigger keeps per key and window (serializable: it is checkpointed).
+    type State: Default + Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static;
 
     /// A record at `timestamp` was added to `window`.
     fn on_element(

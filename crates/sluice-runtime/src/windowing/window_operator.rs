@@ -10,6 +10,7 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sluice_core::{
     Clock, Data, KeyGroupRange, KeyHasher, RecordBatch, Result, SluiceError, StreamRecord,
@@ -22,6 +23,7 @@ use crate::functions::Collector;
 use crate::operator::{KeyGroupsState, Output, StreamOperator};
 use crate::operators::user_error;
 use crate::runtime_context::RuntimeContext;
+use crate::snapshot::OperatorSnapshot;
 use crate::windowing::assigners::WindowAssigner;
 use crate::windowing::evictors::Evictor;
 use crate::windowing::functions::{WindowAggregation, WindowContext};
@@ -44,7 +46,7 @@ pub struct WindowSpec<A, Tr, E> {
 }
 
 /// One window's contents and trigger state.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct WindowState<Acc, T, TS> {
     acc: Option<Acc>,
     elements: Vec<StreamRecord<T>>,
@@ -82,7 +84,7 @@ pub struct WindowOperator<K, T, KS, A, Tr: Trigger, E, W: WindowAggregation<K, T
 
 impl<K, T, KS, A, Tr, E, W> WindowOperator<K, T, KS, A, Tr, E, W>
 where
-    K: Serialize + Eq + Hash + Clone + Send + 'static,
+    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + 'static,
     T: Data,
     KS: Fn(&T) -> K + Send,
     A: WindowAssigner,
@@ -393,7 +395,7 @@ where
 
 impl<K, T, KS, A, Tr, E, W> StreamOperator for WindowOperator<K, T, KS, A, Tr, E, W>
 where
-    K: Serialize + Eq + Hash + Clone + Send + 'static,
+    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + 'static,
     T: Data,
     KS: Fn(&T) -> K + Send,
     A: WindowAssigner,
@@ -477,6 +479,22 @@ where
 
     fn on_processing_time(&mut self, now: i64, out: &mut Output) -> Result<()> {
         self.fire_timers(TimeDomain::ProcessingTime, now, now, out)
+    }
+
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot> {
+        let windows = self.windows.as_ref().expect("opened");
+        match &self.sessions {
+            Some(sessions) => OperatorSnapshot::of_keyed(&[windows, sessions, &self.timers]),
+            None => OperatorSnapshot::of_keyed(&[windows, &self.timers]),
+        }
+    }
+
+    fn restore_state(&mut self, state: OperatorSnapshot) -> Result<()> {
+        let windows = self.windows.as_mut().expect("opened");
+        match &mut self.sessions {
+            Some(sessions) => state.restore_keyed(&mut [windows, sessions, &mut self.timers]),
+            None => state.restore_keyed(&mut [windows, &mut self.timers]),
+        }
     }
 
     fn extract_key_groups(&mut self, range: KeyGroupRange) -> Result<Option<KeyGroupsState>> {

@@ -1,0 +1,52 @@
+//! Snapshots of keyed state, key group by key group. An operator's keyed
+//! state is made of parts (state tables, timer services); each part writes
+//! the non-empty key groups it holds, and a restore feeds each group back
+//! to the part that wrote it, on whichever subtask now owns the group.
+
+use std::collections::BTreeMap;
+
+use sluice_core::{Result, SluiceError};
+
+/// A piece of keyed state that snapshots and restores per key group.
+pub trait KeyGroupedState {
+    /// The bytes of every non-empty key group.
+    fn snapshot_groups(&self) -> Result<BTreeMap<usize, Vec<u8>>>;
+    /// Adds the entries of one key group written by [`Self::snapshot_groups`].
+    fn restore_group(&mut self, key_group: usize, bytes: &[u8]) -> Result<()>;
+}
+
+/// Snapshots the parts of an operator's keyed state: per key group, the
+/// bytes of every part (empty where a part holds nothing for the group).
+pub fn snapshot_key_groups(parts: &[&dyn KeyGroupedState]) -> Result<Vec<(u32, Vec<u8>)>> {
+    let mut groups: BTreeMap<usize, Vec<Option<Vec<u8>>>> = BTreeMap::new();
+    for (i, part) in parts.iter().enumerate() {
+        for (group, bytes) in part.snapshot_groups()? {
+            groups.entry(group).or_insert_with(|| vec![None; parts.len()])[i] = Some(bytes);
+        }
+    }
+    groups.into_iter().map(|(g, parts)| Ok((g as u32, postcard::to_allocvec(&parts)?))).collect()
+}
+
+/// Restores key groups written by [`snapshot_key_groups`] into the same parts, in the same order.
+pub fn restore_key_groups(
+    parts: &mut [&mut dyn KeyGroupedState],
+    groups: &[(u32, Vec<u8>)],
+) -> Result<()> {
+    for (group, bytes) in groups {
+        let per_part: Vec<Option<Vec<u8>>> = postcard::from_bytes(bytes)?;
+        if per_part.len() != parts.len() {
+            return Err(SluiceError::InvalidJob(format!(
+                "key group {group} was written by an operator with {} state parts, this one has {}: \
+                 the operator changed incompatibly",
+                per_part.len(),
+                parts.len()
+            )));
+        }
+        for (part, bytes) in parts.iter_mut().zip(per_part) {
+            if let Some(bytes) = bytes {
+                part.restore_group(*group as usize, &bytes)?;
+            }
+        }
+    }
+    Ok(())
+}
