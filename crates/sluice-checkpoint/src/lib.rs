@@ -7,7 +7,13 @@
 pub mod barrier_aligner;
 pub mod checkpoint_config;
 pub mod checkpoint_coordinator;
+pub mod checkpoint_storage;
+pub mod operator_snapshot;
 
 pub use barrier_aligner::{AlignerEvent, AlignmentMode, BarrierAligner};
 pub use checkpoint_config::{CheckpointConfig, CheckpointingMode};
-pub use checkpoint_coordinator::{CheckpointCoordinator, CheckpointOutcome, CheckpointStats};
+pub use checkpoint_coordinator::{
+    CheckpointCoordinator, CheckpointOutcome, CheckpointStats, SubtaskAck,
+};
+pub use checkpoint_storage::{CheckpointMetadata, CheckpointStorage, RestoredCheckpoint};
+pub use operator_snapshot::OperatorSnapshot;
