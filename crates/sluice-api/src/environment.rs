@@ -6,7 +6,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_cluster::{JobClient, JobExecutionResult, MiniCluster, MiniClusterConfig};
+use sluice_checkpoint::CheckpointConfig;
+use sluice_cluster::{
+    JobClient, JobExecutionResult, JobOptions, MiniCluster, MiniClusterConfig, RestartStrategy,
+    RestoreSource,
+};
 use sluice_connectors::{CollectionSource, DataGeneratorSource, FileSource, SocketTextSource};
 use sluice_core::{Clock, Data, ExecutionConfig, Result, SluiceError, SystemClock};
 use sluice_runtime::execution_graph::ExecutionGraph;
@@ -32,6 +36,9 @@ pub(crate) struct EnvState {
     pub(crate) edges: Vec<StreamEdge>,
     pub(crate) executed: Option<String>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) checkpoint_config: Option<CheckpointConfig>,
+    pub(crate) checkpoint_storage: Option<String>,
+    pub(crate) options: JobOptions,
 }
 
 pub(crate) type Env = Rc<RefCell<EnvState>>;
@@ -104,6 +111,9 @@ impl StreamExecutionEnvironment {
             edges: Vec::new(),
             executed: None,
             clock: Arc::new(SystemClock),
+            checkpoint_config: None,
+            checkpoint_storage: None,
+            options: JobOptions::default(),
         };
         Self { env: Rc::new(RefCell::new(state)) }
     }
@@ -153,6 +163,43 @@ impl StreamExecutionEnvironment {
     /// clock); tests pass a [`sluice_core::ManualClock`] to drive it.
     pub fn set_clock(&self, clock: Arc<dyn Clock>) -> &Self {
         self.env.borrow_mut().clock = clock;
+        self
+    }
+
+    /// Takes an exactly-once checkpoint every `interval` (Flink's defaults otherwise).
+    pub fn enable_checkpointing(&self, interval: Duration) -> &Self {
+        self.env.borrow_mut().checkpoint_config = Some(CheckpointConfig::new(interval));
+        self
+    }
+
+    /// Sets every checkpoint setting (mode, timeout, pauses, tolerated failures, ...).
+    pub fn set_checkpoint_config(&self, config: CheckpointConfig) -> &Self {
+        self.env.borrow_mut().checkpoint_config = Some(config);
+        self
+    }
+
+    /// Where checkpoints are written: a directory, `file:///dir` or `memory://`.
+    pub fn set_checkpoint_storage(&self, url: impl Into<String>) -> &Self {
+        self.env.borrow_mut().checkpoint_storage = Some(url.into());
+        self
+    }
+
+    /// How the job restarts after a failure (default: exponential delay with
+    /// checkpointing, no restart without).
+    pub fn set_restart_strategy(&self, strategy: RestartStrategy) -> &Self {
+        self.env.borrow_mut().options.restart_strategy = Some(strategy);
+        self
+    }
+
+    /// Starts the job from a checkpoint or savepoint.
+    pub fn restore_from(&self, source: RestoreSource) -> &Self {
+        self.env.borrow_mut().options.restore = Some(source);
+        self
+    }
+
+    /// Skips state in the restored checkpoint for operators the job no longer has.
+    pub fn allow_non_restored_state(&self) -> &Self {
+        self.env.borrow_mut().options.allow_non_restored_state = true;
         self
     }
 
@@ -260,6 +307,8 @@ impl StreamExecutionEnvironment {
             nodes: s.nodes.clone(),
             edges: s.edges.clone(),
             clock: s.clock.clone(),
+            checkpoint_config: s.checkpoint_config.clone(),
+            checkpoint_storage: s.checkpoint_storage.clone(),
         };
         graph.validate()?;
         Ok(graph)
@@ -299,6 +348,7 @@ impl StreamExecutionEnvironment {
         self.env.borrow_mut().executed = Some(job_name.to_string());
         let job_graph = JobGraph::from_stream_graph(Arc::new(graph))?;
         let cluster = MiniCluster::start(self.cluster_for(&job_graph))?;
-        Ok((cluster.submit_job(job_graph)?, cluster))
+        let options = self.env.borrow().options.clone();
+        Ok((cluster.submit_job(job_graph, options)?, cluster))
     }
 }

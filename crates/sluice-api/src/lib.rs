@@ -36,7 +36,11 @@ pub use joins::{
 };
 pub use keyed_stream::KeyedStream;
 pub use output_tag::OutputTag;
-pub use sluice_cluster::{JobClient, JobExecutionResult, JobStatus, MiniClusterConfig};
+pub use sluice_checkpoint::{CheckpointConfig, CheckpointStats, CheckpointingMode};
+pub use sluice_cluster::{
+    JobClient, JobExecutionResult, JobOptions, JobStatus, MiniClusterConfig, RestartStrategy,
+    RestoreSource,
+};
 pub use sluice_core::{Result, SluiceError};
 pub use sluice_runtime::functions::{
     CoProcessFunction, Collector, Context, KeyedContext, KeyedOpenContext, KeyedProcessFunction,

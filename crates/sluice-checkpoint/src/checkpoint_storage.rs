@@ -235,7 +235,9 @@ impl CheckpointStorage {
                 format!("checkpoint {}/{dir} is corrupt: {what}", self.url),
             )
         };
-        let bytes = self.get(&format!("{dir}/_metadata"))?;
+        let join =
+            |file: &str| if dir.is_empty() { file.to_string() } else { format!("{dir}/{file}") };
+        let bytes = self.get(&join("_metadata"))?;
         if bytes.len() < MAGIC.len() + 8 || &bytes[..MAGIC.len()] != MAGIC {
             return Err(corrupt(
                 "_metadata is not Sluice checkpoint metadata (or is truncated)".into(),
@@ -256,7 +258,7 @@ impl CheckpointStorage {
         for op in &metadata.operators {
             let mut snapshots = vec![OperatorSnapshot::default(); op.parallelism as usize];
             for f in &op.subtasks {
-                let data = self.get(&format!("{dir}/{}", f.file))?;
+                let data = self.get(&join(&f.file))?;
                 if data.len() as u64 != f.size || xxh3_64(&data) != f.checksum {
                     return Err(corrupt(format!(
                         "state file {} fails its checksum (truncated or altered)",

@@ -1,28 +1,36 @@
 //! The JobManager: schedules a JobGraph onto TaskManager slots, deploys the
-//! subtasks, follows their ends, and decides the job's fate. The first
-//! failure fails the job; the others it causes are consequences, not causes.
+//! subtasks, coordinates checkpoints, and decides the job's fate. The first
+//! failure fails the attempt; the restart strategy decides whether a new
+//! attempt starts from the latest completed checkpoint.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{unbounded, Receiver};
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use rand::Rng;
 use serde::Serialize;
-use sluice_core::{Result, SluiceError};
+use sluice_checkpoint::checkpoint_coordinator::SubtaskAck;
+use sluice_checkpoint::checkpoint_storage::SubtaskState;
+use sluice_checkpoint::{
+    AlignmentMode, CheckpointCoordinator, CheckpointMetadata, CheckpointOutcome, CheckpointStats,
+    CheckpointStorage, CheckpointingMode, OperatorSnapshot,
+};
+use sluice_core::{CheckpointBarrier, Result, SluiceError};
 use sluice_runtime::execution_graph::ExecutionGraph;
 use sluice_runtime::job_graph::JobGraph;
 use sluice_runtime::metrics::TaskMetrics;
 use sluice_runtime::source::SerializedSplit;
 use sluice_runtime::stream_graph::NodeBody;
-use sluice_runtime::task::TaskDeployment;
+use sluice_runtime::task::{TaskCheckpointing, TaskControl, TaskDeployment, TaskEvent};
 use tracing::{info, warn};
 
 use crate::job_status::JobStatus;
+use crate::restart_strategy::{RestartBackoff, RestartStrategy};
 use crate::shuffle::create_channels;
-use crate::task_manager::{TaskExecutionState, TaskManager};
+use crate::task_manager::TaskManager;
 
 /// What a finished job reports.
 #[derive(Clone, Debug, Serialize)]
@@ -35,6 +43,10 @@ pub struct JobExecutionResult {
     pub duration: Duration,
     /// Final counters per vertex.
     pub vertices: Vec<VertexMetrics>,
+    /// Restarts after failures.
+    pub restarts: u32,
+    /// Every checkpoint of the job.
+    pub checkpoints: Vec<CheckpointStats>,
 }
 
 /// Counters of one job vertex, summed over its subtasks.
@@ -51,6 +63,34 @@ pub struct VertexMetrics {
     /// Records its source produced (0 unless the vertex is a source).
     pub source_records: u64,
 }
+
+/// Where a job's state starts from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestoreSource {
+    /// The newest completed checkpoint under the job's checkpoint storage.
+    Latest,
+    /// A checkpoint or savepoint directory (its `_metadata` inside).
+    Path(String),
+}
+
+/// How a job runs: restarts and initial state.
+#[derive(Clone, Debug, Default)]
+pub struct JobOptions {
+    /// Restart strategy (default: exponential delay with checkpointing, none without).
+    pub restart_strategy: Option<RestartStrategy>,
+    /// Start from a checkpoint or savepoint.
+    pub restore: Option<RestoreSource>,
+    /// Skip state of operators the job no longer has instead of refusing it.
+    pub allow_non_restored_state: bool,
+}
+
+/// The default checkpoint directory when the job names none.
+pub fn default_checkpoint_storage() -> String {
+    std::env::temp_dir().join("sluice-checkpoints").display().to_string()
+}
+
+/// Operator state key → subtask snapshots, as a checkpoint holds them.
+type StateMap = BTreeMap<String, Vec<OperatorSnapshot>>;
 
 /// The JobManager of a cluster.
 #[derive(Debug)]
@@ -70,8 +110,9 @@ impl JobManager {
     }
 
     /// Schedules and deploys a job; errors before any task runs (no slots, a
-    /// source that cannot enumerate its splits) are returned here.
-    pub fn submit_job(&self, job_graph: JobGraph) -> Result<JobClient> {
+    /// source that cannot enumerate its splits, a checkpoint that cannot be
+    /// restored) are returned here.
+    pub fn submit_job(&self, job_graph: JobGraph, options: JobOptions) -> Result<JobClient> {
         let submitted = Instant::now();
         let job_graph = Arc::new(job_graph);
         let job_id = format!("{:032x}", rand::rng().random::<u128>());
@@ -79,67 +120,84 @@ impl JobManager {
         let status = Arc::new(Mutex::new(JobStatus::Created));
         info!(job = %sg.job_name, %job_id, "job submitted");
         transition(&status, &sg.job_name, JobStatus::Scheduling);
-
         let fail = |e: SluiceError| {
             transition(&status, &sg.job_name, JobStatus::Failed);
             e
         };
+
+        let checkpoint_config = sg.checkpoint_config.clone();
+        if checkpoint_config.as_ref().is_some_and(|c| c.unaligned) {
+            return Err(fail(SluiceError::Config(
+                "unaligned checkpoints are not available yet: in-flight data is not persisted; use aligned checkpoints".into(),
+            )));
+        }
+        let storage_url = sg.checkpoint_storage.clone().unwrap_or_else(default_checkpoint_storage);
+        let storage = match (&checkpoint_config, &options.restore) {
+            (None, None) => None,
+            _ => Some(CheckpointStorage::from_url(&storage_url).map_err(fail)?),
+        };
+        let restored = match &options.restore {
+            None => None,
+            Some(source) => Some(resolve_restore(source, storage.as_ref()).map_err(fail)?),
+        };
+        let first_checkpoint_id = restored.as_ref().map_or(1, |(id, _)| id + 1);
+        let restored_state = restored.map(|(_, s)| s);
+        if let Some(state) = &restored_state {
+            check_restored_state(&job_graph, state, options.allow_non_restored_state)
+                .map_err(fail)?;
+        }
+
         let execution_graph =
             ExecutionGraph::schedule(&job_graph, &self.free_slots()).map_err(fail)?;
-        let splits = enumerate_splits(&job_graph).map_err(fail)?;
+        let metrics: Vec<(usize, usize, Arc<TaskMetrics>)> = execution_graph
+            .vertices
+            .iter()
+            .enumerate()
+            .flat_map(|(v, subtasks)| {
+                subtasks.iter().map(move |s| (v, s.subtask_index, Arc::new(TaskMetrics::default())))
+            })
+            .collect();
+        let deployer = Deployer {
+            job_graph: job_graph.clone(),
+            execution_graph: execution_graph.clone(),
+            task_managers: self.task_managers.clone(),
+            metrics: metrics.clone(),
+            alignment: checkpoint_config.as_ref().map(|c| match c.mode {
+                CheckpointingMode::ExactlyOnce => AlignmentMode::Aligned,
+                CheckpointingMode::AtLeastOnce => AlignmentMode::AtLeastOnce,
+            }),
+        };
+        let attempt = deployer.deploy(0, restored_state.as_ref()).map_err(fail)?;
         for tm in &self.task_managers {
             tm.allocate(&execution_graph.slots_used);
         }
-
-        let mut channels = create_channels(&job_graph, sg.config.channel_capacity);
-        let cancel = Arc::new(AtomicBool::new(false));
-        let (report_tx, report_rx) = unbounded();
-        let mut metrics = Vec::new();
-        let mut threads = Vec::new();
-        for (v, subtasks) in execution_graph.vertices.iter().enumerate() {
-            for ev in subtasks {
-                let task_metrics = Arc::new(TaskMetrics::default());
-                metrics.push((v, task_metrics.clone()));
-                let key = (v, ev.subtask_index);
-                let deployment = TaskDeployment {
-                    job_graph: job_graph.clone(),
-                    vertex: v,
-                    subtask_index: ev.subtask_index,
-                    attempt: 0,
-                    inputs: channels.inputs.remove(&key).unwrap_or_default(),
-                    outputs: channels.outputs.remove(&key).unwrap_or_default(),
-                    splits: splits[v].get(ev.subtask_index).cloned().unwrap_or_default(),
-                    cancel: cancel.clone(),
-                    metrics: task_metrics,
-                };
-                match self.task_managers[ev.slot.task_manager]
-                    .submit_task(deployment, report_tx.clone())
-                {
-                    Ok(t) => threads.push(t),
-                    Err(e) => {
-                        cancel.store(true, Ordering::Relaxed);
-                        return Err(fail(e));
-                    }
-                }
-            }
-        }
         transition(&status, &sg.job_name, JobStatus::Running);
-        let total = threads.len();
+
+        let strategy = options.restart_strategy.clone().unwrap_or(if checkpoint_config.is_some() {
+            RestartStrategy::exponential_default()
+        } else {
+            RestartStrategy::None
+        });
+        let total_tasks = metrics.len();
+        let stats = Arc::new(Mutex::new(Vec::new()));
+        let cancel_requested = Arc::new(AtomicBool::new(false));
         let job_master = JobMaster {
             job_id: job_id.clone(),
-            job_graph: job_graph.clone(),
+            deployer,
             status: status.clone(),
-            cancel: cancel.clone(),
-            reports: report_rx,
-            total,
-            task_managers: self.task_managers.clone(),
-            execution_graph: execution_graph.clone(),
-            metrics: metrics.clone(),
+            cancel_requested: cancel_requested.clone(),
             submitted,
+            coordinator: checkpoint_config
+                .map(|c| CheckpointCoordinator::new(c, total_tasks, first_checkpoint_id)),
+            storage,
+            latest: restored_state,
+            acked: Vec::new(),
+            backoff: RestartBackoff::new(strategy),
+            stats: stats.clone(),
         };
         let master = std::thread::Builder::new()
             .name(format!("JobMaster {}", sg.job_name))
-            .spawn(move || job_master.run(threads))
+            .spawn(move || job_master.run(attempt))
             .map_err(|e| {
                 SluiceError::Internal(format!("cannot start the job master thread: {e}"))
             })?;
@@ -148,31 +206,67 @@ impl JobManager {
             job_graph,
             execution_graph,
             status,
-            cancel,
+            cancel_requested,
             metrics,
+            stats,
             master: Some(master),
         })
     }
 }
 
-/// Splits per vertex per subtask: enumerated once, assigned round robin.
-fn enumerate_splits(job_graph: &JobGraph) -> Result<Vec<Vec<Vec<SerializedSplit>>>> {
+/// Reads the checkpoint to start from: (its id, its state).
+fn resolve_restore(
+    source: &RestoreSource,
+    storage: Option<&CheckpointStorage>,
+) -> Result<(u64, StateMap)> {
+    let restored = match source {
+        RestoreSource::Latest => {
+            let storage = storage.ok_or_else(|| {
+                SluiceError::Config(
+                    "restoring the latest checkpoint needs checkpoint storage".into(),
+                )
+            })?;
+            storage.latest_checkpoint(None)?.ok_or_else(|| {
+                SluiceError::Config(format!(
+                    "no completed checkpoint found under {}",
+                    storage.url()
+                ))
+            })?
+        }
+        RestoreSource::Path(path) => CheckpointStorage::from_url(path)?.read_checkpoint("")?,
+    };
+    info!(checkpoint = %restored.metadata.checkpoint_id, job = %restored.metadata.job_name, "restoring state from checkpoint");
+    Ok((restored.metadata.checkpoint_id, restored.operators))
+}
+
+/// Refuses state the job cannot take: operators it no longer has (unless
+/// allowed), or keyed state written with another number of key groups.
+fn check_restored_state(
+    job_graph: &JobGraph,
+    state: &StateMap,
+    allow_non_restored: bool,
+) -> Result<()> {
     let sg = &job_graph.stream_graph;
-    job_graph
-        .vertices
-        .iter()
-        .map(|v| match &sg.nodes[v.head].body {
-            NodeBody::Source { source, .. } => {
-                let mut per_subtask = vec![Vec::new(); v.parallelism];
-                let splits = source.create_splits(v.parallelism)?;
-                for (i, split) in splits.into_iter().enumerate() {
-                    per_subtask[i % v.parallelism].push(split);
-                }
-                Ok(per_subtask)
-            }
-            NodeBody::Operator { .. } => Ok(Vec::new()),
-        })
-        .collect()
+    let keys: HashSet<String> = sg.nodes.iter().map(|n| n.state_key()).collect();
+    let unknown: Vec<&String> = state.keys().filter(|k| !keys.contains(*k)).collect();
+    if !unknown.is_empty() && !allow_non_restored {
+        return Err(SluiceError::InvalidJob(format!(
+            "the checkpoint holds state for operator(s) {unknown:?} that this job does not have \
+             (set a uid on operators to keep their state across changes, or allow non-restored state to skip it)"
+        )));
+    }
+    let max = sg.config.max_parallelism;
+    for snapshots in state.values() {
+        if let Some((g, _)) =
+            snapshots.iter().flat_map(|s| s.keyed.iter()).find(|(g, _)| *g as usize >= max)
+        {
+            return Err(SluiceError::InvalidJob(format!(
+                "the checkpoint holds key group {g}, but this job has max_parallelism {max}: \
+                 keyed state can only be restored with the same max_parallelism"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn transition(status: &Mutex<JobStatus>, job: &str, next: JobStatus) {
@@ -185,96 +279,449 @@ fn transition(status: &Mutex<JobStatus>, job: &str, next: JobStatus) {
     }
 }
 
-/// Follows one job's subtasks to the end.
-struct JobMaster {
-    job_id: String,
-    job_graph: Arc<JobGraph>,
-    status: Arc<Mutex<JobStatus>>,
+/// One deployment of all subtasks.
+struct Attempt {
+    number: usize,
     cancel: Arc<AtomicBool>,
-    reports: Receiver<TaskExecutionState>,
-    total: usize,
-    task_managers: Vec<Arc<TaskManager>>,
-    execution_graph: ExecutionGraph,
-    metrics: Vec<(usize, Arc<TaskMetrics>)>,
-    submitted: Instant,
+    events: Receiver<TaskEvent>,
+    controls: Vec<(bool, Sender<TaskControl>)>,
+    threads: Vec<JoinHandle<()>>,
 }
 
-impl JobMaster {
-    fn run(self, threads: Vec<JoinHandle<()>>) -> Result<JobExecutionResult> {
-        let name = self.job_graph.stream_graph.job_name.clone();
-        let mut ended = HashSet::new();
-        let mut root_cause: Option<SluiceError> = None;
-        while ended.len() < self.total {
-            let Ok(state) = self.reports.recv() else {
-                break;
-            };
-            if !ended.insert((state.vertex, state.subtask_index)) {
-                continue;
-            }
-            if let Err(e) = state.result {
-                let cancelling =
-                    matches!(*self.status.lock().expect("job status lock"), JobStatus::Cancelling);
-                if root_cause.is_none() && !cancelling && !matches!(e, SluiceError::Cancelled) {
-                    warn!(job = %name, error = %e, "task failed; failing the job");
-                    transition(&self.status, &name, JobStatus::Failing);
-                    self.cancel.store(true, Ordering::Relaxed);
-                    root_cause = Some(e);
+/// Deploys attempts of a job.
+struct Deployer {
+    job_graph: Arc<JobGraph>,
+    execution_graph: ExecutionGraph,
+    task_managers: Vec<Arc<TaskManager>>,
+    metrics: Vec<(usize, usize, Arc<TaskMetrics>)>,
+    alignment: Option<AlignmentMode>,
+}
+
+impl Deployer {
+    fn deploy(&self, number: usize, restore: Option<&StateMap>) -> Result<Attempt> {
+        let jg = &self.job_graph;
+        let sg = &jg.stream_graph;
+        let splits = assign_splits(jg, restore)?;
+        let mut channels = create_channels(jg, sg.config.channel_capacity);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (events_tx, events) = unbounded();
+        let mut controls = Vec::new();
+        let mut threads = Vec::new();
+        for (v, subtasks) in self.execution_graph.vertices.iter().enumerate() {
+            let vertex = &jg.vertices[v];
+            for ev in subtasks {
+                let i = ev.subtask_index;
+                let (control_tx, control_rx) = unbounded();
+                controls.push((vertex.is_source, control_tx));
+                let range = sluice_core::KeyGroupRange::for_operator(
+                    vertex.max_parallelism,
+                    vertex.parallelism,
+                    i,
+                );
+                let restore_map: HashMap<String, OperatorSnapshot> = restore
+                    .map(|state| {
+                        vertex
+                            .nodes
+                            .iter()
+                            .filter_map(|n| {
+                                let key = sg.nodes[*n].state_key();
+                                let old = state.get(&key)?;
+                                Some((
+                                    key,
+                                    OperatorSnapshot::redistribute(
+                                        old,
+                                        range,
+                                        i,
+                                        vertex.parallelism,
+                                    ),
+                                ))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let metrics = self
+                    .metrics
+                    .iter()
+                    .find(|(mv, mi, _)| *mv == v && *mi == i)
+                    .expect("per task")
+                    .2
+                    .clone();
+                let deployment = TaskDeployment {
+                    job_graph: jg.clone(),
+                    vertex: v,
+                    subtask_index: i,
+                    attempt: number,
+                    inputs: channels.inputs.remove(&(v, i)).unwrap_or_default(),
+                    outputs: channels.outputs.remove(&(v, i)).unwrap_or_default(),
+                    splits: splits[v].get(i).cloned().unwrap_or_default(),
+                    cancel: cancel.clone(),
+                    metrics,
+                    events: events_tx.clone(),
+                    checkpointing: self
+                        .alignment
+                        .map(|mode| TaskCheckpointing { control: control_rx, mode }),
+                    restore: restore_map,
+                };
+                match self.task_managers[ev.slot.task_manager].submit_task(deployment) {
+                    Ok(t) => threads.push(t),
+                    Err(e) => {
+                        cancel.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
                 }
             }
         }
-        for t in threads {
-            let _ = t.join();
+        Ok(Attempt { number, cancel, events, controls, threads })
+    }
+}
+
+/// Splits per vertex per subtask: from the checkpoint when restoring (as
+/// the source subtasks left them), else freshly enumerated; round robin.
+fn assign_splits(
+    job_graph: &JobGraph,
+    restore: Option<&StateMap>,
+) -> Result<Vec<Vec<Vec<SerializedSplit>>>> {
+    let sg = &job_graph.stream_graph;
+    job_graph
+        .vertices
+        .iter()
+        .map(|v| {
+            let head = &sg.nodes[v.head];
+            let NodeBody::Source { source, .. } = &head.body else { return Ok(Vec::new()) };
+            let splits = match restore.and_then(|r| r.get(&head.state_key())) {
+                Some(old) => old
+                    .iter()
+                    .flat_map(|s| s.operator.iter())
+                    .map(|bytes| postcard::from_bytes::<SerializedSplit>(bytes).map_err(Into::into))
+                    .collect::<Result<Vec<_>>>()?,
+                None => source.create_splits(v.parallelism)?,
+            };
+            let mut per_subtask = vec![Vec::new(); v.parallelism];
+            for (i, split) in splits.into_iter().enumerate() {
+                per_subtask[i % v.parallelism].push(split);
+            }
+            Ok(per_subtask)
+        })
+        .collect()
+}
+
+/// How one attempt ended.
+enum AttemptEnd {
+    Finished,
+    Cancelled,
+    Failed(SluiceError),
+}
+
+/// Follows one job: its attempts, checkpoints and restarts.
+struct JobMaster {
+    job_id: String,
+    deployer: Deployer,
+    status: Arc<Mutex<JobStatus>>,
+    cancel_requested: Arc<AtomicBool>,
+    submitted: Instant,
+    coordinator: Option<CheckpointCoordinator>,
+    storage: Option<CheckpointStorage>,
+    /// The state of the latest completed checkpoint: where a restart starts.
+    latest: Option<StateMap>,
+    /// Acknowledged states of the pending checkpoint.
+    acked: Vec<SubtaskState>,
+    backoff: RestartBackoff,
+    stats: Arc<Mutex<Vec<CheckpointStats>>>,
+}
+
+impl JobMaster {
+    fn name(&self) -> String {
+        self.deployer.job_graph.stream_graph.job_name.clone()
+    }
+
+    fn now(&self) -> i64 {
+        self.deployer.job_graph.stream_graph.clock.now()
+    }
+
+    fn run(mut self, first: Attempt) -> Result<JobExecutionResult> {
+        let name = self.name();
+        let mut attempt = first;
+        let outcome = loop {
+            let end = self.run_attempt(&mut attempt);
+            for t in std::mem::take(&mut attempt.threads) {
+                let _ = t.join();
+            }
+            match end {
+                AttemptEnd::Finished => break Ok(()),
+                AttemptEnd::Cancelled => break Err(SluiceError::Cancelled),
+                AttemptEnd::Failed(e) => {
+                    let Some(delay) = self.backoff.on_failure(self.now()) else {
+                        break Err(e);
+                    };
+                    warn!(job = %name, error = %e, ?delay, attempt = attempt.number + 1, "restarting the job from its latest checkpoint");
+                    transition(&self.status, &name, JobStatus::Restarting);
+                    std::thread::sleep(delay);
+                    if self.cancel_requested.load(Ordering::Relaxed) {
+                        transition(&self.status, &name, JobStatus::Cancelling);
+                        break Err(SluiceError::Cancelled);
+                    }
+                    match self.deployer.deploy(attempt.number + 1, self.latest.as_ref()) {
+                        Ok(next) => {
+                            attempt = next;
+                            transition(&self.status, &name, JobStatus::Running);
+                        }
+                        Err(e) => break Err(e),
+                    }
+                }
+            }
+        };
+        for tm in &self.deployer.task_managers {
+            tm.release(&self.deployer.execution_graph.slots_used);
         }
-        for tm in &self.task_managers {
-            tm.release(&self.execution_graph.slots_used);
-        }
-        let final_status = match (&root_cause, *self.status.lock().expect("job status lock")) {
-            (Some(_), _) => JobStatus::Failed,
-            (None, JobStatus::Cancelling) => JobStatus::Canceled,
-            (None, _) => JobStatus::Finished,
+        let final_status = match &outcome {
+            Ok(()) => JobStatus::Finished,
+            Err(SluiceError::Cancelled) => JobStatus::Canceled,
+            Err(_) => JobStatus::Failed,
         };
         transition(&self.status, &name, final_status);
-        match (root_cause, final_status) {
-            (Some(e), _) => Err(e),
-            (None, JobStatus::Canceled) => Err(SluiceError::Cancelled),
-            _ => Ok(JobExecutionResult {
-                job_id: self.job_id,
-                job_name: name,
-                duration: self.submitted.elapsed(),
-                vertices: vertex_metrics(&self.job_graph, &self.metrics),
-            }),
+        outcome.map(|()| JobExecutionResult {
+            job_id: self.job_id.clone(),
+            job_name: name,
+            duration: self.submitted.elapsed(),
+            vertices: vertex_metrics(&self.deployer.job_graph, &self.deployer.metrics),
+            restarts: self.backoff.restarts(),
+            checkpoints: self.stats.lock().expect("stats lock").clone(),
+        })
+    }
+
+    fn run_attempt(&mut self, attempt: &mut Attempt) -> AttemptEnd {
+        let name = self.name();
+        let total = attempt.threads.len();
+        let mut finished = HashSet::new();
+        let mut failure: Option<SluiceError> = None;
+        let mut a_task_finished = false;
+        loop {
+            if finished.len() == total {
+                return match failure {
+                    Some(e) => AttemptEnd::Failed(e),
+                    None if self.cancel_requested.load(Ordering::Relaxed) => AttemptEnd::Cancelled,
+                    None => AttemptEnd::Finished,
+                };
+            }
+            if self.cancel_requested.load(Ordering::Relaxed)
+                && !attempt.cancel.load(Ordering::Relaxed)
+            {
+                transition(&self.status, &name, JobStatus::Cancelling);
+                attempt.cancel.store(true, Ordering::Relaxed);
+            }
+            match attempt.events.recv_timeout(Duration::from_millis(10)) {
+                Ok(TaskEvent::Finished { vertex, subtask_index, result }) => {
+                    finished.insert((vertex, subtask_index));
+                    match result {
+                        Ok(()) => {
+                            // Checkpoints need every task; one has finished, so no more are taken.
+                            a_task_finished = true;
+                            self.fail_pending_checkpoint(
+                                "a task finished before the checkpoint completed",
+                            );
+                        }
+                        Err(e) => {
+                            let cancelled = self.cancel_requested.load(Ordering::Relaxed);
+                            if failure.is_none()
+                                && !cancelled
+                                && !matches!(e, SluiceError::Cancelled)
+                            {
+                                warn!(job = %name, error = %e, "task failed; failing the attempt");
+                                transition(&self.status, &name, JobStatus::Failing);
+                                attempt.cancel.store(true, Ordering::Relaxed);
+                                self.fail_pending_checkpoint("a task failed");
+                                failure = Some(e);
+                            }
+                        }
+                    }
+                }
+                Ok(TaskEvent::Acknowledged {
+                    vertex,
+                    subtask_index,
+                    checkpoint_id,
+                    states,
+                    alignment_ms,
+                }) => {
+                    if let Err(e) = self.on_ack(
+                        attempt,
+                        vertex,
+                        subtask_index,
+                        checkpoint_id,
+                        states,
+                        alignment_ms,
+                    ) {
+                        if failure.is_none() {
+                            attempt.cancel.store(true, Ordering::Relaxed);
+                            transition(&self.status, &name, JobStatus::Failing);
+                            failure = Some(e);
+                        }
+                    }
+                }
+                Ok(TaskEvent::Declined { checkpoint_id, reason, .. }) => {
+                    let now = self.now();
+                    let outcome =
+                        self.coordinator.as_mut().and_then(|c| c.fail(checkpoint_id, &reason, now));
+                    self.acked.clear();
+                    self.publish_stats();
+                    if let Some(CheckpointOutcome::FailJob(msg)) = outcome {
+                        if failure.is_none() {
+                            attempt.cancel.store(true, Ordering::Relaxed);
+                            transition(&self.status, &name, JobStatus::Failing);
+                            failure = Some(SluiceError::external("checkpointing", msg));
+                        }
+                    } else {
+                        warn!(job = %name, checkpoint_id, %reason, "checkpoint declined");
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return AttemptEnd::Failed(SluiceError::Internal(
+                        "every task's event channel closed".into(),
+                    ));
+                }
+            }
+            if failure.is_none() && !a_task_finished && !attempt.cancel.load(Ordering::Relaxed) {
+                self.maybe_trigger(attempt);
+            }
+        }
+    }
+
+    fn maybe_trigger(&mut self, attempt: &Attempt) {
+        let now = self.now();
+        let Some(coordinator) = self.coordinator.as_mut() else { return };
+        if let Some(outcome) = coordinator.check_timeout(now) {
+            warn!(?outcome, "checkpoint timed out");
+            self.acked.clear();
+        }
+        if !coordinator.trigger_due(now) {
+            return;
+        }
+        let id = coordinator.trigger(now);
+        self.acked.clear();
+        let barrier = CheckpointBarrier { id, timestamp: now };
+        for (is_source, control) in &attempt.controls {
+            if *is_source {
+                let _ = control.send(TaskControl::TriggerCheckpoint(barrier));
+            }
+        }
+        self.publish_stats();
+    }
+
+    fn fail_pending_checkpoint(&mut self, reason: &str) {
+        let now = self.now();
+        if let Some(c) = self.coordinator.as_mut() {
+            if let Some(id) = c.pending() {
+                c.fail(id, reason, now);
+                self.acked.clear();
+                self.publish_stats();
+            }
+        }
+    }
+
+    fn on_ack(
+        &mut self,
+        attempt: &Attempt,
+        vertex: usize,
+        subtask: usize,
+        checkpoint_id: u64,
+        states: Vec<(String, OperatorSnapshot)>,
+        alignment_ms: i64,
+    ) -> Result<()> {
+        let now = self.now();
+        let Some(coordinator) = self.coordinator.as_mut() else { return Ok(()) };
+        if coordinator.pending() != Some(checkpoint_id) {
+            return Ok(());
+        }
+        let parallelism = self.deployer.job_graph.vertices[vertex].parallelism as u32;
+        let mut size = 0;
+        for (key, snapshot) in states {
+            size += snapshot.keyed.iter().map(|(_, b)| b.len()).sum::<usize>()
+                + snapshot.operator.iter().map(Vec::len).sum::<usize>();
+            self.acked.push(SubtaskState { key, parallelism, subtask: subtask as u32, snapshot });
+        }
+        let task = self
+            .deployer
+            .metrics
+            .iter()
+            .position(|(v, i, _)| *v == vertex && *i == subtask)
+            .unwrap_or(0);
+        let ack = SubtaskAck { task, ack_time: now, state_size: size as u64, alignment_ms };
+        let outcome = coordinator.acknowledge(checkpoint_id, ack);
+        self.publish_stats();
+        if let Some(CheckpointOutcome::Completed(id)) = outcome {
+            self.complete_checkpoint(attempt, id)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a checkpoint whose every subtask acknowledged, then tells the tasks.
+    fn complete_checkpoint(&mut self, attempt: &Attempt, id: u64) -> Result<()> {
+        let states = std::mem::take(&mut self.acked);
+        let mut by_key: StateMap = BTreeMap::new();
+        for s in &states {
+            let slots = by_key
+                .entry(s.key.clone())
+                .or_insert_with(|| vec![OperatorSnapshot::default(); s.parallelism as usize]);
+            slots[s.subtask as usize] = s.snapshot.clone();
+        }
+        if let Some(storage) = &self.storage {
+            let metadata = CheckpointMetadata {
+                version: 0,
+                job_name: self.name(),
+                job_id: self.job_id.clone(),
+                checkpoint_id: id,
+                timestamp: self.now(),
+                savepoint: false,
+                operators: Vec::new(),
+            };
+            let dir = CheckpointStorage::checkpoint_dir(&self.job_id, id);
+            storage.write_checkpoint(&dir, metadata, states)?;
+            storage.prune(&self.job_id)?;
+        }
+        info!(job = %self.name(), checkpoint = id, "checkpoint completed");
+        self.latest = Some(by_key);
+        for (_, control) in &attempt.controls {
+            let _ = control.send(TaskControl::NotifyCheckpointComplete(id));
+        }
+        Ok(())
+    }
+
+    fn publish_stats(&self) {
+        if let Some(c) = &self.coordinator {
+            *self.stats.lock().expect("stats lock") = c.stats();
         }
     }
 }
 
 fn vertex_metrics(
     job_graph: &JobGraph,
-    metrics: &[(usize, Arc<TaskMetrics>)],
+    metrics: &[(usize, usize, Arc<TaskMetrics>)],
 ) -> Vec<VertexMetrics> {
     job_graph
         .vertices
         .iter()
         .map(|v| {
-            let of_vertex = metrics.iter().filter(|(id, _)| *id == v.id);
+            let of_vertex = metrics.iter().filter(|(id, _, _)| *id == v.id);
             VertexMetrics {
                 name: v.name.clone(),
                 parallelism: v.parallelism,
-                records_in: of_vertex.clone().map(|(_, m)| m.records_in()).sum(),
-                records_out: of_vertex.clone().map(|(_, m)| m.records_out()).sum(),
-                source_records: of_vertex.map(|(_, m)| m.source_records()).sum(),
+                records_in: of_vertex.clone().map(|(_, _, m)| m.records_in()).sum(),
+                records_out: of_vertex.clone().map(|(_, _, m)| m.records_out()).sum(),
+                source_records: of_vertex.map(|(_, _, m)| m.source_records()).sum(),
             }
         })
         .collect()
 }
 
-/// A handle on a submitted job: status, live counters, cancel, and its result.
+/// A handle on a submitted job: status, live counters, checkpoints, cancel, and its result.
 pub struct JobClient {
     job_id: String,
     job_graph: Arc<JobGraph>,
     execution_graph: ExecutionGraph,
     status: Arc<Mutex<JobStatus>>,
-    cancel: Arc<AtomicBool>,
-    metrics: Vec<(usize, Arc<TaskMetrics>)>,
+    cancel_requested: Arc<AtomicBool>,
+    metrics: Vec<(usize, usize, Arc<TaskMetrics>)>,
+    stats: Arc<Mutex<Vec<CheckpointStats>>>,
     master: Option<JoinHandle<Result<JobExecutionResult>>>,
 }
 
@@ -299,15 +746,19 @@ impl JobClient {
         vertex_metrics(&self.job_graph, &self.metrics)
     }
 
+    /// Statistics of every checkpoint so far (id, trigger time, duration, size, alignment, acks, failure).
+    pub fn checkpoint_stats(&self) -> Vec<CheckpointStats> {
+        self.stats.lock().expect("stats lock").clone()
+    }
+
     /// Records produced by all sources so far.
     pub fn source_records(&self) -> u64 {
-        self.metrics.iter().map(|(_, m)| m.source_records()).sum()
+        self.metrics.iter().map(|(_, _, m)| m.source_records()).sum()
     }
 
     /// Asks every subtask to stop; [`Self::wait`] then returns [`SluiceError::Cancelled`].
     pub fn cancel(&self) {
-        transition(&self.status, &self.job_graph.stream_graph.job_name, JobStatus::Cancelling);
-        self.cancel.store(true, Ordering::Relaxed);
+        self.cancel_requested.store(true, Ordering::Relaxed);
     }
 
     /// Whether the job has ended.

@@ -14,6 +14,8 @@ pub enum JobStatus {
     Running,
     /// A subtask failed; the others are being stopped.
     Failing,
+    /// Every subtask stopped after a failure; the job restarts from its latest checkpoint.
+    Restarting,
     /// The job failed.
     Failed,
     /// A user asked to cancel; subtasks are being stopped.
@@ -38,6 +40,10 @@ impl JobStatus {
                 | (Running, Failing)
                 | (Running, Cancelling)
                 | (Failing, Failed)
+                | (Failing, Restarting)
+                | (Restarting, Running)
+                | (Restarting, Failed)
+                | (Restarting, Cancelling)
                 | (Cancelling, Canceled)
                 | (Cancelling, Failed)
         )
@@ -55,7 +61,10 @@ mod tests {
 
     #[test]
     fn terminal_states_have_no_way_out() {
-        let all = [Created, Scheduling, Running, Failing, Failed, Cancelling, Canceled, Finished];
+        let all = [
+            Created, Scheduling, Running, Failing, Restarting, Failed, Cancelling, Canceled,
+            Finished,
+        ];
         for from in all.iter().filter(|s| s.is_terminal()) {
             for to in all {
                 assert!(!from.can_become(to), "{from:?} -> {to:?}");

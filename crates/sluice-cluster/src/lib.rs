@@ -11,7 +11,9 @@ pub mod restart_strategy;
 pub mod shuffle;
 pub mod task_manager;
 
-pub use job_manager::{JobClient, JobExecutionResult, JobManager, VertexMetrics};
+pub use job_manager::{
+    JobClient, JobExecutionResult, JobManager, JobOptions, RestoreSource, VertexMetrics,
+};
 pub use job_status::JobStatus;
 pub use mini_cluster::{MiniCluster, MiniClusterConfig};
 pub use restart_strategy::{RestartBackoff, RestartStrategy};

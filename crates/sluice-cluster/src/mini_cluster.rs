@@ -8,7 +8,7 @@ use sluice_core::{Result, SluiceError};
 use sluice_runtime::execution_graph::{ExecutionGraph, SlotId};
 use sluice_runtime::job_graph::JobGraph;
 
-use crate::job_manager::{JobClient, JobManager};
+use crate::job_manager::{JobClient, JobManager, JobOptions};
 use crate::task_manager::TaskManager;
 
 /// The shape of a mini-cluster.
@@ -71,7 +71,7 @@ impl MiniCluster {
     }
 
     /// Submits a job; it runs in the background.
-    pub fn submit_job(&self, job_graph: JobGraph) -> Result<JobClient> {
-        self.job_manager.submit_job(job_graph)
+    pub fn submit_job(&self, job_graph: JobGraph, options: JobOptions) -> Result<JobClient> {
+        self.job_manager.submit_job(job_graph, options)
     }
 }

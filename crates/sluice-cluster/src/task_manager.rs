@@ -5,22 +5,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::Sender;
 use sluice_core::{Result, SluiceError};
 use sluice_runtime::execution_graph::SlotId;
 use sluice_runtime::operator::panic_message;
-use sluice_runtime::task::{run_task, TaskDeployment};
-
-/// How a subtask ended, as reported to the JobManager.
-#[derive(Debug)]
-pub struct TaskExecutionState {
-    /// The job vertex.
-    pub vertex: usize,
-    /// The subtask index.
-    pub subtask_index: usize,
-    /// `Ok` if it finished; the error if it failed or was cancelled.
-    pub result: Result<()>,
-}
+use sluice_runtime::task::{run_task, TaskDeployment, TaskEvent};
 
 /// One TaskManager of a cluster.
 #[derive(Debug)]
@@ -65,24 +53,17 @@ impl TaskManager {
         }
     }
 
-    /// Starts a subtask on its own thread; its end is reported on `report`.
-    pub fn submit_task(
-        &self,
-        deployment: TaskDeployment,
-        report: Sender<TaskExecutionState>,
-    ) -> Result<JoinHandle<()>> {
+    /// Starts a subtask on its own thread; its acks and its end are reported on its event channel.
+    pub fn submit_task(&self, deployment: TaskDeployment) -> Result<JoinHandle<()>> {
         let name = deployment.task_name();
         let (vertex, subtask_index) = (deployment.vertex, deployment.subtask_index);
+        let events = deployment.events.clone();
         std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
-                let reported = report.clone();
-                let send = move |result| {
-                    let _ = reported.send(TaskExecutionState { vertex, subtask_index, result });
-                };
-                if let Err(p) = catch_unwind(AssertUnwindSafe(|| run_task(deployment, send))) {
+                if let Err(p) = catch_unwind(AssertUnwindSafe(|| run_task(deployment))) {
                     let message = format!("task {name} panicked: {}", panic_message(&p));
-                    let _ = report.send(TaskExecutionState {
+                    let _ = events.send(TaskEvent::Finished {
                         vertex,
                         subtask_index,
                         result: Err(SluiceError::Internal(message)),

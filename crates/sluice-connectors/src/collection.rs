@@ -86,6 +86,10 @@ impl<T: Data + Sync> SourceReader<T, CollectionSplit> for CollectionReader<T> {
         Ok(())
     }
 
+    fn snapshot_state(&mut self) -> Result<Vec<CollectionSplit>> {
+        Ok(self.splits.iter().rev().map(|(_, s)| s.clone()).collect())
+    }
+
     fn poll_next(&mut self, output: &mut SourceOutput<T>) -> Result<InputStatus> {
         while let Some((id, split)) = self.splits.last_mut() {
             output.set_split(*id);

@@ -131,6 +131,10 @@ impl<T: Data, F: Fn(u64) -> T + Send + Sync> SourceReader<T, IndexRangeSplit>
         Ok(())
     }
 
+    fn snapshot_state(&mut self) -> Result<Vec<IndexRangeSplit>> {
+        Ok(self.splits.iter().rev().map(|(_, s)| s.clone()).collect())
+    }
+
     fn poll_next(&mut self, output: &mut SourceOutput<T>) -> Result<InputStatus> {
         let Some((id, split)) = self.splits.last_mut() else {
             return Ok(InputStatus::EndOfInput);

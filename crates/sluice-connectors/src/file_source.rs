@@ -133,6 +133,12 @@ impl<T: Data> SourceReader<T, FileSplit> for FileReader<T> {
         Ok(())
     }
 
+    fn snapshot_state(&mut self) -> Result<Vec<FileSplit>> {
+        // The file being read, at the offset after the last line emitted, then the ones not started.
+        let current = self.current.iter().map(|(split, _, _)| split.clone());
+        Ok(current.chain(self.pending.iter().rev().cloned()).collect())
+    }
+
     fn poll_next(&mut self, output: &mut SourceOutput<T>) -> Result<InputStatus> {
         while !output.is_full() {
             let (split, reader, _) = match &mut self.current {

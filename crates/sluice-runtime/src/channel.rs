@@ -12,7 +12,10 @@
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Select, Sender, TryRecvError};
-use sluice_core::{RecordBatch, Result, SluiceError, StreamElement, Watermark};
+use std::collections::VecDeque;
+
+use sluice_checkpoint::{AlignerEvent, AlignmentMode, BarrierAligner};
+use sluice_core::{CheckpointBarrier, RecordBatch, Result, SluiceError, StreamElement, Watermark};
 
 use crate::watermark_valve::StatusWatermarkValve;
 
@@ -99,6 +102,12 @@ pub enum GateEvent {
     Watermark(Watermark),
     /// The combined idle status changed.
     IdleStatus(bool),
+    /// The first barrier of a checkpoint arrived; alignment started.
+    AlignmentStarted,
+    /// Every channel delivered this barrier (or alignment ended): snapshot now and forward it.
+    Barrier(CheckpointBarrier),
+    /// The checkpoint was abandoned at this task (overtaken by a newer one).
+    CheckpointAborted(u64),
     /// Every channel of a logical input ended.
     EndOfInput(usize),
     /// Every channel ended.
@@ -107,7 +116,7 @@ pub enum GateEvent {
     Timeout,
 }
 
-/// Reads all input channels of a task, combining their watermarks.
+/// Reads all input channels of a task, combining their watermarks and aligning barriers.
 #[derive(Debug)]
 pub struct InputGate {
     channels: Vec<InputChannel>,
@@ -116,12 +125,18 @@ pub struct InputGate {
     open: usize,
     next: usize,
     valve: StatusWatermarkValve,
-    pending: Option<GateEvent>,
+    aligner: BarrierAligner,
+    pending: VecDeque<GateEvent>,
 }
 
 impl InputGate {
-    /// A gate over `channels`; `inputs` is the number of logical inputs.
-    pub fn new(channels: Vec<InputChannel>, inputs: usize) -> Self {
+    /// A gate over `channels`; `inputs` is the number of logical inputs;
+    /// `alignment` how checkpoint barriers are aligned (exactly-once if `None`).
+    pub fn new(
+        channels: Vec<InputChannel>,
+        inputs: usize,
+        alignment: Option<AlignmentMode>,
+    ) -> Self {
         let mut open_per_input = vec![0; inputs];
         for c in &channels {
             open_per_input[c.input] += 1;
@@ -130,10 +145,14 @@ impl InputGate {
             ended: vec![false; channels.len()],
             open: channels.len(),
             valve: StatusWatermarkValve::new(channels.len()),
+            aligner: BarrierAligner::new(
+                alignment.unwrap_or(AlignmentMode::Aligned),
+                channels.len(),
+            ),
             channels,
             open_per_input,
             next: 0,
-            pending: None,
+            pending: VecDeque::new(),
         }
     }
 
@@ -144,20 +163,22 @@ impl InputGate {
 
     /// The next event, waiting at most `timeout`.
     pub fn next(&mut self, timeout: Duration) -> Result<GateEvent> {
-        if let Some(event) = self.pending.take() {
-            return Ok(event);
-        }
         loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Ok(event);
+            }
             if self.open == 0 {
                 return Ok(GateEvent::Finished);
             }
             let Some((index, element)) = self.receive(timeout)? else {
                 return Ok(GateEvent::Timeout);
             };
-            if let Some(event) = self.handle(index, element) {
-                return Ok(event);
-            }
+            self.handle(index, element);
         }
+    }
+
+    fn readable(&self, i: usize) -> bool {
+        !self.ended[i] && !self.aligner.is_blocked(i)
     }
 
     fn receive(&mut self, timeout: Duration) -> Result<Option<(usize, StreamElement)>> {
@@ -165,7 +186,7 @@ impl InputGate {
         let n = self.channels.len();
         for k in 0..n {
             let i = (self.next + k) % n;
-            if self.ended[i] {
+            if !self.readable(i) {
                 continue;
             }
             match self.channels[i].receiver.data.try_recv() {
@@ -181,10 +202,15 @@ impl InputGate {
         let mut select = Select::new();
         let mut indices = Vec::with_capacity(self.open);
         for (i, c) in self.channels.iter().enumerate() {
-            if !self.ended[i] {
+            if self.readable(i) {
                 select.recv(&c.receiver.data);
                 indices.push(i);
             }
+        }
+        if indices.is_empty() {
+            // Every open channel is blocked for alignment: that cannot last, but never spin.
+            std::thread::sleep(timeout.min(Duration::from_millis(1)));
+            return Ok(None);
         }
         let op = match select.select_timeout(timeout) {
             Ok(op) => op,
@@ -207,36 +233,58 @@ impl InputGate {
         ))
     }
 
-    fn handle(&mut self, i: usize, element: StreamElement) -> Option<GateEvent> {
+    fn aligner_events(&mut self, events: Vec<AlignerEvent>) {
+        for e in events {
+            match e {
+                AlignerEvent::Snapshot(b) => self.pending.push_back(GateEvent::Barrier(b)),
+                AlignerEvent::Aborted(id) => {
+                    self.pending.push_back(GateEvent::CheckpointAborted(id))
+                }
+                AlignerEvent::InFlightComplete(_) => {}
+            }
+        }
+    }
+
+    fn handle(&mut self, i: usize, element: StreamElement) {
         match element {
             StreamElement::Records(batch) => {
-                Some(GateEvent::Records { input: self.channels[i].input, batch })
+                self.pending.push_back(GateEvent::Records { input: self.channels[i].input, batch })
             }
             StreamElement::Watermark(w) => {
-                self.valve.input_watermark(i, w).map(GateEvent::Watermark)
+                if let Some(w) = self.valve.input_watermark(i, w) {
+                    self.pending.push_back(GateEvent::Watermark(w));
+                }
             }
             StreamElement::IdleStatus(idle) => {
                 let w = self.valve.input_idle(i, idle);
                 match (w, self.valve.idle_changed()) {
-                    (Some(w), _) => Some(GateEvent::Watermark(w)),
-                    (None, Some(idle)) => Some(GateEvent::IdleStatus(idle)),
-                    (None, None) => None,
+                    (Some(w), _) => self.pending.push_back(GateEvent::Watermark(w)),
+                    (None, Some(idle)) => self.pending.push_back(GateEvent::IdleStatus(idle)),
+                    (None, None) => {}
                 }
             }
-            // Barriers are handled by the checkpointing issue; until then they pass no operator.
-            StreamElement::Barrier(_) => None,
+            StreamElement::Barrier(barrier) => {
+                let starting = self.aligner.pending_checkpoint() != Some(barrier.id);
+                let events = self.aligner.on_barrier(i, barrier);
+                if starting && self.aligner.pending_checkpoint() == Some(barrier.id) {
+                    self.pending.push_back(GateEvent::AlignmentStarted);
+                }
+                self.aligner_events(events);
+            }
             StreamElement::EndOfInput => {
                 self.ended[i] = true;
                 self.open -= 1;
                 let input = self.channels[i].input;
                 self.open_per_input[input] -= 1;
-                let w = self.valve.input_ended(i).map(GateEvent::Watermark);
-                if self.open_per_input[input] == 0 {
-                    // The watermark an ended channel releases goes first.
-                    self.pending = Some(GateEvent::EndOfInput(input));
-                    return w.or_else(|| self.pending.take());
+                // The watermark an ended channel releases goes first.
+                if let Some(w) = self.valve.input_ended(i) {
+                    self.pending.push_back(GateEvent::Watermark(w));
                 }
-                w
+                let events = self.aligner.on_end_of_input(i);
+                self.aligner_events(events);
+                if self.open_per_input[input] == 0 {
+                    self.pending.push_back(GateEvent::EndOfInput(input));
+                }
             }
         }
     }

@@ -43,6 +43,9 @@ impl RecordWriter for Collecting {
         self.0.lock().expect("harness lock").push(Emitted::IdleStatus(idle));
         Ok(())
     }
+    fn broadcast_barrier(&mut self, _barrier: sluice_core::CheckpointBarrier) -> Result<()> {
+        Ok(())
+    }
     fn flush_if_due(&mut self, _now: Instant) -> Result<()> {
         Ok(())
     }

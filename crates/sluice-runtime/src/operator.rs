@@ -9,7 +9,11 @@ use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
-use sluice_core::{KeyGroupRange, RecordBatch, Result, SluiceError, StreamRecord, Watermark};
+use std::collections::HashMap;
+
+use sluice_core::{
+    CheckpointBarrier, KeyGroupRange, RecordBatch, Result, SluiceError, StreamRecord, Watermark,
+};
 
 use crate::record_writer::RecordWriter;
 use crate::runtime_context::RuntimeContext;
@@ -280,6 +284,52 @@ impl Output {
         Ok(())
     }
 
+    /// Passes a checkpoint barrier on: chained operators were snapshotted
+    /// with the task, so the barrier goes straight to the network edges.
+    pub fn emit_barrier(&mut self, barrier: CheckpointBarrier) -> Result<()> {
+        for target in self.all_targets() {
+            match target {
+                OutputTarget::Chained(op) => op.output.emit_barrier(barrier)?,
+                OutputTarget::Network(w) => w.broadcast_barrier(barrier)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Snapshots every operator chained after this output.
+    pub fn snapshot_chain(
+        &mut self,
+        checkpoint_id: u64,
+        states: &mut Vec<(String, OperatorSnapshot)>,
+    ) -> Result<()> {
+        for target in self.all_targets() {
+            if let OutputTarget::Chained(op) = target {
+                op.snapshot_chain(checkpoint_id, states)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores every operator chained after this output from `states` (by state key).
+    pub fn restore_chain(&mut self, states: &mut HashMap<String, OperatorSnapshot>) -> Result<()> {
+        for target in self.all_targets() {
+            if let OutputTarget::Chained(op) = target {
+                op.restore_chain(states)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells every operator chained after this output that a checkpoint completed.
+    pub fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        for target in self.all_targets() {
+            if let OutputTarget::Chained(op) = target {
+                op.notify_checkpoint_complete(checkpoint_id)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The earliest processing-time callback wanted by an operator chained after this output.
     pub fn next_processing_time(&self) -> Option<i64> {
         let main = self.main.targets.iter();
@@ -339,6 +389,7 @@ impl OutputTarget {
 /// An operator with its output, inside a task's chain.
 pub struct ChainedOperator {
     name: String,
+    state_key: String,
     subtask: String,
     operator: Box<dyn StreamOperator>,
     output: Output,
@@ -346,14 +397,46 @@ pub struct ChainedOperator {
 }
 
 impl ChainedOperator {
-    /// Chains `operator` (with `inputs` logical inputs) before `output`.
+    /// Chains `operator` (with `inputs` logical inputs) before `output`;
+    /// its state is stored under `state_key` (the uid).
     pub fn new(
         name: String,
+        state_key: String,
         operator: Box<dyn StreamOperator>,
         inputs: usize,
         output: Output,
     ) -> Self {
-        Self { name, subtask: String::new(), operator, output, open_inputs: inputs }
+        Self { name, state_key, subtask: String::new(), operator, output, open_inputs: inputs }
+    }
+
+    /// Snapshots this operator and everything chained after it.
+    pub fn snapshot_chain(
+        &mut self,
+        checkpoint_id: u64,
+        states: &mut Vec<(String, OperatorSnapshot)>,
+    ) -> Result<()> {
+        let op = &mut self.operator;
+        let snapshot = guard(&self.name, &self.subtask, || op.snapshot_state(checkpoint_id))?;
+        if !snapshot.is_empty() {
+            states.push((self.state_key.clone(), snapshot));
+        }
+        self.output.snapshot_chain(checkpoint_id, states)
+    }
+
+    /// Restores this operator and everything chained after it (each takes its own key out of `states`).
+    pub fn restore_chain(&mut self, states: &mut HashMap<String, OperatorSnapshot>) -> Result<()> {
+        if let Some(state) = states.remove(&self.state_key) {
+            let op = &mut self.operator;
+            guard(&self.name, &self.subtask, || op.restore_state(state))?;
+        }
+        self.output.restore_chain(states)
+    }
+
+    /// Tells this operator and everything chained after it that a checkpoint completed.
+    pub fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        let (op, out) = (&mut self.operator, &mut self.output);
+        guard(&self.name, &self.subtask, || op.notify_checkpoint_complete(checkpoint_id, out))?;
+        self.output.notify_checkpoint_complete(checkpoint_id)
     }
 
     /// Name of the operator.
@@ -420,6 +503,11 @@ impl ChainedOperator {
     /// Sends partly filled batches older than the buffer timeout.
     pub fn flush_if_due(&mut self, now: Instant) -> Result<()> {
         self.output.flush_if_due(now)
+    }
+
+    /// Passes a checkpoint barrier on after this operator (snapshotted already).
+    pub fn emit_barrier(&mut self, barrier: CheckpointBarrier) -> Result<()> {
+        self.output.emit_barrier(barrier)
     }
 
     /// Closes this operator and everything chained after it; reports the first error.

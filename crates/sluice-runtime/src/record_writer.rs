@@ -5,7 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use sluice_core::{Data, RecordBatch, Result, SluiceError, StreamElement, StreamRecord, Watermark};
+use sluice_core::{
+    CheckpointBarrier, Data, RecordBatch, Result, SluiceError, StreamElement, StreamRecord,
+    Watermark,
+};
 
 use crate::channel::ChannelSender;
 use crate::metrics::TaskMetrics;
@@ -20,6 +23,8 @@ pub trait RecordWriter: Send {
     fn broadcast_watermark(&mut self, watermark: Watermark) -> Result<()>;
     /// Sends pending records, then an idle status change on every channel.
     fn broadcast_idle_status(&mut self, idle: bool) -> Result<()>;
+    /// Sends pending records, then a checkpoint barrier on every channel.
+    fn broadcast_barrier(&mut self, barrier: CheckpointBarrier) -> Result<()>;
     /// Sends partly filled batches whose first record is older than the buffer timeout.
     fn flush_if_due(&mut self, now: Instant) -> Result<()>;
     /// Sends pending records, then end of input on every channel.
@@ -229,6 +234,10 @@ impl<T: Data, R: Routing<T>> RecordWriter for ChannelWriter<T, R> {
 
     fn broadcast_idle_status(&mut self, idle: bool) -> Result<()> {
         self.channels.broadcast(|| StreamElement::IdleStatus(idle))
+    }
+
+    fn broadcast_barrier(&mut self, barrier: CheckpointBarrier) -> Result<()> {
+        self.channels.broadcast(|| StreamElement::Barrier(barrier))
     }
 
     fn flush_if_due(&mut self, now: Instant) -> Result<()> {

@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sluice_core::{Data, RecordBatch, Result, StreamRecord, Timestamp};
+use sluice_core::{Data, RecordBatch, Result, SluiceError, StreamRecord, Timestamp};
 
 use crate::runtime_context::RuntimeContext;
 use crate::watermark_strategy::SplitRuns;
@@ -70,6 +70,15 @@ pub trait SourceReader<T, S>: Send {
     /// and says what comes next. Must not block for long: a reader waiting on
     /// I/O returns [`InputStatus::NothingAvailable`] after a few milliseconds.
     fn poll_next(&mut self, output: &mut SourceOutput<T>) -> Result<InputStatus>;
+
+    /// The splits this reader still has, at their current positions, for a
+    /// checkpoint: what a restored reader must continue from. A source that
+    /// cannot rewind (a socket) keeps this default and declines checkpoints.
+    fn snapshot_state(&mut self) -> Result<Vec<S>> {
+        Err(SluiceError::InvalidJob(
+            "this source cannot take part in checkpoints: it cannot rewind".into(),
+        ))
+    }
 
     /// Releases resources.
     fn close(&mut self) -> Result<()> {
@@ -192,6 +201,8 @@ pub trait ErasedSourceReader: Send {
     /// Polls one batch (possibly empty), which split its records came from,
     /// and the status after it.
     fn poll_batch(&mut self) -> Result<(RecordBatch, SplitRuns, InputStatus)>;
+    /// The reader's splits at their current positions.
+    fn snapshot_splits(&mut self) -> Result<Vec<SerializedSplit>>;
     /// Releases resources.
     fn close(&mut self) -> Result<()>;
 }
@@ -246,11 +257,19 @@ struct ErasedReader<T, S> {
     output: SourceOutput<T>,
 }
 
-impl<T: Data, S: Send> ErasedSourceReader for ErasedReader<T, S> {
+impl<T: Data, S: SourceSplit> ErasedSourceReader for ErasedReader<T, S> {
     fn poll_batch(&mut self) -> Result<(RecordBatch, SplitRuns, InputStatus)> {
         let status = self.reader.poll_next(&mut self.output)?;
         let (records, splits) = self.output.take();
         Ok((RecordBatch::new(records), splits, status))
+    }
+
+    fn snapshot_splits(&mut self) -> Result<Vec<SerializedSplit>> {
+        self.reader
+            .snapshot_state()?
+            .into_iter()
+            .map(|s| Ok(SerializedSplit { id: s.split_id(), bytes: postcard::to_stdvec(&s)? }))
+            .collect()
     }
 
     fn close(&mut self) -> Result<()> {

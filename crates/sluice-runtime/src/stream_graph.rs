@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
+use sluice_checkpoint::CheckpointConfig;
 use sluice_core::key_group::check_parallelism;
 use sluice_core::{Clock, Data, ExecutionConfig, Result, SluiceError};
 
@@ -109,6 +110,14 @@ pub struct StreamNode {
     pub slot_sharing_group: Option<String>,
 }
 
+impl StreamNode {
+    /// The key its state is stored under in checkpoints: its uid, else its
+    /// position in the graph (stable only while the job's code is).
+    pub fn state_key(&self) -> String {
+        self.uid.clone().unwrap_or_else(|| format!("node-{}", self.id))
+    }
+}
+
 /// A connection between two nodes.
 #[derive(Clone)]
 pub struct StreamEdge {
@@ -149,6 +158,10 @@ pub struct StreamGraph {
     pub edges: Vec<StreamEdge>,
     /// Processing time for every operator (the wall clock unless a test sets another).
     pub clock: Arc<dyn Clock>,
+    /// Checkpointing, if enabled.
+    pub checkpoint_config: Option<CheckpointConfig>,
+    /// Where checkpoints go (a directory, `file://`, `memory://`).
+    pub checkpoint_storage: Option<String>,
 }
 
 /// The default slot sharing group.
@@ -205,6 +218,9 @@ impl StreamGraph {
     /// Checks the graph can run; the error names the operator and what is wrong.
     pub fn validate(&self) -> Result<()> {
         self.config.validate()?;
+        if let Some(c) = &self.checkpoint_config {
+            c.validate()?;
+        }
         if !self.nodes.iter().any(|n| n.kind == NodeKind::Sink) {
             return Err(SluiceError::InvalidJob(
                 "the job has no sink: add one with sink_to(...) (or print/collect) before execute"

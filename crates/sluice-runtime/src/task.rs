@@ -1,14 +1,18 @@
 //! A task: one subtask of a job vertex, running its operator chain on its
 //! own thread. The loop takes input (a source reader's batches, or the input
-//! gate's events), pushes it through the chain, and sends partly filled
-//! batches when the buffer timeout passes.
+//! gate's events), pushes it through the chain, sends partly filled batches
+//! when the buffer timeout passes, and takes part in checkpoints: a source
+//! task snapshots when the JobManager triggers it and emits the barrier; any
+//! other task snapshots when its gate has aligned the barrier.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_core::{Clock, Result, SluiceError, Watermark};
+use crossbeam_channel::{Receiver, Sender};
+use sluice_checkpoint::{AlignmentMode, OperatorSnapshot};
+use sluice_core::{CheckpointBarrier, Clock, Result, SluiceError, Watermark};
 
 use crate::channel::{ChannelSender, GateEvent, InputChannel, InputGate};
 use crate::job_graph::JobGraph;
@@ -24,6 +28,61 @@ use crate::watermark_strategy::SourceWatermarker;
 /// A subtask's output channels: per outgoing job edge id, one channel per
 /// connected downstream subtask, in subtask order.
 pub type OutputChannels = HashMap<usize, Vec<ChannelSender>>;
+
+/// From the JobManager to a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskControl {
+    /// Source tasks: snapshot now and emit this barrier.
+    TriggerCheckpoint(CheckpointBarrier),
+    /// The checkpoint is complete everywhere.
+    NotifyCheckpointComplete(u64),
+}
+
+/// From a task to the JobManager.
+#[derive(Debug)]
+pub enum TaskEvent {
+    /// The task ended: `Ok` if it finished, the error if it failed or was cancelled.
+    Finished {
+        /// Job vertex.
+        vertex: usize,
+        /// Subtask index.
+        subtask_index: usize,
+        /// Outcome.
+        result: Result<()>,
+    },
+    /// The task snapshotted its state for a checkpoint.
+    Acknowledged {
+        /// Job vertex.
+        vertex: usize,
+        /// Subtask index.
+        subtask_index: usize,
+        /// Checkpoint id.
+        checkpoint_id: u64,
+        /// State per operator (by state key) of this subtask.
+        states: Vec<(String, OperatorSnapshot)>,
+        /// Time from the first barrier to the snapshot.
+        alignment_ms: i64,
+    },
+    /// The task cannot take part in a checkpoint.
+    Declined {
+        /// Job vertex.
+        vertex: usize,
+        /// Subtask index.
+        subtask_index: usize,
+        /// Checkpoint id.
+        checkpoint_id: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// How a task takes part in checkpoints.
+pub struct TaskCheckpointing {
+    /// Triggers and completion notices from the JobManager.
+    pub control: Receiver<TaskControl>,
+    /// Barrier alignment at inputs.
+    pub mode: AlignmentMode,
+}
 
 /// Everything a TaskManager needs to run one subtask.
 pub struct TaskDeployment {
@@ -45,6 +104,12 @@ pub struct TaskDeployment {
     pub cancel: Arc<AtomicBool>,
     /// The task's counters.
     pub metrics: Arc<TaskMetrics>,
+    /// Where the task reports acks and its end.
+    pub events: Sender<TaskEvent>,
+    /// Checkpointing, if the job has it.
+    pub checkpointing: Option<TaskCheckpointing>,
+    /// State to restore, per operator state key (already redistributed to this subtask).
+    pub restore: HashMap<String, OperatorSnapshot>,
 }
 
 impl TaskDeployment {
@@ -62,6 +127,7 @@ enum Head {
         watermarks: Option<Box<dyn SourceWatermarker>>,
         output: Output,
         name: String,
+        state_key: String,
     },
     Operator {
         gate: Box<InputGate>,
@@ -69,20 +135,58 @@ enum Head {
     },
 }
 
-/// Runs a task to completion and passes its outcome (the first error, naming
-/// the operator and subtask) to `report` while the task's channel ends are
-/// still open: a root cause is reported before the failures it causes downstream.
-pub fn run_task(d: TaskDeployment, report: impl FnOnce(Result<()>)) {
+/// Runs a task to completion and reports its end (the first error, naming
+/// the operator and subtask) while the task's channel ends are still open:
+/// a root cause is reported before the failures it causes downstream.
+pub fn run_task(d: TaskDeployment) {
+    let events = d.events.clone();
+    let (vertex, subtask_index) = (d.vertex, d.subtask_index);
     let mut head = None;
     let result = run_task_inner(d, &mut head);
-    report(result);
+    let _ = events.send(TaskEvent::Finished { vertex, subtask_index, result });
     drop(head);
+}
+
+/// What the loops need to report checkpoints.
+struct Checkpoints<'a> {
+    control: Option<&'a Receiver<TaskControl>>,
+    events: &'a Sender<TaskEvent>,
+    vertex: usize,
+    subtask_index: usize,
+    aligning_since: Option<Instant>,
+}
+
+impl Checkpoints<'_> {
+    fn acknowledge(&self, checkpoint_id: u64, states: Vec<(String, OperatorSnapshot)>) {
+        let alignment_ms = self.aligning_since.map_or(0, |t| t.elapsed().as_millis() as i64);
+        let _ = self.events.send(TaskEvent::Acknowledged {
+            vertex: self.vertex,
+            subtask_index: self.subtask_index,
+            checkpoint_id,
+            states,
+            alignment_ms,
+        });
+    }
+
+    fn decline(&self, checkpoint_id: u64, reason: String) {
+        let _ = self.events.send(TaskEvent::Declined {
+            vertex: self.vertex,
+            subtask_index: self.subtask_index,
+            checkpoint_id,
+            reason,
+        });
+    }
+
+    fn next_control(&self) -> Option<TaskControl> {
+        self.control.and_then(|c| c.try_recv().ok())
+    }
 }
 
 fn run_task_inner(mut d: TaskDeployment, head_slot: &mut Option<Head>) -> Result<()> {
     let task_name = d.task_name();
     let inputs = std::mem::take(&mut d.inputs);
     let outputs = std::mem::take(&mut d.outputs);
+    let mut restore = std::mem::take(&mut d.restore);
     let jg = d.job_graph.clone();
     let sg = &jg.stream_graph;
     let vertex = &jg.vertices[d.vertex];
@@ -113,32 +217,60 @@ fn run_task_inner(mut d: TaskDeployment, head_slot: &mut Option<Head>) -> Result
                 watermarks: watermarks.as_ref().map(|make| make(&ctx)),
                 output: builder.output(vertex.head)?,
                 name: head_node.name.clone(),
+                state_key: head_node.state_key(),
             }
         }
         NodeBody::Operator { inputs: inputs_count, .. } => {
-            let gate = Box::new(InputGate::new(inputs, *inputs_count));
+            let mode = d.checkpointing.as_ref().map(|c| c.mode);
+            let gate = Box::new(InputGate::new(inputs, *inputs_count, mode));
             Head::Operator { gate, chain: builder.operator(vertex.head, *inputs_count)? }
         }
     };
 
     let head = head_slot.insert(head);
     let mut ctx_for = |name: &str| make_ctx(name);
+    let mut checkpoints = Checkpoints {
+        control: d.checkpointing.as_ref().map(|c| &c.control),
+        events: &d.events,
+        vertex: d.vertex,
+        subtask_index: d.subtask_index,
+        aligning_since: None,
+    };
     let result = match head {
-        Head::Source { reader, watermarks, output, name } => output
+        Head::Source { reader, watermarks, output, name, state_key } => output
             .open(&mut ctx_for)
+            .and_then(|_| output.restore_chain(&mut restore))
             .and_then(|_| {
                 let watermarks =
                     watermarks.as_mut().map(|w| &mut **w as &mut dyn SourceWatermarker);
-                let source = SourceHead { reader: reader.as_mut(), watermarks, output };
-                run_source(source, &d.cancel, &d.metrics, &*sg.clock, sg.config.buffer_timeout)
+                let source = SourceHead { reader: reader.as_mut(), watermarks, output, state_key };
+                run_source(
+                    source,
+                    &mut checkpoints,
+                    &d.cancel,
+                    &d.metrics,
+                    &*sg.clock,
+                    sg.config.buffer_timeout,
+                )
             })
             .map_err(|e| match e {
                 SluiceError::Task { .. } => e,
                 e => task_error(name, &subtask, e),
             }),
-        Head::Operator { gate, chain } => chain.open(&mut ctx_for).and_then(|_| {
-            run_operator(gate, chain, &d.cancel, &d.metrics, &*sg.clock, sg.config.buffer_timeout)
-        }),
+        Head::Operator { gate, chain } => chain
+            .open(&mut ctx_for)
+            .and_then(|_| chain.restore_chain(&mut restore))
+            .and_then(|_| {
+                run_operator(
+                    gate,
+                    chain,
+                    &mut checkpoints,
+                    &d.cancel,
+                    &d.metrics,
+                    &*sg.clock,
+                    sg.config.buffer_timeout,
+                )
+            }),
     };
     let closed = match head {
         Head::Source { reader, output, .. } => reader.close().and(output.close()),
@@ -153,10 +285,36 @@ struct SourceHead<'a> {
     reader: &'a mut dyn ErasedSourceReader,
     watermarks: Option<&'a mut dyn SourceWatermarker>,
     output: &'a mut Output,
+    state_key: &'a str,
+}
+
+impl SourceHead<'_> {
+    /// Snapshots the reader's splits and the chain, acknowledges, emits the barrier.
+    fn checkpoint(
+        &mut self,
+        barrier: CheckpointBarrier,
+        checkpoints: &Checkpoints<'_>,
+    ) -> Result<()> {
+        let splits = match self.reader.snapshot_splits() {
+            Ok(s) => s,
+            Err(e) => {
+                checkpoints.decline(barrier.id, e.to_string());
+                return Ok(());
+            }
+        };
+        let operator =
+            splits.iter().map(postcard::to_allocvec).collect::<std::result::Result<_, _>>()?;
+        let mut states =
+            vec![(self.state_key.to_string(), OperatorSnapshot { keyed: Vec::new(), operator })];
+        self.output.snapshot_chain(barrier.id, &mut states)?;
+        checkpoints.acknowledge(barrier.id, states);
+        self.output.emit_barrier(barrier)
+    }
 }
 
 fn run_source(
     mut s: SourceHead<'_>,
+    checkpoints: &mut Checkpoints<'_>,
     cancel: &AtomicBool,
     metrics: &TaskMetrics,
     clock: &dyn Clock,
@@ -165,6 +323,14 @@ fn run_source(
     loop {
         if cancel.load(Ordering::Relaxed) {
             return Err(SluiceError::Cancelled);
+        }
+        while let Some(msg) = checkpoints.next_control() {
+            match msg {
+                TaskControl::TriggerCheckpoint(barrier) => s.checkpoint(barrier, checkpoints)?,
+                TaskControl::NotifyCheckpointComplete(id) => {
+                    s.output.notify_checkpoint_complete(id)?
+                }
+            }
         }
         let (mut batch, splits, status) = s.reader.poll_batch()?;
         metrics.add_source_records(batch.len());
@@ -209,6 +375,7 @@ fn run_source(
 fn run_operator(
     gate: &mut InputGate,
     chain: &mut ChainedOperator,
+    checkpoints: &mut Checkpoints<'_>,
     cancel: &AtomicBool,
     metrics: &TaskMetrics,
     clock: &dyn Clock,
@@ -222,6 +389,11 @@ fn run_operator(
         if cancel.load(Ordering::Relaxed) {
             return Err(SluiceError::Cancelled);
         }
+        while let Some(msg) = checkpoints.next_control() {
+            if let TaskControl::NotifyCheckpointComplete(id) = msg {
+                chain.notify_checkpoint_complete(id)?;
+            }
+        }
         match gate.next(wait_time(chain.next_processing_time(), now, buffer_timeout))? {
             GateEvent::Records { input, batch } => {
                 metrics.add_records_in(batch.len());
@@ -229,6 +401,17 @@ fn run_operator(
             }
             GateEvent::Watermark(w) => chain.process_watermark(w)?,
             GateEvent::IdleStatus(idle) => chain.process_idle_status(idle)?,
+            GateEvent::AlignmentStarted => checkpoints.aligning_since = Some(Instant::now()),
+            GateEvent::Barrier(barrier) => {
+                let mut states = Vec::new();
+                chain.snapshot_chain(barrier.id, &mut states)?;
+                checkpoints.acknowledge(barrier.id, states);
+                checkpoints.aligning_since = None;
+                chain.emit_barrier(barrier)?;
+            }
+            GateEvent::CheckpointAborted(id) => {
+                checkpoints.decline(id, "overtaken by a newer checkpoint during alignment".into());
+            }
             GateEvent::EndOfInput(input) => chain.end_input(input)?,
             GateEvent::Finished => return Ok(()),
             GateEvent::Timeout => {}
@@ -268,7 +451,7 @@ impl ChainBuilder<'_> {
             )));
         };
         let output = if n.kind == NodeKind::Sink { Output::none() } else { self.output(node)? };
-        Ok(ChainedOperator::new(n.name.clone(), factory(), inputs, output))
+        Ok(ChainedOperator::new(n.name.clone(), n.state_key(), factory(), inputs, output))
     }
 
     fn output(&mut self, node: usize) -> Result<Output> {
