@@ -21,6 +21,7 @@ use sluice_runtime::stream_graph::{
     ChainingStrategy, KeyedWriterFactory, NodeBody, NodeKind, OperatorFactory, OutputType,
     StreamNode,
 };
+use sluice_runtime::two_phase_commit::{TwoPhaseCommitSink, TwoPhaseCommitSinkOperator};
 use sluice_runtime::watermark_strategy::{WatermarkGenerator, WatermarkStrategy};
 use sluice_runtime::Sink;
 
@@ -367,6 +368,15 @@ impl<T: Data> DataStream<T> {
         let sink: Arc<dyn Sink<T>> = Arc::new(sink);
         let factory: OperatorFactory = Arc::new(move || Box::new(SinkOperator::new(sink.clone())));
         DataStreamSink { stream: self.add_fed_node(name, NodeKind::Sink, factory) }
+    }
+
+    /// Writes the stream to a two-phase-commit sink: output becomes visible
+    /// when the checkpoint after it completes (and at end of input).
+    pub fn sink_to_exactly_once<S: TwoPhaseCommitSink<T>>(&self, sink: S) -> DataStreamSink<T> {
+        let sink = Arc::new(sink);
+        let factory: OperatorFactory =
+            Arc::new(move || Box::new(TwoPhaseCommitSinkOperator::new(sink.clone())));
+        DataStreamSink { stream: self.add_fed_node("Sink: Exactly-once", NodeKind::Sink, factory) }
     }
 
     /// Prints every record on standard output.

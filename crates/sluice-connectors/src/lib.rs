@@ -6,6 +6,7 @@
 pub mod collect;
 pub mod collection;
 pub mod datagen;
+pub mod exactly_once_file_sink;
 pub mod file_sink;
 pub mod file_source;
 pub mod print;
@@ -14,6 +15,7 @@ pub mod socket;
 pub use collect::{CollectHandle, CollectSink};
 pub use collection::CollectionSource;
 pub use datagen::DataGeneratorSource;
+pub use exactly_once_file_sink::ExactlyOnceFileSink;
 pub use file_sink::FileSink;
 pub use file_source::FileSource;
 pub use print::{DiscardingSink, PrintSink};

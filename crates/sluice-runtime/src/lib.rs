@@ -20,6 +20,7 @@ pub mod snapshot;
 pub mod source;
 pub mod stream_graph;
 pub mod task;
+pub mod two_phase_commit;
 pub mod watermark_strategy;
 pub mod watermark_valve;
 pub mod windowing;

@@ -158,6 +158,8 @@ struct Checkpoints<'a> {
 
 impl Checkpoints<'_> {
     fn acknowledge(&self, checkpoint_id: u64, states: Vec<(String, OperatorSnapshot)>) {
+        // A fault point for tests: fail while taking part in a checkpoint.
+        fail::fail_point!("sluice::task::snapshot");
         let alignment_ms = self.aligning_since.map_or(0, |t| t.elapsed().as_millis() as i64);
         let _ = self.events.send(TaskEvent::Acknowledged {
             vertex: self.vertex,
@@ -259,7 +261,13 @@ fn run_task_inner(mut d: TaskDeployment, head_slot: &mut Option<Head>) -> Result
             }),
         Head::Operator { gate, chain } => chain
             .open(&mut ctx_for)
-            .and_then(|_| chain.restore_chain(&mut restore))
+            .and_then(|_| {
+                // A fault point for tests: fail during recovery.
+                fail::fail_point!("sluice::task::restore", !restore.is_empty(), |_| Err(
+                    SluiceError::Internal("injected failure during restore".into())
+                ));
+                chain.restore_chain(&mut restore)
+            })
             .and_then(|_| {
                 run_operator(
                     gate,
