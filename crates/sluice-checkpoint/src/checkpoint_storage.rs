@@ -196,6 +196,8 @@ impl CheckpointStorage {
         mut metadata: CheckpointMetadata,
         states: Vec<SubtaskState>,
     ) -> Result<u64> {
+        let join =
+            |file: &str| if dir.is_empty() { file.to_string() } else { format!("{dir}/{file}") };
         let mut total = 0;
         let mut operators: BTreeMap<String, OperatorStateHandle> = BTreeMap::new();
         for s in states {
@@ -214,7 +216,7 @@ impl CheckpointStorage {
                 checksum: xxh3_64(&bytes),
             });
             total += bytes.len() as u64;
-            self.put(&format!("{dir}/{file}"), bytes)?;
+            self.put(&join(&file), bytes)?;
         }
         metadata.version = FORMAT_VERSION;
         metadata.operators = operators.into_values().collect();
@@ -223,7 +225,7 @@ impl CheckpointStorage {
         let checksum = xxh3_64(&bytes);
         bytes.extend(checksum.to_le_bytes());
         total += bytes.len() as u64;
-        self.put(&format!("{dir}/_metadata"), bytes)?;
+        self.put(&join("_metadata"), bytes)?;
         Ok(total)
     }
 

@@ -92,6 +92,20 @@ pub fn default_checkpoint_storage() -> String {
 /// Operator state key → subtask snapshots, as a checkpoint holds them.
 type StateMap = BTreeMap<String, Vec<OperatorSnapshot>>;
 
+/// A request from a [`JobClient`] to the JobMaster.
+enum JobCommand {
+    /// Take a savepoint into `dir`; stop the job after it if `stop`.
+    Savepoint { dir: String, stop: bool, reply: Sender<Result<String>> },
+}
+
+/// A savepoint in progress: where it goes and who waits for it.
+struct PendingSavepoint {
+    checkpoint_id: u64,
+    dir: String,
+    stop: bool,
+    reply: Sender<Result<String>>,
+}
+
 /// The JobManager of a cluster.
 #[derive(Debug)]
 pub struct JobManager {
@@ -181,6 +195,7 @@ impl JobManager {
         let total_tasks = metrics.len();
         let stats = Arc::new(Mutex::new(Vec::new()));
         let cancel_requested = Arc::new(AtomicBool::new(false));
+        let (commands_tx, commands) = unbounded();
         let job_master = JobMaster {
             job_id: job_id.clone(),
             deployer,
@@ -194,6 +209,8 @@ impl JobManager {
             acked: Vec::new(),
             backoff: RestartBackoff::new(strategy),
             stats: stats.clone(),
+            commands,
+            savepoint: None,
         };
         let master = std::thread::Builder::new()
             .name(format!("JobMaster {}", sg.job_name))
@@ -209,6 +226,7 @@ impl JobManager {
             cancel_requested,
             metrics,
             stats,
+            commands: commands_tx,
             master: Some(master),
         })
     }
@@ -427,6 +445,8 @@ struct JobMaster {
     acked: Vec<SubtaskState>,
     backoff: RestartBackoff,
     stats: Arc<Mutex<Vec<CheckpointStats>>>,
+    commands: Receiver<JobCommand>,
+    savepoint: Option<PendingSavepoint>,
 }
 
 impl JobMaster {
@@ -580,7 +600,35 @@ impl JobMaster {
                     ));
                 }
             }
+            while let Ok(command) = self.commands.try_recv() {
+                self.on_command(command, attempt, failure.is_some() || a_task_finished);
+            }
             if failure.is_none() && !a_task_finished && !attempt.cancel.load(Ordering::Relaxed) {
+                self.maybe_trigger(attempt);
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: JobCommand, attempt: &Attempt, cannot: bool) {
+        match command {
+            JobCommand::Savepoint { dir, stop, reply } => {
+                let refusal = if self.coordinator.is_none() {
+                    Some("savepoints need checkpointing enabled for the job")
+                } else if cannot {
+                    Some("the job is failing or finishing")
+                } else if self.savepoint.is_some() {
+                    Some("a savepoint is already in progress")
+                } else {
+                    None
+                };
+                if let Some(why) = refusal {
+                    let _ = reply.send(Err(SluiceError::InvalidJob(format!(
+                        "cannot take a savepoint: {why}"
+                    ))));
+                    return;
+                }
+                // The savepoint is the next checkpoint, triggered as soon as none is pending.
+                self.savepoint = Some(PendingSavepoint { checkpoint_id: 0, dir, stop, reply });
                 self.maybe_trigger(attempt);
             }
         }
@@ -593,10 +641,16 @@ impl JobMaster {
             warn!(?outcome, "checkpoint timed out");
             self.acked.clear();
         }
-        if !coordinator.trigger_due(now) {
+        let savepoint_waiting = self.savepoint.as_ref().is_some_and(|s| s.checkpoint_id == 0);
+        let due =
+            coordinator.trigger_due(now) || (savepoint_waiting && coordinator.pending().is_none());
+        if !due {
             return;
         }
         let id = coordinator.trigger(now);
+        if let Some(s) = self.savepoint.as_mut().filter(|s| s.checkpoint_id == 0) {
+            s.checkpoint_id = id;
+        }
         self.acked.clear();
         let barrier = CheckpointBarrier { id, timestamp: now };
         for (is_source, control) in &attempt.controls {
@@ -614,6 +668,12 @@ impl JobMaster {
                 c.fail(id, reason, now);
                 self.acked.clear();
                 self.publish_stats();
+                if let Some(s) = self.savepoint.take_if(|s| s.checkpoint_id == id) {
+                    let _ = s.reply.send(Err(SluiceError::external(
+                        "savepoint",
+                        format!("checkpoint {id} failed: {reason}"),
+                    )));
+                }
             }
         }
     }
@@ -664,16 +724,33 @@ impl JobMaster {
                 .or_insert_with(|| vec![OperatorSnapshot::default(); s.parallelism as usize]);
             slots[s.subtask as usize] = s.snapshot.clone();
         }
-        if let Some(storage) = &self.storage {
-            let metadata = CheckpointMetadata {
-                version: 0,
-                job_name: self.name(),
-                job_id: self.job_id.clone(),
-                checkpoint_id: id,
-                timestamp: self.now(),
-                savepoint: false,
-                operators: Vec::new(),
-            };
+        let savepoint = self.savepoint.take_if(|s| s.checkpoint_id == id);
+        let metadata = CheckpointMetadata {
+            version: 0,
+            job_name: self.name(),
+            job_id: self.job_id.clone(),
+            checkpoint_id: id,
+            timestamp: self.now(),
+            savepoint: savepoint.is_some(),
+            operators: Vec::new(),
+        };
+        if let Some(s) = savepoint {
+            // A savepoint goes to its own directory, owned by the user, never pruned.
+            let written = CheckpointStorage::from_url(&s.dir)
+                .and_then(|st| st.write_checkpoint("", metadata, states));
+            match written {
+                Ok(_) => {
+                    info!(job = %self.name(), path = %s.dir, "savepoint written");
+                    let _ = s.reply.send(Ok(s.dir.clone()));
+                    if s.stop {
+                        self.cancel_requested.store(true, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => {
+                    let _ = s.reply.send(Err(SluiceError::external("savepoint", e.to_string())));
+                }
+            }
+        } else if let Some(storage) = &self.storage {
             let dir = CheckpointStorage::checkpoint_dir(&self.job_id, id);
             storage.write_checkpoint(&dir, metadata, states)?;
             storage.prune(&self.job_id)?;
@@ -722,10 +799,32 @@ pub struct JobClient {
     cancel_requested: Arc<AtomicBool>,
     metrics: Vec<(usize, usize, Arc<TaskMetrics>)>,
     stats: Arc<Mutex<Vec<CheckpointStats>>>,
+    commands: Sender<JobCommand>,
     master: Option<JoinHandle<Result<JobExecutionResult>>>,
 }
 
 impl JobClient {
+    /// Takes a savepoint into directory `dir` and returns its path once written.
+    pub fn trigger_savepoint(&self, dir: &str) -> Result<String> {
+        self.savepoint(dir, false)
+    }
+
+    /// Takes a savepoint into `dir`, then stops the job ([`Self::wait`] then
+    /// returns [`SluiceError::Cancelled`]).
+    pub fn stop_with_savepoint(&self, dir: &str) -> Result<String> {
+        self.savepoint(dir, true)
+    }
+
+    fn savepoint(&self, dir: &str, stop: bool) -> Result<String> {
+        let (reply, answer) = unbounded();
+        self.commands.send(JobCommand::Savepoint { dir: dir.to_string(), stop, reply }).map_err(
+            |_| SluiceError::InvalidJob("cannot take a savepoint: the job has ended".into()),
+        )?;
+        answer.recv().map_err(|_| {
+            SluiceError::InvalidJob("cannot take a savepoint: the job ended first".into())
+        })?
+    }
+
     /// The job id.
     pub fn job_id(&self) -> &str {
         &self.job_id

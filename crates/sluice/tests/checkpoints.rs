@@ -146,3 +146,66 @@ fn restoring_state_for_an_operator_the_job_no_longer_has_is_refused_unless_allow
     assert!(err.contains("\"sum\"") && err.contains("allow non-restored state"), "{err}");
     job(true).unwrap();
 }
+
+fn stop_with_savepoint_then_resume(from_parallelism: usize, to_parallelism: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let savepoint = dir.path().join("savepoint-1");
+    let count = 60_000;
+    let env = StreamExecutionEnvironment::new();
+    // Checkpoints are enabled but rare: the savepoint is what carries the state.
+    env.set_parallelism(from_parallelism)
+        .enable_checkpointing(Duration::from_secs(3600))
+        .set_checkpoint_storage(dir.path().join("checkpoints").to_str().unwrap());
+    let first = rolling_sums(&env, count, None);
+    let client = env.execute_async("savepointed").unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let path = client.stop_with_savepoint(savepoint.to_str().unwrap()).unwrap();
+    assert!(client.wait().is_err(), "stopped");
+    assert!(savepoint.join("_metadata").exists(), "{path}");
+    assert!(finals(first.take()).values().sum::<u64>() < count);
+
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(to_parallelism)
+        .enable_checkpointing(Duration::from_secs(3600))
+        .restore_from(RestoreSource::Path(path));
+    let second = rolling_sums(&env, count, None);
+    env.execute("from savepoint").unwrap();
+    let expected: BTreeMap<u64, u64> = (0..KEYS).map(|k| (k, count / KEYS)).collect();
+    assert_eq!(finals(second.take()), expected, "{from_parallelism} -> {to_parallelism}");
+}
+
+#[test]
+fn a_job_stopped_with_a_savepoint_resumes_from_it_at_a_larger_parallelism() {
+    stop_with_savepoint_then_resume(2, 3);
+}
+
+#[test]
+fn a_job_stopped_with_a_savepoint_resumes_from_it_at_a_smaller_parallelism() {
+    stop_with_savepoint_then_resume(3, 2);
+}
+
+#[test]
+fn a_savepoint_of_a_running_job_leaves_it_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = StreamExecutionEnvironment::new();
+    env.enable_checkpointing(Duration::from_secs(3600))
+        .set_checkpoint_storage(dir.path().join("c").to_str().unwrap());
+    let out = rolling_sums(&env, 30_000, None);
+    let client = env.execute_async("running").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    client.trigger_savepoint(dir.path().join("sp").to_str().unwrap()).unwrap();
+    client.wait().unwrap();
+    assert_eq!(finals(out.take()).values().sum::<u64>(), 30_000);
+    assert!(dir.path().join("sp/_metadata").exists());
+}
+
+#[test]
+fn a_savepoint_needs_checkpointing() {
+    let env = StreamExecutionEnvironment::new();
+    let _ = rolling_sums(&env, 1_000_000, None);
+    let client = env.execute_async("no checkpoints").unwrap();
+    let err = client.trigger_savepoint("/tmp/never").unwrap_err().to_string();
+    assert!(err.contains("checkpointing"), "{err}");
+    client.cancel();
+    let _ = client.wait();
+}
