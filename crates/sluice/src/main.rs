@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use sluice::jobs::counting::counting;
 use sluice::jobs::pipeline::pipeline;
 use sluice::jobs::window_count::{window_count, WindowKind};
 use sluice::jobs::wordcount::{word_count, FinalCounts, WordCountOptions};
 use sluice::process_stats::{cpu_time, peak_rss_bytes};
-use sluice::{JobClient, StreamExecutionEnvironment};
+use sluice::{JobClient, RestoreSource, StreamExecutionEnvironment};
 
 // Records are allocated on one task thread and freed on another; mimalloc
 // handles such cross-thread frees far better than glibc's malloc.
@@ -55,6 +56,8 @@ enum Job {
     Wordcount,
     /// generator → map → key_by → sum → discard.
     Pipeline,
+    /// Paced generator → key_by → rolling count → exactly-once NDJSON files (--output).
+    Counting,
 }
 
 #[derive(Args)]
@@ -80,9 +83,46 @@ struct JobArgs {
     /// Number of generated events (pipeline).
     #[arg(long, default_value_t = 10_000_000)]
     events: u64,
-    /// Number of distinct keys (pipeline).
+    /// Number of distinct keys (pipeline, counting).
     #[arg(long, default_value_t = 10_000)]
     keys: u64,
+    /// Events per second from the generator (counting; default: as fast as possible).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Output directory for exactly-once part files (counting).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Take a checkpoint this often, e.g. 100ms, 10s, 1m.
+    #[arg(long, value_parser = parse_duration)]
+    checkpoint_interval: Option<Duration>,
+    /// Where checkpoints go (a directory, file:// or memory://).
+    #[arg(long)]
+    checkpoint_dir: Option<String>,
+    /// Resume from a checkpoint: `latest` (under --checkpoint-dir) or a checkpoint directory.
+    #[arg(long, conflicts_with = "from_savepoint")]
+    from_checkpoint: Option<String>,
+    /// Resume from a savepoint directory.
+    #[arg(long)]
+    from_savepoint: Option<String>,
+    /// Skip state in the checkpoint or savepoint for operators the job no longer has.
+    #[arg(long)]
+    allow_non_restored_state: bool,
+}
+
+/// Parses `250ms`, `10s`, `2m` or a number of milliseconds.
+fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let (number, unit) = text
+        .trim()
+        .split_at(text.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(text.trim().len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration such as 250ms, 10s or 2m"))?;
+    match unit {
+        "" | "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" | "min" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("'{text}': unknown unit '{unit}' (use ms, s or m)")),
+    }
 }
 
 #[derive(Args)]
@@ -155,7 +195,27 @@ fn build(args: &JobArgs) -> Result<(StreamExecutionEnvironment, Option<FinalCoun
     if let (Some(tms), Some(slots)) = (args.task_managers, args.slots) {
         env.set_mini_cluster(tms, slots);
     }
+    if let Some(interval) = args.checkpoint_interval {
+        env.enable_checkpointing(interval);
+    }
+    if let Some(dir) = &args.checkpoint_dir {
+        env.set_checkpoint_storage(dir.as_str());
+    }
+    match (&args.from_checkpoint, &args.from_savepoint) {
+        (Some(latest), None) if latest == "latest" => drop(env.restore_from(RestoreSource::Latest)),
+        (Some(path), None) | (None, Some(path)) => {
+            drop(env.restore_from(RestoreSource::Path(path.clone())))
+        }
+        _ => {}
+    }
+    if args.allow_non_restored_state {
+        env.allow_non_restored_state();
+    }
     match args.job {
+        Job::Counting => {
+            counting(&env, args.events, args.keys, args.rate, args.output.clone())?;
+            Ok((env, None))
+        }
         Job::Wordcount => {
             let Some(input) = args.input.clone() else {
                 bail!("wordcount needs --input FILE (a text file or directory)")
@@ -184,6 +244,7 @@ fn run_job(args: &JobArgs) -> Result<()> {
     let name = match args.job {
         Job::Wordcount => "word count",
         Job::Pipeline => "pipeline",
+        Job::Counting => "counting",
     };
     let client = env.execute_async(name)?;
     let result = with_progress(client)?;
