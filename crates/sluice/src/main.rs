@@ -201,12 +201,13 @@ fn build(args: &JobArgs) -> Result<(StreamExecutionEnvironment, Option<FinalCoun
     if let Some(dir) = &args.checkpoint_dir {
         env.set_checkpoint_storage(dir.as_str());
     }
-    match (&args.from_checkpoint, &args.from_savepoint) {
-        (Some(latest), None) if latest == "latest" => drop(env.restore_from(RestoreSource::Latest)),
-        (Some(path), None) | (None, Some(path)) => {
-            drop(env.restore_from(RestoreSource::Path(path.clone())))
-        }
-        _ => {}
+    let restore = match (&args.from_checkpoint, &args.from_savepoint) {
+        (Some(latest), None) if latest == "latest" => Some(RestoreSource::Latest),
+        (Some(path), None) | (None, Some(path)) => Some(RestoreSource::Path(path.clone())),
+        _ => None,
+    };
+    if let Some(source) = restore {
+        env.restore_from(source);
     }
     if args.allow_non_restored_state {
         env.allow_non_restored_state();
