@@ -36,6 +36,7 @@ pub use joins::{
 };
 pub use keyed_stream::KeyedStream;
 pub use output_tag::OutputTag;
+pub use sluice_checkpoint::checkpoint_coordinator::CheckpointStatus;
 pub use sluice_checkpoint::{CheckpointConfig, CheckpointStats, CheckpointingMode};
 pub use sluice_cluster::{
     JobClient, JobExecutionResult, JobOptions, JobStatus, MiniClusterConfig, RestartStrategy,

@@ -4,6 +4,8 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
@@ -14,7 +16,7 @@ use sluice::jobs::pipeline::pipeline;
 use sluice::jobs::window_count::{window_count, WindowKind};
 use sluice::jobs::wordcount::{word_count, FinalCounts, WordCountOptions};
 use sluice::process_stats::{cpu_time, peak_rss_bytes};
-use sluice::{JobClient, RestoreSource, StreamExecutionEnvironment};
+use sluice::{JobClient, RestartStrategy, RestoreSource, StreamExecutionEnvironment};
 
 // Records are allocated on one task thread and freed on another; mimalloc
 // handles such cross-thread frees far better than glibc's malloc.
@@ -142,6 +144,9 @@ struct BenchArgs {
     /// Number of runs; min and median are reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Take a checkpoint this often (reports checkpoint durations and sizes).
+    #[arg(long, value_parser = parse_duration)]
+    checkpoint_interval: Option<Duration>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -152,6 +157,9 @@ enum BenchJob {
     TumblingWindow,
     /// Count per key in 10 s event-time windows every 2 s.
     SlidingWindow,
+    /// The pipeline with checkpoints and one injected failure: time from the
+    /// failure to the next completed checkpoint.
+    Recovery,
 }
 
 fn main() -> ExitCode {
@@ -283,6 +291,74 @@ fn with_progress(client: JobClient) -> Result<sluice::JobExecutionResult> {
     Ok(client.wait()?)
 }
 
+/// A fresh directory for one run's checkpoints.
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir =
+        std::env::temp_dir().join(format!("sluice-bench-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+/// The pipeline, with a failure injected half way (once), recording when it happened.
+fn recovery_pipeline(
+    env: &StreamExecutionEnvironment,
+    events: u64,
+    keys: u64,
+    failed_at: Arc<AtomicI64>,
+) {
+    let keys = keys.max(1);
+    let half = events / 2;
+    env.from_source(sluice::connectors::DataGeneratorSource::new(|i| i, Some(events)), "generator")
+        .uid("generator")
+        .map(move |i: u64| {
+            if i == half && failed_at.load(Ordering::SeqCst) == 0 {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
+                failed_at.store(now as i64, Ordering::SeqCst);
+                panic!("injected failure for the recovery benchmark");
+            }
+            (i % keys, 1u64)
+        })
+        .key_by(|(k, _): &(u64, u64)| *k)
+        .sum(|(_, c)| c)
+        .uid("sum")
+        .discard();
+}
+
+/// Prints what the run's checkpoints cost and, after a failure, how long until the next one completed.
+fn report_checkpoints(result: &sluice::JobExecutionResult, failed_at: i64) {
+    let completed: Vec<_> = result
+        .checkpoints
+        .iter()
+        .filter(|c| c.duration_ms.is_some() && c.status == sluice::CheckpointStatus::Completed)
+        .collect();
+    if completed.is_empty() {
+        return;
+    }
+    let mut durations: Vec<i64> = completed.iter().filter_map(|c| c.duration_ms).collect();
+    durations.sort_unstable();
+    let max_size = completed.iter().map(|c| c.state_size).max().unwrap_or(0);
+    println!(
+        "  checkpoints: {} completed, duration median {} ms / max {} ms, largest {:.1} MiB, restarts {}",
+        completed.len(),
+        durations[durations.len() / 2],
+        durations[durations.len() - 1],
+        max_size as f64 / (1 << 20) as f64,
+        result.restarts
+    );
+    if failed_at > 0 {
+        if let Some(next) = completed.iter().find(|c| c.trigger_time > failed_at) {
+            let done = next.trigger_time + next.duration_ms.unwrap_or(0);
+            println!("  failure to next completed checkpoint: {} ms", done - failed_at);
+        }
+    }
+}
+
 fn bench(args: &BenchArgs) -> Result<()> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
@@ -291,6 +367,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
         BenchJob::Pipeline => "pipeline: generator -> map -> key_by -> sum -> discard",
         BenchJob::TumblingWindow => "tumbling-window: generator -> key_by -> 10 s tumbling event-time window count -> discard",
         BenchJob::SlidingWindow => "sliding-window: generator -> key_by -> 10 s / 2 s sliding event-time window count -> discard",
+        BenchJob::Recovery => "recovery: pipeline with checkpoints, one failure half way",
     };
     println!(
         "{description}, {} events, {} keys, parallelism {}",
@@ -301,7 +378,24 @@ fn bench(args: &BenchArgs) -> Result<()> {
     for run in 1..=args.runs {
         let env = StreamExecutionEnvironment::new();
         env.set_parallelism(args.parallelism);
+        let checkpoints = tempfile_dir()?;
+        if let Some(interval) = args.checkpoint_interval {
+            env.enable_checkpointing(interval)
+                .set_checkpoint_storage(checkpoints.display().to_string());
+        }
+        let failed_at = Arc::new(AtomicI64::new(0));
         match args.job {
+            BenchJob::Recovery => {
+                env.enable_checkpointing(
+                    args.checkpoint_interval.unwrap_or(Duration::from_millis(500)),
+                )
+                .set_checkpoint_storage(checkpoints.display().to_string())
+                .set_restart_strategy(RestartStrategy::FixedDelay {
+                    attempts: 1,
+                    delay: Duration::ZERO,
+                });
+                recovery_pipeline(&env, args.events, args.keys, failed_at.clone());
+            }
             BenchJob::Pipeline => drop(pipeline(&env, args.events, args.keys, None)),
             BenchJob::TumblingWindow => {
                 drop(window_count(&env, args.events, args.keys, WindowKind::Tumbling))
@@ -311,8 +405,10 @@ fn bench(args: &BenchArgs) -> Result<()> {
             }
         }
         let (cpu0, t0) = (cpu_time(), Instant::now());
-        env.execute("benchmark")?;
+        let result = env.execute("benchmark")?;
         let (wall, cpu) = (t0.elapsed().as_secs_f64(), (cpu_time() - cpu0).as_secs_f64());
+        let _ = std::fs::remove_dir_all(&checkpoints);
+        report_checkpoints(&result, failed_at.load(Ordering::SeqCst));
         let rate = args.events as f64 / wall;
         let rate_cpu = args.events as f64 / cpu.max(1e-9);
         println!(

@@ -62,9 +62,7 @@ fn keyed_state_is_exactly_once_across_a_failure_and_a_restart_from_the_latest_ch
     let completed = result
         .checkpoints
         .iter()
-        .filter(|c| {
-            c.status == sluice_checkpoint::checkpoint_coordinator::CheckpointStatus::Completed
-        })
+        .filter(|c| c.status == sluice::CheckpointStatus::Completed)
         .count();
     assert!(completed >= 2, "checkpoints completed before the failure: {completed}");
     let expected: BTreeMap<u64, u64> = (0..KEYS).map(|k| (k, count / KEYS)).collect();
@@ -91,9 +89,7 @@ fn a_new_job_resumes_the_latest_checkpoint_of_a_cancelled_one_at_another_paralle
     while client
         .checkpoint_stats()
         .iter()
-        .filter(|c| {
-            c.status == sluice_checkpoint::checkpoint_coordinator::CheckpointStatus::Completed
-        })
+        .filter(|c| c.status == sluice::CheckpointStatus::Completed)
         .count()
         < 3
         && started.elapsed() < Duration::from_secs(20)
