@@ -58,9 +58,15 @@ impl BarrierAligner {
     /// barrier of a checkpoint that is still aligning).
     pub fn is_blocked(&self, channel: usize) -> bool {
         match &self.pending {
-            Some(p) if self.mode == AlignmentMode::Aligned && !p.snapshotted => p.received[channel],
+            Some(p) if self.aligns(&p.barrier) && !p.snapshotted => p.received[channel],
             _ => false,
         }
+    }
+
+    /// Whether this checkpoint's barriers are aligned (always for savepoints).
+    fn aligns(&self, barrier: &CheckpointBarrier) -> bool {
+        self.mode == AlignmentMode::Aligned
+            || (barrier.savepoint && self.mode == AlignmentMode::Unaligned)
     }
 
     /// For unaligned checkpoints: the checkpoint that records read now from
@@ -107,7 +113,7 @@ impl BarrierAligner {
             self.latest = Some(barrier.id);
             self.pending =
                 Some(Pending { barrier, received: self.ended.clone(), snapshotted: false });
-            if self.mode == AlignmentMode::Unaligned {
+            if self.mode == AlignmentMode::Unaligned && !barrier.savepoint {
                 self.pending.as_mut().expect("set").snapshotted = true;
                 events.push(AlignerEvent::Snapshot(barrier));
             }
@@ -133,7 +139,11 @@ impl BarrierAligner {
     /// too long, switch this checkpoint to unaligned.
     pub fn on_alignment_timeout(&mut self) -> Vec<AlignerEvent> {
         match &mut self.pending {
-            Some(p) if self.mode == AlignmentMode::Aligned && !p.snapshotted => {
+            Some(p)
+                if self.mode == AlignmentMode::Aligned
+                    && !p.snapshotted
+                    && !p.barrier.savepoint =>
+            {
                 p.snapshotted = true;
                 vec![AlignerEvent::Snapshot(p.barrier)]
             }
@@ -161,7 +171,17 @@ mod tests {
     use super::*;
 
     fn b(id: u64) -> CheckpointBarrier {
-        CheckpointBarrier { id, timestamp: 0 }
+        CheckpointBarrier { id, timestamp: 0, savepoint: false }
+    }
+
+    #[test]
+    fn a_savepoint_barrier_is_aligned_even_when_checkpoints_are_unaligned() {
+        let mut a = BarrierAligner::new(AlignmentMode::Unaligned, 2);
+        let sp = CheckpointBarrier { id: 3, timestamp: 0, savepoint: true };
+        assert!(a.on_barrier(0, sp).is_empty());
+        assert!(a.is_blocked(0));
+        assert_eq!(a.in_flight_checkpoint(1), None);
+        assert_eq!(a.on_barrier(1, sp), vec![Snapshot(sp)]);
     }
 
     #[test]

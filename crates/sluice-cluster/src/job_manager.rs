@@ -24,7 +24,9 @@ use sluice_runtime::job_graph::JobGraph;
 use sluice_runtime::metrics::TaskMetrics;
 use sluice_runtime::source::SerializedSplit;
 use sluice_runtime::stream_graph::NodeBody;
-use sluice_runtime::task::{TaskCheckpointing, TaskControl, TaskDeployment, TaskEvent};
+use sluice_runtime::task::{
+    in_flight_key, TaskCheckpointing, TaskControl, TaskDeployment, TaskEvent,
+};
 use tracing::{info, warn};
 
 use crate::job_status::JobStatus;
@@ -140,11 +142,6 @@ impl JobManager {
         };
 
         let checkpoint_config = sg.checkpoint_config.clone();
-        if checkpoint_config.as_ref().is_some_and(|c| c.unaligned) {
-            return Err(fail(SluiceError::Config(
-                "unaligned checkpoints are not available yet: in-flight data is not persisted; use aligned checkpoints".into(),
-            )));
-        }
         let storage_url = sg.checkpoint_storage.clone().unwrap_or_else(default_checkpoint_storage);
         let storage = match (&checkpoint_config, &options.restore) {
             (None, None) => None,
@@ -177,8 +174,13 @@ impl JobManager {
             task_managers: self.task_managers.clone(),
             metrics: metrics.clone(),
             alignment: checkpoint_config.as_ref().map(|c| match c.mode {
-                CheckpointingMode::ExactlyOnce => AlignmentMode::Aligned,
-                CheckpointingMode::AtLeastOnce => AlignmentMode::AtLeastOnce,
+                CheckpointingMode::AtLeastOnce => (AlignmentMode::AtLeastOnce, None),
+                CheckpointingMode::ExactlyOnce if !c.unaligned => (AlignmentMode::Aligned, None),
+                // Unaligned after a timeout: align first, switch when it takes too long.
+                CheckpointingMode::ExactlyOnce if !c.aligned_checkpoint_timeout.is_zero() => {
+                    (AlignmentMode::Aligned, Some(c.aligned_checkpoint_timeout))
+                }
+                CheckpointingMode::ExactlyOnce => (AlignmentMode::Unaligned, None),
             }),
         };
         let attempt = deployer.deploy(0, restored_state.as_ref()).map_err(fail)?;
@@ -266,7 +268,10 @@ fn check_restored_state(
 ) -> Result<()> {
     let sg = &job_graph.stream_graph;
     let keys: HashSet<String> = sg.nodes.iter().map(|n| n.state_key()).collect();
-    let unknown: Vec<&String> = state.keys().filter(|k| !keys.contains(*k)).collect();
+    let unknown: Vec<&String> = state
+        .keys()
+        .filter(|k| !keys.contains(k.strip_suffix("#in-flight").unwrap_or(k.as_str())))
+        .collect();
     if !unknown.is_empty() && !allow_non_restored {
         return Err(SluiceError::InvalidJob(format!(
             "the checkpoint holds state for operator(s) {unknown:?} that this job does not have \
@@ -312,7 +317,7 @@ struct Deployer {
     execution_graph: ExecutionGraph,
     task_managers: Vec<Arc<TaskManager>>,
     metrics: Vec<(usize, usize, Arc<TaskMetrics>)>,
-    alignment: Option<AlignmentMode>,
+    alignment: Option<(AlignmentMode, Option<Duration>)>,
 }
 
 impl Deployer {
@@ -336,27 +341,30 @@ impl Deployer {
                     vertex.parallelism,
                     i,
                 );
-                let restore_map: HashMap<String, OperatorSnapshot> = restore
-                    .map(|state| {
-                        vertex
-                            .nodes
-                            .iter()
-                            .filter_map(|n| {
-                                let key = sg.nodes[*n].state_key();
-                                let old = state.get(&key)?;
-                                Some((
-                                    key,
-                                    OperatorSnapshot::redistribute(
-                                        old,
-                                        range,
-                                        i,
-                                        vertex.parallelism,
-                                    ),
-                                ))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let mut restore_map: HashMap<String, OperatorSnapshot> = HashMap::new();
+                for n in &vertex.nodes {
+                    let key = sg.nodes[*n].state_key();
+                    if let Some(old) = restore.and_then(|state| state.get(&key)) {
+                        let mine =
+                            OperatorSnapshot::redistribute(old, range, i, vertex.parallelism);
+                        restore_map.insert(key, mine);
+                    }
+                }
+                let in_flight = in_flight_key(&sg.nodes[vertex.head].state_key());
+                if let Some(old) = restore.and_then(|state| state.get(&in_flight)) {
+                    // In-flight data belongs to the exact channel layout it was recorded on.
+                    if old.len() != vertex.parallelism {
+                        return Err(SluiceError::InvalidJob(format!(
+                            "'{}' was checkpointed unaligned at parallelism {} with data in flight; it cannot \
+                             be restored at parallelism {}: restore at the same parallelism, or rescale \
+                             from a savepoint",
+                            vertex.name,
+                            old.len(),
+                            vertex.parallelism
+                        )));
+                    }
+                    restore_map.insert(in_flight, old[i].clone());
+                }
                 let metrics = self
                     .metrics
                     .iter()
@@ -375,9 +383,9 @@ impl Deployer {
                     cancel: cancel.clone(),
                     metrics,
                     events: events_tx.clone(),
-                    checkpointing: self
-                        .alignment
-                        .map(|mode| TaskCheckpointing { control: control_rx, mode }),
+                    checkpointing: self.alignment.map(|(mode, alignment_timeout)| {
+                        TaskCheckpointing { control: control_rx, mode, alignment_timeout }
+                    }),
                     restore: restore_map,
                 };
                 match self.task_managers[ev.slot.task_manager].submit_task(deployment) {
@@ -652,7 +660,8 @@ impl JobMaster {
             s.checkpoint_id = id;
         }
         self.acked.clear();
-        let barrier = CheckpointBarrier { id, timestamp: now };
+        let savepoint = self.savepoint.as_ref().is_some_and(|s| s.checkpoint_id == id);
+        let barrier = CheckpointBarrier { id, timestamp: now, savepoint };
         for (is_source, control) in &attempt.controls {
             if *is_source {
                 let _ = control.send(TaskControl::TriggerCheckpoint(barrier));

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use sluice_runtime::channel::{channel, InputChannel};
+use sluice_runtime::channel::{channel, BatchCodec, InputChannel};
 use sluice_runtime::job_graph::JobGraph;
 use sluice_runtime::task::OutputChannels;
 
@@ -21,7 +21,9 @@ pub struct ShuffleChannels {
 pub fn create_channels(job_graph: &JobGraph, capacity: usize) -> ShuffleChannels {
     let mut outputs: HashMap<(usize, usize), OutputChannels> = HashMap::new();
     let mut inputs: HashMap<(usize, usize), Vec<InputChannel>> = HashMap::new();
+    let sg = &job_graph.stream_graph;
     for edge in &job_graph.edges {
+        let record_type = sg.edges[edge.stream_edge].output_type(sg);
         let up = &job_graph.vertices[edge.source_vertex];
         let down = &job_graph.vertices[edge.target_vertex];
         for i in 0..up.parallelism {
@@ -33,6 +35,10 @@ pub fn create_channels(job_graph: &JobGraph, capacity: usize) -> ShuffleChannels
                     receiver: rx,
                     input: edge.type_number,
                     description: format!("{} ({}/{})", up.name, i + 1, up.parallelism),
+                    codec: BatchCodec {
+                        encode: record_type.encode_batch,
+                        decode: record_type.decode_batch,
+                    },
                 });
             }
         }

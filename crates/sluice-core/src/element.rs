@@ -124,6 +124,8 @@ pub struct CheckpointBarrier {
     pub id: u64,
     /// When the coordinator triggered it, ms since the epoch.
     pub timestamp: i64,
+    /// A savepoint's barrier: always aligned, so the savepoint holds no in-flight data.
+    pub savepoint: bool,
 }
 
 /// One element of a channel: records or control, in the order they were sent.

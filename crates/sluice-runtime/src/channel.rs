@@ -77,6 +77,15 @@ impl ChannelReceiver {
     }
 }
 
+/// Serializes and deserializes batches of a channel's record type.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchCodec {
+    /// Batch to bytes.
+    pub encode: fn(&RecordBatch) -> Result<Vec<u8>>,
+    /// Bytes to batch.
+    pub decode: fn(&[u8]) -> Result<RecordBatch>,
+}
+
 /// One input channel of a task.
 #[derive(Debug)]
 pub struct InputChannel {
@@ -86,6 +95,8 @@ pub struct InputChannel {
     pub input: usize,
     /// Names the upstream, for errors.
     pub description: String,
+    /// For the in-flight data of unaligned checkpoints.
+    pub codec: BatchCodec,
 }
 
 /// What the gate delivers to the task.
@@ -104,8 +115,23 @@ pub enum GateEvent {
     IdleStatus(bool),
     /// The first barrier of a checkpoint arrived; alignment started.
     AlignmentStarted,
-    /// Every channel delivered this barrier (or alignment ended): snapshot now and forward it.
-    Barrier(CheckpointBarrier),
+    /// Snapshot now and forward this barrier. `complete`: every channel
+    /// delivered it, so the snapshot can be acknowledged at once; else
+    /// (unaligned) in-flight data is still being recorded.
+    Barrier {
+        /// The barrier.
+        barrier: CheckpointBarrier,
+        /// Whether every channel delivered it.
+        complete: bool,
+    },
+    /// Unaligned: every channel delivered barrier `id`; the data that was in
+    /// flight ahead of it, as (logical input, encoded batch).
+    InFlightComplete {
+        /// The checkpoint.
+        id: u64,
+        /// Batches overtaken by the barrier.
+        data: Vec<(u32, Vec<u8>)>,
+    },
     /// The checkpoint was abandoned at this task (overtaken by a newer one).
     CheckpointAborted(u64),
     /// Every channel of a logical input ended.
@@ -127,6 +153,9 @@ pub struct InputGate {
     valve: StatusWatermarkValve,
     aligner: BarrierAligner,
     pending: VecDeque<GateEvent>,
+    in_flight: Vec<(u32, Vec<u8>)>,
+    alignment_timeout: Option<Duration>,
+    alignment_started: Option<std::time::Instant>,
 }
 
 impl InputGate {
@@ -136,6 +165,17 @@ impl InputGate {
         channels: Vec<InputChannel>,
         inputs: usize,
         alignment: Option<AlignmentMode>,
+    ) -> Self {
+        Self::with_alignment_timeout(channels, inputs, alignment, None)
+    }
+
+    /// Like [`Self::new`]; an aligned checkpoint still aligning after
+    /// `alignment_timeout` continues unaligned.
+    pub fn with_alignment_timeout(
+        channels: Vec<InputChannel>,
+        inputs: usize,
+        alignment: Option<AlignmentMode>,
+        alignment_timeout: Option<Duration>,
     ) -> Self {
         let mut open_per_input = vec![0; inputs];
         for c in &channels {
@@ -153,7 +193,15 @@ impl InputGate {
             open_per_input,
             next: 0,
             pending: VecDeque::new(),
+            in_flight: Vec::new(),
+            alignment_timeout,
+            alignment_started: None,
         }
+    }
+
+    /// The codec of logical input `input`'s record type.
+    pub fn codec(&self, input: usize) -> Option<BatchCodec> {
+        self.channels.iter().find(|c| c.input == input).map(|c| c.codec)
     }
 
     /// Number of logical inputs that have no channel at all (already ended).
@@ -167,13 +215,21 @@ impl InputGate {
             if let Some(event) = self.pending.pop_front() {
                 return Ok(event);
             }
+            if let (Some(limit), Some(started)) = (self.alignment_timeout, self.alignment_started) {
+                if started.elapsed() >= limit {
+                    self.alignment_started = None;
+                    let events = self.aligner.on_alignment_timeout();
+                    self.aligner_events(events);
+                    continue;
+                }
+            }
             if self.open == 0 {
                 return Ok(GateEvent::Finished);
             }
             let Some((index, element)) = self.receive(timeout)? else {
                 return Ok(GateEvent::Timeout);
             };
-            self.handle(index, element);
+            self.handle(index, element)?;
         }
     }
 
@@ -236,18 +292,34 @@ impl InputGate {
     fn aligner_events(&mut self, events: Vec<AlignerEvent>) {
         for e in events {
             match e {
-                AlignerEvent::Snapshot(b) => self.pending.push_back(GateEvent::Barrier(b)),
+                AlignerEvent::Snapshot(barrier) => {
+                    let complete = self.aligner.pending_checkpoint() != Some(barrier.id);
+                    if complete {
+                        self.alignment_started = None;
+                    }
+                    self.pending.push_back(GateEvent::Barrier { barrier, complete })
+                }
                 AlignerEvent::Aborted(id) => {
+                    self.in_flight.clear();
                     self.pending.push_back(GateEvent::CheckpointAborted(id))
                 }
-                AlignerEvent::InFlightComplete(_) => {}
+                AlignerEvent::InFlightComplete(id) => {
+                    self.alignment_started = None;
+                    let data = std::mem::take(&mut self.in_flight);
+                    self.pending.push_back(GateEvent::InFlightComplete { id, data })
+                }
             }
         }
     }
 
-    fn handle(&mut self, i: usize, element: StreamElement) {
+    fn handle(&mut self, i: usize, element: StreamElement) -> Result<()> {
         match element {
             StreamElement::Records(batch) => {
+                if self.aligner.in_flight_checkpoint(i).is_some() {
+                    // Overtaken by the barrier: part of the checkpoint, and processed as usual.
+                    let bytes = (self.channels[i].codec.encode)(&batch)?;
+                    self.in_flight.push((self.channels[i].input as u32, bytes));
+                }
                 self.pending.push_back(GateEvent::Records { input: self.channels[i].input, batch })
             }
             StreamElement::Watermark(w) => {
@@ -267,6 +339,7 @@ impl InputGate {
                 let starting = self.aligner.pending_checkpoint() != Some(barrier.id);
                 let events = self.aligner.on_barrier(i, barrier);
                 if starting && self.aligner.pending_checkpoint() == Some(barrier.id) {
+                    self.alignment_started = Some(std::time::Instant::now());
                     self.pending.push_back(GateEvent::AlignmentStarted);
                 }
                 self.aligner_events(events);
@@ -287,5 +360,6 @@ impl InputGate {
                 }
             }
         }
+        Ok(())
     }
 }

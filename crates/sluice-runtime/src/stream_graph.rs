@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use sluice_checkpoint::CheckpointConfig;
 use sluice_core::key_group::check_parallelism;
-use sluice_core::{Clock, Data, ExecutionConfig, Result, SluiceError};
+use sluice_core::{Clock, Data, ExecutionConfig, RecordBatch, Result, SluiceError};
 
 use crate::operator::{clone_batch, BatchCloner, StreamOperator};
 use crate::partitioner::PartitionerKind;
@@ -74,6 +74,18 @@ pub struct OutputType {
     pub clone_batch: BatchCloner,
     /// Builds writers of this type for unkeyed partitioners.
     pub make_writer: fn(PartitionerKind, WriterSetup) -> Box<dyn RecordWriter>,
+    /// Serializes a batch of this type (in-flight data of unaligned checkpoints).
+    pub encode_batch: fn(&RecordBatch) -> Result<Vec<u8>>,
+    /// Deserializes a batch written by `encode_batch`.
+    pub decode_batch: fn(&[u8]) -> Result<RecordBatch>,
+}
+
+fn encode_batch<T: Data>(batch: &RecordBatch) -> Result<Vec<u8>> {
+    Ok(postcard::to_allocvec(batch.records::<T>()?)?)
+}
+
+fn decode_batch<T: Data>(bytes: &[u8]) -> Result<RecordBatch> {
+    Ok(RecordBatch::new(postcard::from_bytes::<Vec<sluice_core::StreamRecord<T>>>(bytes)?))
 }
 
 impl OutputType {
@@ -83,6 +95,8 @@ impl OutputType {
             name: std::any::type_name::<T>(),
             clone_batch: clone_batch::<T>,
             make_writer: make_writer::<T>,
+            encode_batch: encode_batch::<T>,
+            decode_batch: decode_batch::<T>,
         }
     }
 }

@@ -82,6 +82,13 @@ pub struct TaskCheckpointing {
     pub control: Receiver<TaskControl>,
     /// Barrier alignment at inputs.
     pub mode: AlignmentMode,
+    /// Aligned checkpoints still aligning after this continue unaligned.
+    pub alignment_timeout: Option<Duration>,
+}
+
+/// The state key of a task's in-flight data (unaligned checkpoints).
+pub fn in_flight_key(head_state_key: &str) -> String {
+    format!("{head_state_key}#in-flight")
 }
 
 /// Everything a TaskManager needs to run one subtask.
@@ -154,6 +161,28 @@ struct Checkpoints<'a> {
     vertex: usize,
     subtask_index: usize,
     aligning_since: Option<Instant>,
+    /// Unaligned: the snapshot of a checkpoint whose in-flight data is still being recorded.
+    held: Option<(u64, Vec<(String, OperatorSnapshot)>)>,
+    in_flight_key: String,
+}
+
+/// Feeds the head operator the batches a restored unaligned checkpoint
+/// recorded in flight, before anything else arrives.
+fn replay_in_flight(
+    gate: &InputGate,
+    chain: &mut ChainedOperator,
+    state: Option<OperatorSnapshot>,
+) -> Result<()> {
+    for entry in state.map(|s| s.operator).unwrap_or_default() {
+        let (input, bytes): (u32, Vec<u8>) = postcard::from_bytes(&entry)?;
+        let codec = gate.codec(input as usize).ok_or_else(|| {
+            SluiceError::InvalidJob(format!(
+                "the checkpoint holds in-flight data for input {input}, which this task lacks"
+            ))
+        })?;
+        chain.process_batch(input as usize, (codec.decode)(&bytes)?)?;
+    }
+    Ok(())
 }
 
 impl Checkpoints<'_> {
@@ -224,19 +253,24 @@ fn run_task_inner(mut d: TaskDeployment, head_slot: &mut Option<Head>) -> Result
         }
         NodeBody::Operator { inputs: inputs_count, .. } => {
             let mode = d.checkpointing.as_ref().map(|c| c.mode);
-            let gate = Box::new(InputGate::new(inputs, *inputs_count, mode));
+            let timeout = d.checkpointing.as_ref().and_then(|c| c.alignment_timeout);
+            let gate =
+                Box::new(InputGate::with_alignment_timeout(inputs, *inputs_count, mode, timeout));
             Head::Operator { gate, chain: builder.operator(vertex.head, *inputs_count)? }
         }
     };
 
     let head = head_slot.insert(head);
     let mut ctx_for = |name: &str| make_ctx(name);
+    let head_key = head_node.state_key();
     let mut checkpoints = Checkpoints {
         control: d.checkpointing.as_ref().map(|c| &c.control),
         events: &d.events,
         vertex: d.vertex,
         subtask_index: d.subtask_index,
         aligning_since: None,
+        held: None,
+        in_flight_key: in_flight_key(&head_key),
     };
     let result = match head {
         Head::Source { reader, watermarks, output, name, state_key } => output
@@ -266,7 +300,8 @@ fn run_task_inner(mut d: TaskDeployment, head_slot: &mut Option<Head>) -> Result
                 fail::fail_point!("sluice::task::restore", !restore.is_empty(), |_| Err(
                     SluiceError::Internal("injected failure during restore".into())
                 ));
-                chain.restore_chain(&mut restore)
+                chain.restore_chain(&mut restore)?;
+                replay_in_flight(gate, chain, restore.remove(&checkpoints.in_flight_key))
             })
             .and_then(|_| {
                 run_operator(
@@ -410,14 +445,38 @@ fn run_operator(
             GateEvent::Watermark(w) => chain.process_watermark(w)?,
             GateEvent::IdleStatus(idle) => chain.process_idle_status(idle)?,
             GateEvent::AlignmentStarted => checkpoints.aligning_since = Some(Instant::now()),
-            GateEvent::Barrier(barrier) => {
+            GateEvent::Barrier { barrier, complete } => {
                 let mut states = Vec::new();
                 chain.snapshot_chain(barrier.id, &mut states)?;
-                checkpoints.acknowledge(barrier.id, states);
-                checkpoints.aligning_since = None;
+                if complete {
+                    checkpoints.acknowledge(barrier.id, states);
+                    checkpoints.aligning_since = None;
+                } else {
+                    checkpoints.held = Some((barrier.id, states));
+                }
                 chain.emit_barrier(barrier)?;
             }
+            GateEvent::InFlightComplete { id, data } => {
+                if let Some((_, mut states)) =
+                    checkpoints.held.take().filter(|(held, _)| *held == id)
+                {
+                    // Only data actually overtaken is stored: without it the checkpoint can be rescaled.
+                    if !data.is_empty() {
+                        let operator = data
+                            .iter()
+                            .map(postcard::to_allocvec)
+                            .collect::<std::result::Result<_, _>>()?;
+                        states.push((
+                            checkpoints.in_flight_key.clone(),
+                            OperatorSnapshot { keyed: Vec::new(), operator },
+                        ));
+                    }
+                    checkpoints.acknowledge(id, states);
+                    checkpoints.aligning_since = None;
+                }
+            }
             GateEvent::CheckpointAborted(id) => {
+                checkpoints.held = checkpoints.held.take().filter(|(held, _)| *held != id);
                 checkpoints.decline(id, "overtaken by a newer checkpoint during alignment".into());
             }
             GateEvent::EndOfInput(input) => chain.end_input(input)?,

@@ -29,9 +29,28 @@ enum Fault {
     InRestore(u64),
 }
 
+/// How barriers are aligned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Alignment {
+    Aligned,
+    Unaligned,
+    /// Aligned, switching to unaligned after 1 ms.
+    UnalignedAfterTimeout,
+}
+
 /// Runs `count` records (key = i % KEYS, per-key sequence = i / KEYS) through
 /// map → key_by → rolling count → exactly-once files, with one fault.
 fn run(dir: &Path, count: u64, parallelism: usize, fault: Fault) -> sluice::JobExecutionResult {
+    run_with(dir, count, parallelism, fault, Alignment::Aligned)
+}
+
+fn run_with(
+    dir: &Path,
+    count: u64,
+    parallelism: usize,
+    fault: Fault,
+    alignment: Alignment,
+) -> sluice::JobExecutionResult {
     let scenario = fail::FailScenario::setup();
     match fault {
         Fault::InSnapshot => {
@@ -45,8 +64,17 @@ fn run(dir: &Path, count: u64, parallelism: usize, fault: Fault) -> sluice::JobE
         _ => {}
     }
     let env = StreamExecutionEnvironment::new();
+    let mut config = sluice::CheckpointConfig::new(Duration::from_millis(30));
+    config.unaligned = alignment != Alignment::Aligned;
+    if alignment == Alignment::UnalignedAfterTimeout {
+        config.aligned_checkpoint_timeout = Duration::from_millis(1);
+    }
+    // A slow keyed operator keeps the channels full, so barriers overtake data when unaligned.
+    let slow = alignment != Alignment::Aligned;
     env.set_parallelism(parallelism)
-        .enable_checkpointing(Duration::from_millis(30))
+        .set_checkpoint_config(config)
+        .set_channel_capacity(2)
+        .set_batch_size(64)
         .set_checkpoint_storage(dir.join("checkpoints").to_str().unwrap())
         .set_restart_strategy(RestartStrategy::FixedDelay { attempts: 3, delay: Duration::ZERO });
     let fired = Arc::new(AtomicBool::new(false));
@@ -69,6 +97,9 @@ fn run(dir: &Path, count: u64, parallelism: usize, fault: Fault) -> sluice::JobE
         .reduce(move |acc, r| {
             if after == Some(r.0 + r.1 * KEYS) && !f2.swap(true, Ordering::SeqCst) {
                 panic!("injected failure after the shuffle");
+            }
+            if slow && r.1 % 50 == 0 {
+                std::thread::sleep(Duration::from_micros(300));
             }
             (r.0, r.1, acc.2 + 1)
         })
@@ -124,9 +155,13 @@ fn verify(dir: &Path, count: u64) -> Result<(), String> {
 }
 
 fn check(fault: Fault, seed: u64, parallelism: usize) {
+    check_with(fault, seed, parallelism, Alignment::Aligned)
+}
+
+fn check_with(fault: Fault, seed: u64, parallelism: usize, alignment: Alignment) {
     let dir = tempfile::tempdir().unwrap();
     let count = 12_000 + seed * 1_000;
-    let result = run(dir.path(), count, parallelism, fault);
+    let result = run_with(dir.path(), count, parallelism, fault, alignment);
     if std::env::var("DEBUG_EO").is_ok() {
         for c in &result.checkpoints {
             eprintln!(
@@ -141,7 +176,7 @@ fn check(fault: Fault, seed: u64, parallelism: usize) {
     }
     assert!(result.restarts >= 1, "{fault:?}: the fault fired and the job restarted");
     if let Err(e) = verify(dir.path(), count) {
-        panic!("{fault:?} seed {seed} parallelism {parallelism}: {e}");
+        panic!("{fault:?} {alignment:?} seed {seed} parallelism {parallelism}: {e}");
     }
 }
 
@@ -156,6 +191,26 @@ fn exactly_once_with_a_failure_in_a_user_function_before_the_shuffle_over_seeds(
 fn exactly_once_with_a_failure_in_the_keyed_operator_over_seeds() {
     for seed in 0..4 {
         check(Fault::AfterShuffle(2_500 + seed * 2_011), seed, 3);
+    }
+}
+
+#[test]
+fn exactly_once_with_unaligned_checkpoints_and_failures_before_and_after_the_shuffle() {
+    for seed in 0..3 {
+        check_with(Fault::BeforeShuffle(3_000 + seed * 1_901), seed, 2, Alignment::Unaligned);
+        check_with(Fault::AfterShuffle(2_600 + seed * 2_203), seed, 3, Alignment::Unaligned);
+    }
+}
+
+#[test]
+fn exactly_once_with_aligned_checkpoints_that_turn_unaligned_after_a_timeout() {
+    for seed in 0..2 {
+        check_with(
+            Fault::BeforeShuffle(4_000 + seed * 1_333),
+            seed,
+            2,
+            Alignment::UnalignedAfterTimeout,
+        );
     }
 }
 
