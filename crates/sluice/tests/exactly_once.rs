@@ -121,7 +121,12 @@ fn verify(dir: &Path, count: u64) -> Result<(), String> {
         .map(|e| e.unwrap().path())
         .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
         .collect();
-    files.sort();
+    // Commit order across subtasks (a key moves between subtasks on rescale):
+    // part-<subtask>-<millis>-<checkpoint>-<token>.
+    files.sort_by_key(|p| {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        (name.split('-').nth(2).unwrap_or("").to_string(), name)
+    });
     let mut seen: BTreeMap<(u64, u64), u32> = BTreeMap::new();
     let mut next_count: BTreeMap<u64, u64> = BTreeMap::new();
     for f in &files {
@@ -248,4 +253,57 @@ fn the_verifier_catches_a_transaction_committed_twice() {
     std::fs::copy(&first, out.join("part-9-9999999999999-000000-ffffffff.ndjson")).unwrap();
     let err = verify(dir.path(), count).unwrap_err();
     assert!(err.contains("duplicated") || err.contains("counted"), "{err}");
+}
+
+/// The job of [`run`] without faults, stopped with a savepoint after a while,
+/// then resumed from the savepoint at `to` subtasks.
+fn rescale_after_savepoint(from: usize, to: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let count = 40_000;
+    let job = |env: &StreamExecutionEnvironment| {
+        let source = DataGeneratorSource::new(|i| i, Some(count)).with_rate(60_000.0).unwrap();
+        env.from_source(source, "input")
+            .uid("input")
+            .map(|i: u64| (i % KEYS, i / KEYS, 0u64))
+            .key_by(|r: &(u64, u64, u64)| r.0)
+            .reduce(|acc, r| (r.0, r.1, acc.2 + 1))
+            .uid("count")
+            .sink_to_exactly_once(ExactlyOnceFileSink::ndjson(dir.path().join("out")))
+            .uid("sink");
+    };
+    let savepoint = dir.path().join("savepoint");
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(from).enable_checkpointing(Duration::from_millis(50));
+    env.set_checkpoint_storage(dir.path().join("checkpoints").to_str().unwrap());
+    job(&env);
+    let client = env.execute_async("before rescale").unwrap();
+    std::thread::sleep(Duration::from_millis(250));
+    let path = client.stop_with_savepoint(savepoint.to_str().unwrap()).unwrap();
+    let _ = client.wait();
+
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(to)
+        .enable_checkpointing(Duration::from_millis(50))
+        .restore_from(sluice::RestoreSource::Path(path));
+    env.set_checkpoint_storage(dir.path().join("checkpoints").to_str().unwrap());
+    job(&env);
+    env.execute("after rescale").unwrap();
+    if let Err(e) = verify(dir.path(), count) {
+        panic!("rescale {from} -> {to}: {e}");
+    }
+}
+
+#[test]
+fn exactly_once_across_a_savepoint_and_a_rescale_from_2_to_4() {
+    rescale_after_savepoint(2, 4);
+}
+
+#[test]
+fn exactly_once_across_a_savepoint_and_a_rescale_from_4_to_2() {
+    rescale_after_savepoint(4, 2);
+}
+
+#[test]
+fn exactly_once_across_a_savepoint_and_a_rescale_from_2_to_3() {
+    rescale_after_savepoint(2, 3);
 }
