@@ -100,6 +100,8 @@ pub struct SubtaskState {
 pub struct CheckpointStorage {
     store: Arc<dyn ObjectStore>,
     url: String,
+    /// The path within the store that holds the checkpoints (cloud URLs: the key prefix).
+    prefix: String,
 }
 
 impl std::fmt::Debug for CheckpointStorage {
@@ -113,26 +115,53 @@ fn storage_error(what: String, e: impl std::fmt::Display) -> SluiceError {
 }
 
 impl CheckpointStorage {
-    /// Storage at `url`: a directory path, `file:///path`, or `memory://`.
+    /// Storage at `url`: a directory path, `file:///path`, `memory://`, and
+    /// with the `cloud` feature `s3://bucket/path`, `gs://bucket/path` or
+    /// `az://container/path` (credentials from the environment, as the cloud SDKs read them).
     pub fn from_url(url: &str) -> Result<Self> {
-        let store: Arc<dyn ObjectStore> = if url.starts_with("memory://") {
-            Arc::new(InMemory::new())
-        } else if let Some(scheme) = url.split_once("://").map(|(s, _)| s).filter(|s| *s != "file")
-        {
-            return Err(SluiceError::Config(format!(
-                "checkpoint storage '{url}': scheme '{scheme}' needs Sluice built with cloud storage support, \
-                 which this build lacks; use a directory, file:// or memory://"
-            )));
-        } else {
-            let dir = url.strip_prefix("file://").unwrap_or(url);
+        let local = |dir: &str| -> Result<Arc<dyn ObjectStore>> {
             std::fs::create_dir_all(dir)
                 .map_err(|e| SluiceError::io("cannot create checkpoint directory", dir, e))?;
-            Arc::new(
-                LocalFileSystem::new_with_prefix(dir)
-                    .map_err(|e| storage_error(format!("cannot open {dir}"), e))?,
-            )
+            let store = LocalFileSystem::new_with_prefix(dir)
+                .map_err(|e| storage_error(format!("cannot open {dir}"), e))?;
+            Ok(Arc::new(store))
         };
-        Ok(Self { store, url: url.to_string() })
+        let (store, prefix): (Arc<dyn ObjectStore>, String) = match url.split_once("://") {
+            Some(("memory", _)) => (Arc::new(InMemory::new()), String::new()),
+            Some(("file", dir)) => (local(dir)?, String::new()),
+            None => (local(url)?, String::new()),
+            Some((scheme, _)) => Self::cloud(url, scheme)?,
+        };
+        Ok(Self { store, url: url.to_string(), prefix })
+    }
+
+    #[cfg(feature = "cloud")]
+    fn cloud(url: &str, scheme: &str) -> Result<(Arc<dyn ObjectStore>, String)> {
+        let parsed = url::Url::parse(url).map_err(|e| {
+            SluiceError::Config(format!("checkpoint storage '{url}' is not a valid URL: {e}"))
+        })?;
+        let options = std::env::vars().map(|(k, v)| (k.to_ascii_lowercase(), v));
+        let (store, path) = object_store::parse_url_opts(&parsed, options).map_err(|e| {
+            SluiceError::Config(format!("checkpoint storage '{url}' (scheme '{scheme}'): {e}"))
+        })?;
+        Ok((Arc::from(store), path.to_string()))
+    }
+
+    #[cfg(not(feature = "cloud"))]
+    fn cloud(url: &str, scheme: &str) -> Result<(Arc<dyn ObjectStore>, String)> {
+        Err(SluiceError::Config(format!(
+            "checkpoint storage '{url}': scheme '{scheme}' needs Sluice built with the `cloud` feature, \
+             which this build lacks; use a directory, file:// or memory://"
+        )))
+    }
+
+    /// The object path of `relative` under this storage's prefix.
+    fn path(&self, relative: &str) -> Path {
+        match (self.prefix.is_empty(), relative.is_empty()) {
+            (true, _) => Path::from(relative),
+            (false, true) => Path::from(self.prefix.as_str()),
+            (false, false) => Path::from(format!("{}/{relative}", self.prefix)),
+        }
     }
 
     /// The URL it was opened with.
@@ -142,7 +171,7 @@ impl CheckpointStorage {
 
     /// Writes an object.
     pub fn put(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
-        block_on(self.store.put(&Path::from(path), bytes.into()))
+        block_on(self.store.put(&self.path(path), bytes.into()))
             .map(|_| ())
             .map_err(|e| storage_error(format!("cannot write {}/{path}", self.url), e))
     }
@@ -150,7 +179,7 @@ impl CheckpointStorage {
     /// Reads an object.
     pub fn get(&self, path: &str) -> Result<Vec<u8>> {
         let read = async {
-            let r = self.store.get(&Path::from(path)).await?;
+            let r = self.store.get(&self.path(path)).await?;
             r.bytes().await
         };
         block_on(read)
@@ -160,7 +189,7 @@ impl CheckpointStorage {
 
     /// Names of the "directories" directly under `prefix`.
     fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
-        let prefix = (!prefix.is_empty()).then(|| Path::from(prefix));
+        let prefix = (!prefix.is_empty() || !self.prefix.is_empty()).then(|| self.path(prefix));
         let listing = block_on(self.store.list_with_delimiter(prefix.as_ref()))
             .map_err(|e| storage_error(format!("cannot list {}", self.url), e))?;
         Ok(listing
@@ -416,8 +445,14 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(feature = "cloud"))]
     fn cloud_urls_without_cloud_support_are_refused_by_name() {
         let err = CheckpointStorage::from_url("s3://bucket/checkpoints").unwrap_err().to_string();
-        assert!(err.contains("s3://bucket/checkpoints") && err.contains("'s3'"), "{err}");
+        assert!(
+            err.contains("s3://bucket/checkpoints")
+                && err.contains("'s3'")
+                && err.contains("cloud"),
+            "{err}"
+        );
     }
 }

@@ -10,9 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice::connectors::{DataGeneratorSource, ExactlyOnceFileSink};
-use sluice::{RestartStrategy, StreamExecutionEnvironment};
+use sluice::{
+    RestartStrategy, StreamExecutionEnvironment, TumblingEventTimeWindows, WatermarkStrategy,
+};
 
 const KEYS: u64 = 13;
+/// Window size, in indices (event time = index, in ms).
+const WINDOW: u64 = 1_000;
 
 /// Where to inject one failure.
 #[derive(Clone, Copy, Debug)]
@@ -85,14 +89,18 @@ fn run_with(
     };
     let (f1, f2) = (fired.clone(), fired);
     let source = DataGeneratorSource::new(|i| i, Some(count)).with_rate(60_000.0).unwrap();
-    env.from_source(source, "input")
-        .uid("input")
-        .map(move |i: u64| {
+    // Event time = the record's index, monotonous within each source split.
+    let strategy = WatermarkStrategy::for_monotonous_timestamps()
+        .with_timestamp_assigner(|i: &u64, _| *i as i64);
+    let records = env.from_source_with_watermarks(source, strategy, "input").uid("input").map(
+        move |i: u64| {
             if before == Some(i) && !f1.swap(true, Ordering::SeqCst) {
                 panic!("injected failure before the shuffle at {i}");
             }
             (i % KEYS, i / KEYS, 0u64)
-        })
+        },
+    );
+    records
         .key_by(|r: &(u64, u64, u64)| r.0)
         .reduce(move |acc, r| {
             if after == Some(r.0 + r.1 * KEYS) && !f2.swap(true, Ordering::SeqCst) {
@@ -106,6 +114,23 @@ fn run_with(
         .uid("count")
         .sink_to_exactly_once(ExactlyOnceFileSink::ndjson(dir.join("out")))
         .uid("sink");
+    // Windows: per key, the number of records whose index falls in each 1,000-index window.
+    records
+        .map(|r: (u64, u64, u64)| (r.0, 1u64))
+        .key_by(|r: &(u64, u64)| r.0)
+        .window(TumblingEventTimeWindows::of(Duration::from_millis(WINDOW)))
+        .process(
+            |k: &u64,
+             ctx: &sluice::WindowContext,
+             e: &[(u64, u64)],
+             out: &mut sluice::Collector<'_, (u64, i64, u64)>| {
+                out.collect((*k, ctx.window.start, e.len() as u64));
+                Ok(())
+            },
+        )
+        .uid("windows")
+        .sink_to_exactly_once(ExactlyOnceFileSink::ndjson(dir.join("windows")))
+        .uid("window-sink");
     let result = env.execute("exactly-once harness").unwrap();
     scenario.teardown();
     result
@@ -155,6 +180,43 @@ fn verify(dir: &Path, count: u64) -> Result<(), String> {
     let lost = count - seen.len() as u64;
     if lost > 0 {
         return Err(format!("{lost} record(s) lost"));
+    }
+    verify_windows(dir, count)
+}
+
+/// Checks the committed window counts: every (key, window) once, with its exact count.
+fn verify_windows(dir: &Path, count: u64) -> Result<(), String> {
+    let windows = dir.join("windows");
+    if !windows.exists() {
+        return Ok(());
+    }
+    let mut got: BTreeMap<(u64, i64), u64> = BTreeMap::new();
+    for entry in std::fs::read_dir(&windows).map_err(|e| e.to_string())? {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).map_err(|e| e.to_string())?.lines() {
+            let (key, start, n): (u64, i64, u64) =
+                serde_json::from_str(line).map_err(|e| e.to_string())?;
+            if got.insert((key, start), n).is_some() {
+                return Err(format!("window {start} of key {key} committed twice"));
+            }
+        }
+    }
+    let mut expected: BTreeMap<(u64, i64), u64> = BTreeMap::new();
+    for i in 0..count {
+        *expected.entry((i % KEYS, (i - i % WINDOW) as i64)).or_default() += 1;
+    }
+    if got != expected {
+        let wrong = expected
+            .iter()
+            .find(|(k, v)| got.get(k) != Some(v))
+            .map(|(k, v)| (*k, *v, got.get(k).copied()));
+        return Err(format!(
+            "window counts differ: (key, start), expected, got: {wrong:?}; {} windows committed",
+            got.len()
+        ));
     }
     Ok(())
 }
