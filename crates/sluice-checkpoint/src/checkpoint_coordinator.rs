@@ -21,6 +21,8 @@ pub struct SubtaskAck {
     pub state_size: u64,
     /// How long it waited for barrier alignment.
     pub alignment_ms: i64,
+    /// How long the task stopped processing to take its snapshot.
+    pub sync_ms: i64,
 }
 
 /// Where a checkpoint stands.
@@ -47,6 +49,8 @@ pub struct CheckpointStats {
     pub state_size: u64,
     /// Longest alignment of any subtask.
     pub alignment_ms: i64,
+    /// Longest synchronous snapshot part of any subtask.
+    pub sync_ms: i64,
     /// Acknowledgements received.
     pub acks: Vec<SubtaskAck>,
     /// Status.
@@ -124,6 +128,7 @@ impl CheckpointCoordinator {
             duration_ms: None,
             state_size: 0,
             alignment_ms: 0,
+            sync_ms: 0,
             acks: Vec::new(),
             status: CheckpointStatus::InProgress,
         });
@@ -143,6 +148,7 @@ impl CheckpointCoordinator {
         }
         p.state_size += ack.state_size;
         p.alignment_ms = p.alignment_ms.max(ack.alignment_ms);
+        p.sync_ms = p.sync_ms.max(ack.sync_ms);
         let now = ack.ack_time;
         p.acks.push(ack);
         if p.acks.len() < self.tasks {
@@ -198,7 +204,7 @@ mod tests {
     use super::*;
 
     fn ack(task: usize, at: i64) -> SubtaskAck {
-        SubtaskAck { task, ack_time: at, state_size: 10, alignment_ms: task as i64 }
+        SubtaskAck { task, ack_time: at, state_size: 10, alignment_ms: task as i64, sync_ms: 0 }
     }
 
     fn config(interval_ms: u64) -> CheckpointConfig {

@@ -16,4 +16,4 @@ pub use checkpoint_coordinator::{
     CheckpointCoordinator, CheckpointOutcome, CheckpointStats, SubtaskAck,
 };
 pub use checkpoint_storage::{CheckpointMetadata, CheckpointStorage, RestoredCheckpoint};
-pub use operator_snapshot::OperatorSnapshot;
+pub use operator_snapshot::{OperatorSnapshot, PendingSnapshot};

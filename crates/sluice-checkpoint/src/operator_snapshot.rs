@@ -5,7 +5,42 @@
 
 use serde::{Deserialize, Serialize};
 use sluice_core::{KeyGroupRange, Result};
-use sluice_state::{restore_key_groups, snapshot_key_groups, KeyGroupedState};
+use sluice_state::{
+    restore_key_groups, serialize_key_groups, snapshot_key_groups, view_key_groups, KeyGroupedState,
+};
+
+/// An operator's snapshot at a barrier: ready, or a copy-on-write view
+/// still to be serialized off the task thread.
+pub enum PendingSnapshot {
+    /// Already complete.
+    Ready(OperatorSnapshot),
+    /// Serializes the views taken at the barrier.
+    Deferred(Box<dyn FnOnce() -> Result<OperatorSnapshot> + Send>),
+}
+
+impl std::fmt::Debug for PendingSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PendingSnapshot::Ready(s) => f.debug_tuple("Ready").field(s).finish(),
+            PendingSnapshot::Deferred(_) => f.write_str("Deferred"),
+        }
+    }
+}
+
+impl PendingSnapshot {
+    /// The snapshot, serializing now if it was deferred.
+    pub fn complete(self) -> Result<OperatorSnapshot> {
+        match self {
+            PendingSnapshot::Ready(s) => Ok(s),
+            PendingSnapshot::Deferred(serialize) => serialize(),
+        }
+    }
+
+    /// Whether serialization is still to do.
+    pub fn is_deferred(&self) -> bool {
+        matches!(self, PendingSnapshot::Deferred(_))
+    }
+}
 
 /// One operator instance's state in a checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,9 +57,18 @@ impl OperatorSnapshot {
         self.keyed.is_empty() && self.operator.is_empty()
     }
 
-    /// A snapshot of keyed state parts.
+    /// A snapshot of keyed state parts, serialized now.
     pub fn of_keyed(parts: &[&dyn KeyGroupedState]) -> Result<Self> {
         Ok(Self { keyed: snapshot_key_groups(parts)?, operator: Vec::new() })
+    }
+
+    /// A snapshot of keyed state parts: views taken now (cheap,
+    /// copy-on-write), serialized later off the task thread.
+    pub fn deferred_keyed(parts: &[&dyn KeyGroupedState]) -> PendingSnapshot {
+        let views = view_key_groups(parts);
+        PendingSnapshot::Deferred(Box::new(move || {
+            Ok(OperatorSnapshot { keyed: serialize_key_groups(&views)?, operator: Vec::new() })
+        }))
     }
 
     /// Restores keyed state parts (in the order they were snapshotted).

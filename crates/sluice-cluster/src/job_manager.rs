@@ -25,7 +25,7 @@ use sluice_runtime::metrics::TaskMetrics;
 use sluice_runtime::source::SerializedSplit;
 use sluice_runtime::stream_graph::NodeBody;
 use sluice_runtime::task::{
-    in_flight_key, TaskCheckpointing, TaskControl, TaskDeployment, TaskEvent,
+    in_flight_key, SnapshotDurations, TaskCheckpointing, TaskControl, TaskDeployment, TaskEvent,
 };
 use tracing::{info, warn};
 
@@ -568,7 +568,7 @@ impl JobMaster {
                     subtask_index,
                     checkpoint_id,
                     states,
-                    alignment_ms,
+                    durations,
                 }) => {
                     if let Err(e) = self.on_ack(
                         attempt,
@@ -576,7 +576,7 @@ impl JobMaster {
                         subtask_index,
                         checkpoint_id,
                         states,
-                        alignment_ms,
+                        durations,
                     ) {
                         if failure.is_none() {
                             attempt.cancel.store(true, Ordering::Relaxed);
@@ -694,7 +694,7 @@ impl JobMaster {
         subtask: usize,
         checkpoint_id: u64,
         states: Vec<(String, OperatorSnapshot)>,
-        alignment_ms: i64,
+        durations: SnapshotDurations,
     ) -> Result<()> {
         let now = self.now();
         let Some(coordinator) = self.coordinator.as_mut() else { return Ok(()) };
@@ -714,7 +714,13 @@ impl JobMaster {
             .iter()
             .position(|(v, i, _)| *v == vertex && *i == subtask)
             .unwrap_or(0);
-        let ack = SubtaskAck { task, ack_time: now, state_size: size as u64, alignment_ms };
+        let ack = SubtaskAck {
+            task,
+            ack_time: now,
+            state_size: size as u64,
+            alignment_ms: durations.alignment_ms,
+            sync_ms: durations.sync_ms,
+        };
         let outcome = coordinator.acknowledge(checkpoint_id, ack);
         self.publish_stats();
         if let Some(CheckpointOutcome::Completed(id)) = outcome {

@@ -16,8 +16,12 @@ pub use key_group::{KeyGroupRange, KeyHasher};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp, Watermark};
 
 /// What a record type must be: cloneable (fan-out, broadcast), sendable
-/// between task threads, and serializable so it can cross processes and go
-/// into snapshots. Implemented for every type that qualifies.
-pub trait Data: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + 'static {}
+/// and shareable between task threads (snapshots are serialized off the
+/// task thread), and serializable so it can cross processes and go into
+/// snapshots. Implemented for every type that qualifies.
+pub trait Data:
+    serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static
+{
+}
 
-impl<T: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + 'static> Data for T {}
+impl<T: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static> Data for T {}

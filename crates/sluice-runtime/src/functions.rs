@@ -61,7 +61,7 @@ pub struct KeyedContext<'a, K> {
 
 impl<
         'a,
-        K: Eq + Hash + Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static,
+        K: Eq + Hash + Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
     > KeyedContext<'a, K>
 {
     /// The key of the record (or timer) being processed.
@@ -90,17 +90,17 @@ impl<
     }
 
     /// The current key's value state.
-    pub fn value<V: 'static>(&mut self, state: &ValueState<V>) -> ValueRef<'_, K, V> {
+    pub fn value<V: Clone + 'static>(&mut self, state: &ValueState<V>) -> ValueRef<'_, K, V> {
         self.state.value(state, &self.key)
     }
 
     /// The current key's list state.
-    pub fn list<V: 'static>(&mut self, state: &ListState<V>) -> ListRef<'_, K, V> {
+    pub fn list<V: Clone + 'static>(&mut self, state: &ListState<V>) -> ListRef<'_, K, V> {
         self.state.list(state, &self.key)
     }
 
     /// The current key's map state.
-    pub fn map<UK: 'static, UV: 'static>(
+    pub fn map<UK: Clone + 'static, UV: Clone + 'static>(
         &mut self,
         state: &MapState<UK, UV>,
     ) -> MapRef<'_, K, UK, UV> {
@@ -108,7 +108,7 @@ impl<
     }
 
     /// Adds to the current key's reducing state.
-    pub fn reduce_add<V: Send + 'static, F: Fn(V, V) -> V>(
+    pub fn reduce_add<V: Clone + Send + 'static, F: Fn(V, V) -> V>(
         &mut self,
         state: &ReducingState<V, F>,
         value: V,
@@ -117,7 +117,7 @@ impl<
     }
 
     /// The current key's reduced value.
-    pub fn reduce_get<V: 'static, F>(&mut self, state: &ReducingState<V, F>) -> Option<&V> {
+    pub fn reduce_get<V: Clone + 'static, F>(&mut self, state: &ReducingState<V, F>) -> Option<&V> {
         self.state.reduce_get(state, &self.key)
     }
 

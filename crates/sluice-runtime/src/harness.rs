@@ -201,7 +201,7 @@ impl<Op: StreamOperator, Out: Data> OperatorHarness<Op, Out> {
 
     /// Snapshots the operator's state, as a checkpoint would.
     pub fn snapshot(&mut self, checkpoint_id: u64) -> Result<OperatorSnapshot> {
-        self.operator.snapshot_state(checkpoint_id)
+        self.operator.snapshot_state(checkpoint_id)?.complete()
     }
 
     /// Restores state from snapshots of instances at any parallelism: this

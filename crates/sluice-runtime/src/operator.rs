@@ -17,7 +17,7 @@ use sluice_core::{
 
 use crate::record_writer::RecordWriter;
 use crate::runtime_context::RuntimeContext;
-use crate::snapshot::OperatorSnapshot;
+use crate::snapshot::{OperatorSnapshot, PendingSnapshot};
 
 /// A running operator instance of one subtask. All hooks run on the task's thread.
 pub trait StreamOperator: Send {
@@ -71,10 +71,13 @@ pub trait StreamOperator: Send {
         Err(SluiceError::Internal("this operator has no keyed state to restore".into()))
     }
 
-    /// Writes the operator's state for checkpoint `checkpoint_id`. Called
-    /// when the barrier reached this task, between two batches.
-    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot> {
-        Ok(OperatorSnapshot::default())
+    /// Takes the operator's state for checkpoint `checkpoint_id`. Called
+    /// when the barrier reached this task, between two batches; keyed state
+    /// should return a deferred copy-on-write view
+    /// ([`OperatorSnapshot::deferred_keyed`]) so the task is not held up by
+    /// serialization.
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot> {
+        Ok(PendingSnapshot::Ready(OperatorSnapshot::default()))
     }
 
     /// Restores state from a checkpoint (after `open`, before any element);
@@ -129,7 +132,7 @@ impl StreamOperator for Box<dyn StreamOperator> {
     fn insert_key_groups(&mut self, state: KeyGroupsState) -> Result<()> {
         (**self).insert_key_groups(state)
     }
-    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<OperatorSnapshot> {
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot> {
         (**self).snapshot_state(checkpoint_id)
     }
     fn restore_state(&mut self, state: OperatorSnapshot) -> Result<()> {
@@ -300,7 +303,7 @@ impl Output {
     pub fn snapshot_chain(
         &mut self,
         checkpoint_id: u64,
-        states: &mut Vec<(String, OperatorSnapshot)>,
+        states: &mut Vec<(String, PendingSnapshot)>,
     ) -> Result<()> {
         for target in self.all_targets() {
             if let OutputTarget::Chained(op) = target {
@@ -413,11 +416,11 @@ impl ChainedOperator {
     pub fn snapshot_chain(
         &mut self,
         checkpoint_id: u64,
-        states: &mut Vec<(String, OperatorSnapshot)>,
+        states: &mut Vec<(String, PendingSnapshot)>,
     ) -> Result<()> {
         let op = &mut self.operator;
         let snapshot = guard(&self.name, &self.subtask, || op.snapshot_state(checkpoint_id))?;
-        if !snapshot.is_empty() {
+        if !matches!(&snapshot, PendingSnapshot::Ready(s) if s.is_empty()) {
             states.push((self.state_key.clone(), snapshot));
         }
         self.output.snapshot_chain(checkpoint_id, states)

@@ -1,3 +1,3 @@
 //! Operator state in checkpoints (defined with the checkpoint storage that writes it).
 
-pub use sluice_checkpoint::OperatorSnapshot;
+pub use sluice_checkpoint::{OperatorSnapshot, PendingSnapshot};

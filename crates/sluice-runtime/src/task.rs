@@ -5,13 +5,15 @@
 //! task snapshots when the JobManager triggers it and emits the barrier; any
 //! other task snapshots when its gate has aligned the barrier.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use sluice_checkpoint::{AlignmentMode, OperatorSnapshot};
+use sluice_checkpoint::{AlignmentMode, OperatorSnapshot, PendingSnapshot};
 use sluice_core::{CheckpointBarrier, Clock, Result, SluiceError, Watermark};
 
 use crate::channel::{ChannelSender, GateEvent, InputChannel, InputGate};
@@ -60,8 +62,8 @@ pub enum TaskEvent {
         checkpoint_id: u64,
         /// State per operator (by state key) of this subtask.
         states: Vec<(String, OperatorSnapshot)>,
-        /// Time from the first barrier to the snapshot.
-        alignment_ms: i64,
+        /// How long alignment and the snapshot's synchronous part took.
+        durations: SnapshotDurations,
     },
     /// The task cannot take part in a checkpoint.
     Declined {
@@ -74,6 +76,15 @@ pub enum TaskEvent {
         /// Why.
         reason: String,
     },
+}
+
+/// How long a subtask spent on its part of a checkpoint, as Flink reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotDurations {
+    /// From the first barrier to the snapshot.
+    pub alignment_ms: i64,
+    /// Processing stopped to take the snapshot (views of the state, split positions).
+    pub sync_ms: i64,
 }
 
 /// How a task takes part in checkpoints.
@@ -154,6 +165,9 @@ pub fn run_task(d: TaskDeployment) {
     drop(head);
 }
 
+/// A task's snapshot: per operator (by state key), ready or still to serialize.
+type TaskSnapshot = Vec<(String, PendingSnapshot)>;
+
 /// What the loops need to report checkpoints.
 struct Checkpoints<'a> {
     control: Option<&'a Receiver<TaskControl>>,
@@ -162,8 +176,22 @@ struct Checkpoints<'a> {
     subtask_index: usize,
     aligning_since: Option<Instant>,
     /// Unaligned: the snapshot of a checkpoint whose in-flight data is still being recorded.
-    held: Option<(u64, Vec<(String, OperatorSnapshot)>)>,
+    held: Option<(u64, TaskSnapshot, Duration)>,
     in_flight_key: String,
+    /// The thread serializing the latest deferred snapshot.
+    snapshotting: Cell<Option<JoinHandle<()>>>,
+}
+
+/// Serializes deferred snapshots; drops those that hold nothing.
+fn complete_snapshots(states: TaskSnapshot) -> Result<Vec<(String, OperatorSnapshot)>> {
+    let mut done = Vec::with_capacity(states.len());
+    for (key, pending) in states {
+        let snapshot = pending.complete()?;
+        if !snapshot.is_empty() {
+            done.push((key, snapshot));
+        }
+    }
+    Ok(done)
 }
 
 /// Feeds the head operator the batches a restored unaligned checkpoint
@@ -186,17 +214,59 @@ fn replay_in_flight(
 }
 
 impl Checkpoints<'_> {
-    fn acknowledge(&self, checkpoint_id: u64, states: Vec<(String, OperatorSnapshot)>) {
+    /// Acknowledges a checkpoint. State views taken at the barrier are
+    /// serialized on a snapshot thread so the task goes on processing;
+    /// acknowledgements still leave in checkpoint order.
+    fn acknowledge(&self, checkpoint_id: u64, states: TaskSnapshot, sync: Duration) {
         // A fault point for tests: fail while taking part in a checkpoint.
         fail::fail_point!("sluice::task::snapshot");
-        let alignment_ms = self.aligning_since.map_or(0, |t| t.elapsed().as_millis() as i64);
-        let _ = self.events.send(TaskEvent::Acknowledged {
-            vertex: self.vertex,
-            subtask_index: self.subtask_index,
-            checkpoint_id,
-            states,
-            alignment_ms,
-        });
+        let durations = SnapshotDurations {
+            alignment_ms: self.aligning_since.map_or(0, |t| t.elapsed().as_millis() as i64),
+            sync_ms: sync.as_millis() as i64,
+        };
+        let (events, vertex, subtask_index) =
+            (self.events.clone(), self.vertex, self.subtask_index);
+        let previous = self.snapshotting.take();
+        let inline = previous.is_none() && !states.iter().any(|(_, s)| s.is_deferred());
+        let complete = move || {
+            if let Some(previous) = previous {
+                let _ = previous.join();
+            }
+            let event = match complete_snapshots(states) {
+                Ok(states) => TaskEvent::Acknowledged {
+                    vertex,
+                    subtask_index,
+                    checkpoint_id,
+                    states,
+                    durations,
+                },
+                Err(e) => TaskEvent::Declined {
+                    vertex,
+                    subtask_index,
+                    checkpoint_id,
+                    reason: format!("serializing the snapshot failed: {e}"),
+                },
+            };
+            let _ = events.send(event);
+        };
+        if inline {
+            return complete();
+        }
+        let spawned = std::thread::Builder::new()
+            .name(format!("snapshot-{vertex}-{subtask_index}"))
+            .spawn(complete);
+        match spawned {
+            Ok(handle) => self.snapshotting.set(Some(handle)),
+            Err(e) => self.decline(checkpoint_id, format!("cannot start a snapshot thread: {e}")),
+        }
+    }
+
+    /// Waits for snapshots still being serialized, so their acknowledgements
+    /// precede the task's end.
+    fn finish(&self) {
+        if let Some(handle) = self.snapshotting.take() {
+            let _ = handle.join();
+        }
     }
 
     fn decline(&self, checkpoint_id: u64, reason: String) {
@@ -271,6 +341,7 @@ fn run_task_inner(mut d: TaskDeployment, head_slot: &mut Option<Head>) -> Result
         aligning_since: None,
         held: None,
         in_flight_key: in_flight_key(&head_key),
+        snapshotting: Cell::new(None),
     };
     let result = match head {
         Head::Source { reader, watermarks, output, name, state_key } => output
@@ -319,6 +390,7 @@ fn run_task_inner(mut d: TaskDeployment, head_slot: &mut Option<Head>) -> Result
         Head::Source { reader, output, .. } => reader.close().and(output.close()),
         Head::Operator { chain, .. } => chain.close(),
     };
+    checkpoints.finish();
     result.and(closed)
 }
 
@@ -338,6 +410,7 @@ impl SourceHead<'_> {
         barrier: CheckpointBarrier,
         checkpoints: &Checkpoints<'_>,
     ) -> Result<()> {
+        let started = Instant::now();
         let splits = match self.reader.snapshot_splits() {
             Ok(s) => s,
             Err(e) => {
@@ -347,10 +420,10 @@ impl SourceHead<'_> {
         };
         let operator =
             splits.iter().map(postcard::to_allocvec).collect::<std::result::Result<_, _>>()?;
-        let mut states =
-            vec![(self.state_key.to_string(), OperatorSnapshot { keyed: Vec::new(), operator })];
+        let splits = OperatorSnapshot { keyed: Vec::new(), operator };
+        let mut states = vec![(self.state_key.to_string(), PendingSnapshot::Ready(splits))];
         self.output.snapshot_chain(barrier.id, &mut states)?;
-        checkpoints.acknowledge(barrier.id, states);
+        checkpoints.acknowledge(barrier.id, states, started.elapsed());
         self.output.emit_barrier(barrier)
     }
 }
@@ -446,19 +519,20 @@ fn run_operator(
             GateEvent::IdleStatus(idle) => chain.process_idle_status(idle)?,
             GateEvent::AlignmentStarted => checkpoints.aligning_since = Some(Instant::now()),
             GateEvent::Barrier { barrier, complete } => {
+                let started = Instant::now();
                 let mut states = Vec::new();
                 chain.snapshot_chain(barrier.id, &mut states)?;
                 if complete {
-                    checkpoints.acknowledge(barrier.id, states);
+                    checkpoints.acknowledge(barrier.id, states, started.elapsed());
                     checkpoints.aligning_since = None;
                 } else {
-                    checkpoints.held = Some((barrier.id, states));
+                    checkpoints.held = Some((barrier.id, states, started.elapsed()));
                 }
                 chain.emit_barrier(barrier)?;
             }
             GateEvent::InFlightComplete { id, data } => {
-                if let Some((_, mut states)) =
-                    checkpoints.held.take().filter(|(held, _)| *held == id)
+                if let Some((_, mut states, sync)) =
+                    checkpoints.held.take().filter(|(held, ..)| *held == id)
                 {
                     // Only data actually overtaken is stored: without it the checkpoint can be rescaled.
                     if !data.is_empty() {
@@ -468,15 +542,18 @@ fn run_operator(
                             .collect::<std::result::Result<_, _>>()?;
                         states.push((
                             checkpoints.in_flight_key.clone(),
-                            OperatorSnapshot { keyed: Vec::new(), operator },
+                            PendingSnapshot::Ready(OperatorSnapshot {
+                                keyed: Vec::new(),
+                                operator,
+                            }),
                         ));
                     }
-                    checkpoints.acknowledge(id, states);
+                    checkpoints.acknowledge(id, states, sync);
                     checkpoints.aligning_since = None;
                 }
             }
             GateEvent::CheckpointAborted(id) => {
-                checkpoints.held = checkpoints.held.take().filter(|(held, _)| *held != id);
+                checkpoints.held = checkpoints.held.take().filter(|(held, ..)| *held != id);
                 checkpoints.decline(id, "overtaken by a newer checkpoint during alignment".into());
             }
             GateEvent::EndOfInput(input) => chain.end_input(input)?,

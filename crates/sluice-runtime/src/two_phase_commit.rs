@@ -14,7 +14,7 @@ use sluice_core::{Data, RecordBatch, Result, StreamRecord};
 
 use crate::operator::{Output, StreamOperator};
 use crate::runtime_context::RuntimeContext;
-use crate::snapshot::OperatorSnapshot;
+use crate::snapshot::{OperatorSnapshot, PendingSnapshot};
 
 /// A sink with transactions, shared by all its subtasks.
 pub trait TwoPhaseCommitSink<T: Data>: Send + Sync + 'static {
@@ -113,7 +113,7 @@ impl<T: Data, S: TwoPhaseCommitSink<T>> StreamOperator for TwoPhaseCommitSinkOpe
         Ok(())
     }
 
-    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<OperatorSnapshot> {
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot> {
         // Pre-commit at the barrier; what follows goes into a new transaction.
         let txn = self.current.take().expect("opened");
         if let Some(committable) = self.sink.pre_commit(txn)? {
@@ -126,7 +126,7 @@ impl<T: Data, S: TwoPhaseCommitSink<T>> StreamOperator for TwoPhaseCommitSinkOpe
             .flatten()
             .map(postcard::to_allocvec)
             .collect::<std::result::Result<_, _>>()?;
-        Ok(OperatorSnapshot { keyed: Vec::new(), operator })
+        Ok(PendingSnapshot::Ready(OperatorSnapshot { keyed: Vec::new(), operator }))
     }
 
     fn restore_state(&mut self, state: OperatorSnapshot) -> Result<()> {

@@ -6,6 +6,7 @@
 use std::hash::Hash;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
@@ -13,22 +14,26 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sluice_core::{KeyGroupRange, Result, SluiceError};
 
-use crate::key_grouped::KeyGroupedState;
+use crate::key_grouped::{KeyGroupedState, KeyGroupedView};
 
 /// The entries of one key group, as extracted for a move to another subtask.
 pub type KeyGroupEntries<K, V> = (usize, Vec<(K, V)>);
 
 /// One value per key for the key groups of one subtask.
+///
+/// Copy-on-write per key group: each group's map sits behind an `Arc`, a
+/// snapshot view shares them, and the first write to a group that a view
+/// still holds copies that group only.
 #[derive(Debug)]
 pub struct HeapValueState<K, V> {
     range: KeyGroupRange,
-    groups: Vec<HashMap<K, V>>,
+    groups: Vec<Arc<HashMap<K, V>>>,
 }
 
-impl<K: Eq + Hash, V> HeapValueState<K, V> {
+impl<K: Eq + Hash + Clone, V: Clone> HeapValueState<K, V> {
     /// Empty state for the key groups in `range`.
     pub fn new(range: KeyGroupRange) -> Self {
-        Self { range, groups: (0..range.len()).map(|_| HashMap::new()).collect() }
+        Self { range, groups: (0..range.len()).map(|_| Arc::new(HashMap::new())).collect() }
     }
 
     /// The key-group range this state holds.
@@ -43,7 +48,7 @@ impl<K: Eq + Hash, V> HeapValueState<K, V> {
             "key group {key_group} not in {:?}",
             self.range
         );
-        &mut self.groups[key_group - self.range.start]
+        Arc::make_mut(&mut self.groups[key_group - self.range.start])
     }
 
     /// The value of `key`, if any.
@@ -86,6 +91,10 @@ impl<K: Eq + Hash, V> HeapValueState<K, V> {
     /// empty give their memory back.
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
         for map in &mut self.groups {
+            if map.is_empty() {
+                continue;
+            }
+            let map = Arc::make_mut(map);
             map.retain(|k, v| keep(k, v));
             if map.capacity() > 16 && map.len() < map.capacity() / 4 {
                 map.shrink_to_fit();
@@ -100,12 +109,12 @@ impl<K: Eq + Hash, V> HeapValueState<K, V> {
 
     /// Number of keys with a value.
     pub fn len(&self) -> usize {
-        self.groups.iter().map(HashMap::len).sum()
+        self.groups.iter().map(|g| g.len()).sum()
     }
 
     /// Whether no key has a value.
     pub fn is_empty(&self) -> bool {
-        self.groups.iter().all(HashMap::is_empty)
+        self.groups.iter().all(|g| g.is_empty())
     }
 
     /// Removes and returns the entries of every key group in `range`, per key group.
@@ -135,20 +144,34 @@ impl<K: Eq + Hash, V> HeapValueState<K, V> {
     }
 }
 
-impl<K, V> KeyGroupedState for HeapValueState<K, V>
-where
-    K: Eq + Hash + Serialize + DeserializeOwned,
-    V: Serialize + DeserializeOwned,
+/// The key groups of a [`HeapValueState`] as they were when the view was taken.
+struct HeapValueStateView<K, V> {
+    start: usize,
+    groups: Vec<Arc<HashMap<K, V>>>,
+}
+
+impl<K: Serialize + Send + Sync, V: Serialize + Send + Sync> KeyGroupedView
+    for HeapValueStateView<K, V>
 {
     fn snapshot_groups(&self) -> Result<BTreeMap<usize, Vec<u8>>> {
         let mut out = BTreeMap::new();
         for (i, map) in self.groups.iter().enumerate() {
             if !map.is_empty() {
                 let entries: Vec<(&K, &V)> = map.iter().collect();
-                out.insert(self.range.start + i, postcard::to_allocvec(&entries)?);
+                out.insert(self.start + i, postcard::to_allocvec(&entries)?);
             }
         }
         Ok(out)
+    }
+}
+
+impl<K, V> KeyGroupedState for HeapValueState<K, V>
+where
+    K: Eq + Hash + Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn view(&self) -> Box<dyn KeyGroupedView> {
+        Box::new(HeapValueStateView { start: self.range.start, groups: self.groups.clone() })
     }
 
     fn restore_group(&mut self, key_group: usize, bytes: &[u8]) -> Result<()> {
@@ -185,6 +208,30 @@ mod tests {
             let owner = &to[sluice_core::key_group::operator_index_for_key_group(max, 2, g)];
             assert_eq!(owner.get(g, &k), Some(&(k * 2)));
         }
+    }
+
+    #[test]
+    fn a_view_taken_at_a_barrier_keeps_the_values_of_that_moment_while_writes_go_on() {
+        use crate::key_grouped::{restore_key_groups, serialize_key_groups, view_key_groups};
+        let max = 16;
+        let mut h = KeyHasher::new();
+        let mut state = HeapValueState::new(KeyGroupRange::new(0, max));
+        for k in 0..100u64 {
+            state.put(h.key_group(&k, max), k, 1u64);
+        }
+        let views = view_key_groups(&[&state]);
+        // The task writes on after the barrier: every key, and new keys.
+        for k in 0..200u64 {
+            state.put(h.key_group(&k, max), k, 2);
+        }
+        let snapshot = std::thread::spawn(move || serialize_key_groups(&views)).join().unwrap();
+        let mut restored = HeapValueState::<u64, u64>::new(KeyGroupRange::new(0, max));
+        restore_key_groups(&mut [&mut restored], &snapshot.unwrap()).unwrap();
+        assert_eq!(restored.len(), 100);
+        for k in 0..100u64 {
+            assert_eq!(restored.get(h.key_group(&k, max), &k), Some(&1));
+        }
+        assert_eq!(state.get(h.key_group(&7u64, max), &7), Some(&2));
     }
 
     #[test]

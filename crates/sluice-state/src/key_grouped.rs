@@ -7,24 +7,42 @@ use std::collections::BTreeMap;
 
 use sluice_core::{Result, SluiceError};
 
+/// A frozen view of keyed state, taken at a checkpoint barrier and
+/// serialized later, off the task thread, while the state changes on.
+pub trait KeyGroupedView: Send {
+    /// The bytes of every non-empty key group, as they were when the view was taken.
+    fn snapshot_groups(&self) -> Result<BTreeMap<usize, Vec<u8>>>;
+}
+
 /// A piece of keyed state that snapshots and restores per key group.
 pub trait KeyGroupedState {
-    /// The bytes of every non-empty key group.
-    fn snapshot_groups(&self) -> Result<BTreeMap<usize, Vec<u8>>>;
-    /// Adds the entries of one key group written by [`Self::snapshot_groups`].
+    /// A view of the state now; cheap (copy-on-write), so the barrier does
+    /// not wait for serialization.
+    fn view(&self) -> Box<dyn KeyGroupedView>;
+    /// Adds the entries of one key group written by a view's `snapshot_groups`.
     fn restore_group(&mut self, key_group: usize, bytes: &[u8]) -> Result<()>;
 }
 
-/// Snapshots the parts of an operator's keyed state: per key group, the
-/// bytes of every part (empty where a part holds nothing for the group).
-pub fn snapshot_key_groups(parts: &[&dyn KeyGroupedState]) -> Result<Vec<(u32, Vec<u8>)>> {
+/// Views of the parts of an operator's keyed state, in order.
+pub fn view_key_groups(parts: &[&dyn KeyGroupedState]) -> Vec<Box<dyn KeyGroupedView>> {
+    parts.iter().map(|p| p.view()).collect()
+}
+
+/// Serializes views taken by [`view_key_groups`]: per key group, the bytes
+/// of every part (empty where a part holds nothing for the group).
+pub fn serialize_key_groups(views: &[Box<dyn KeyGroupedView>]) -> Result<Vec<(u32, Vec<u8>)>> {
     let mut groups: BTreeMap<usize, Vec<Option<Vec<u8>>>> = BTreeMap::new();
-    for (i, part) in parts.iter().enumerate() {
-        for (group, bytes) in part.snapshot_groups()? {
-            groups.entry(group).or_insert_with(|| vec![None; parts.len()])[i] = Some(bytes);
+    for (i, view) in views.iter().enumerate() {
+        for (group, bytes) in view.snapshot_groups()? {
+            groups.entry(group).or_insert_with(|| vec![None; views.len()])[i] = Some(bytes);
         }
     }
     groups.into_iter().map(|(g, parts)| Ok((g as u32, postcard::to_allocvec(&parts)?))).collect()
+}
+
+/// Snapshots the parts of an operator's keyed state right away.
+pub fn snapshot_key_groups(parts: &[&dyn KeyGroupedState]) -> Result<Vec<(u32, Vec<u8>)>> {
+    serialize_key_groups(&view_key_groups(parts))
 }
 
 /// Restores key groups written by [`snapshot_key_groups`] into the same parts, in the same order.

@@ -16,13 +16,13 @@ use serde::Serialize;
 use sluice_core::{KeyGroupRange, Result, SluiceError};
 
 use crate::heap_value_state::HeapValueState;
-use crate::key_grouped::KeyGroupedState;
+use crate::key_grouped::{KeyGroupedState, KeyGroupedView};
 use crate::ttl::{is_expired, Expiring, StateTtlConfig, TtlUpdateType, TtlValue};
 
 /// Flink's AggregateFunction: incremental aggregation through an accumulator.
 pub trait AggregateFunction<In>: Clone + Send + Sync + 'static {
     /// The accumulator (serializable: it is checkpointed).
-    type Acc: Clone + Send + Serialize + DeserializeOwned + 'static;
+    type Acc: Clone + Send + Sync + Serialize + DeserializeOwned + 'static;
     /// The result.
     type Out;
     /// A fresh accumulator.
@@ -165,17 +165,17 @@ trait ErasedTable: Send {
     fn ttl(&self) -> Option<StateTtlConfig>;
     fn extract(&mut self, range: KeyGroupRange) -> Result<Box<dyn Any + Send>>;
     fn insert(&mut self, data: Box<dyn Any + Send>) -> Result<()>;
-    fn snapshot_groups(&self) -> Result<BTreeMap<usize, Vec<u8>>>;
+    fn view(&self) -> Box<dyn KeyGroupedView>;
     fn restore_group(&mut self, key_group: usize, bytes: &[u8]) -> Result<()>;
 }
 
 impl<K, S> ErasedTable for Table<K, S>
 where
-    K: Eq + Hash + Send + Serialize + DeserializeOwned + 'static,
-    S: Expiring + Send + Serialize + DeserializeOwned + 'static,
+    K: Eq + Hash + Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
+    S: Expiring + Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
 {
-    fn snapshot_groups(&self) -> Result<BTreeMap<usize, Vec<u8>>> {
-        self.entries.snapshot_groups()
+    fn view(&self) -> Box<dyn KeyGroupedView> {
+        self.entries.view()
     }
 
     fn restore_group(&mut self, key_group: usize, bytes: &[u8]) -> Result<()> {
@@ -251,7 +251,7 @@ impl<K> std::fmt::Debug for HeapKeyedStateBackend<K> {
     }
 }
 
-impl<K: Eq + Hash + Clone + Send + Serialize + DeserializeOwned + 'static>
+impl<K: Eq + Hash + Clone + Send + Sync + Serialize + DeserializeOwned + 'static>
     HeapKeyedStateBackend<K>
 {
     /// An empty backend for the key groups in `range`.
@@ -259,7 +259,7 @@ impl<K: Eq + Hash + Clone + Send + Serialize + DeserializeOwned + 'static>
         Self { range, tables: Vec::new(), next_cleanup: None, _keys: PhantomData }
     }
 
-    fn register<S: Expiring + Send + Serialize + DeserializeOwned + 'static>(
+    fn register<S: Expiring + Clone + Send + Sync + Serialize + DeserializeOwned + 'static>(
         &mut self,
         name: &str,
         ttl: Option<StateTtlConfig>,
@@ -288,7 +288,7 @@ impl<K: Eq + Hash + Clone + Send + Serialize + DeserializeOwned + 'static>
     }
 
     /// Declares (or finds) a value state.
-    pub fn value_state<V: Send + Serialize + DeserializeOwned + 'static>(
+    pub fn value_state<V: Clone + Send + Sync + Serialize + DeserializeOwned + 'static>(
         &mut self,
         d: &ValueStateDescriptor<V>,
     ) -> Result<ValueState<V>> {
@@ -296,7 +296,7 @@ impl<K: Eq + Hash + Clone + Send + Serialize + DeserializeOwned + 'static>
     }
 
     /// Declares (or finds) a list state.
-    pub fn list_state<V: Send + Serialize + DeserializeOwned + 'static>(
+    pub fn list_state<V: Clone + Send + Sync + Serialize + DeserializeOwned + 'static>(
         &mut self,
         d: &ListStateDescriptor<V>,
     ) -> Result<ListState<V>> {
@@ -306,8 +306,8 @@ impl<K: Eq + Hash + Clone + Send + Serialize + DeserializeOwned + 'static>
     /// Declares (or finds) a map state.
     pub fn map_state<UK, UV>(&mut self, d: &MapStateDescriptor<UK, UV>) -> Result<MapState<UK, UV>>
     where
-        UK: Eq + Hash + Send + Serialize + DeserializeOwned + 'static,
-        UV: Send + Serialize + DeserializeOwned + 'static,
+        UK: Eq + Hash + Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
+        UV: Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
     {
         let table = self.register::<HashMap<UK, TtlValue<UV>>>(&d.name, d.ttl)?;
         Ok(MapState { table, _v: PhantomData })
@@ -319,7 +319,7 @@ impl<K: Eq + Hash + Clone + Send + Serialize + DeserializeOwned + 'static>
         d: &StateDescriptor<Reducing<F>>,
     ) -> Result<ReducingState<V, F>>
     where
-        V: Send + Serialize + DeserializeOwned + 'static,
+        V: Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
         F: Fn(V, V) -> V + Clone,
     {
         let table = self.register::<TtlValue<V>>(&d.name, d.ttl)?;
@@ -339,7 +339,7 @@ impl<K: Eq + Hash + Clone + Send + Serialize + DeserializeOwned + 'static>
     }
 
     /// The current key's entry of a value state.
-    pub fn value<'a, V: 'static>(
+    pub fn value<'a, V: Clone + 'static>(
         &'a mut self,
         h: &ValueState<V>,
         key: &'a CurrentKey<'a, K>,
@@ -348,7 +348,7 @@ impl<K: Eq + Hash + Clone + Send + Serialize + DeserializeOwned + 'static>
     }
 
     /// The current key's entry of a list state.
-    pub fn list<'a, V: 'static>(
+    pub fn list<'a, V: Clone + 'static>(
         &'a mut self,
         h: &ListState<V>,
         key: &'a CurrentKey<'a, K>,
@@ -357,7 +357,7 @@ impl<K: Eq + Hash + Clone + Send + Serialize + DeserializeOwned + 'static>
     }
 
     /// The current key's entry of a map state.
-    pub fn map<'a, UK: 'static, UV: 'static>(
+    pub fn map<'a, UK: Clone + 'static, UV: Clone + 'static>(
         &'a mut self,
         h: &MapState<UK, UV>,
         key: &'a CurrentKey<'a, K>,
@@ -366,7 +366,7 @@ impl<K: Eq + Hash + Clone + Send + Serialize + DeserializeOwned + 'static>
     }
 
     /// Adds a value to the current key's reducing state.
-    pub fn reduce_add<V: Send + 'static, F: Fn(V, V) -> V>(
+    pub fn reduce_add<V: Clone + Send + 'static, F: Fn(V, V) -> V>(
         &mut self,
         h: &ReducingState<V, F>,
         key: &CurrentKey<'_, K>,
@@ -382,7 +382,7 @@ impl<K: Eq + Hash + Clone + Send + Serialize + DeserializeOwned + 'static>
     }
 
     /// The current key's reduced value.
-    pub fn reduce_get<'a, V: 'static, F>(
+    pub fn reduce_get<'a, V: Clone + 'static, F>(
         &'a mut self,
         h: &ReducingState<V, F>,
         key: &'a CurrentKey<'a, K>,
@@ -475,9 +475,12 @@ impl<K: Eq + Hash + Clone + Send + Serialize + DeserializeOwned + 'static>
     }
 }
 
-impl<K: Eq + Hash + Clone + Send + Serialize + DeserializeOwned + 'static> KeyGroupedState
-    for HeapKeyedStateBackend<K>
-{
+/// Every state table of a backend, as views.
+struct BackendView {
+    tables: Vec<(String, Box<dyn KeyGroupedView>)>,
+}
+
+impl KeyGroupedView for BackendView {
     fn snapshot_groups(&self) -> Result<BTreeMap<usize, Vec<u8>>> {
         let mut groups: BTreeMap<usize, Vec<(&str, Vec<u8>)>> = BTreeMap::new();
         for (name, table) in &self.tables {
@@ -486,6 +489,16 @@ impl<K: Eq + Hash + Clone + Send + Serialize + DeserializeOwned + 'static> KeyGr
             }
         }
         groups.into_iter().map(|(g, tables)| Ok((g, postcard::to_allocvec(&tables)?))).collect()
+    }
+}
+
+impl<K: Eq + Hash + Clone + Send + Sync + Serialize + DeserializeOwned + 'static> KeyGroupedState
+    for HeapKeyedStateBackend<K>
+{
+    fn view(&self) -> Box<dyn KeyGroupedView> {
+        Box::new(BackendView {
+            tables: self.tables.iter().map(|(n, t)| (n.clone(), t.view())).collect(),
+        })
     }
 
     fn restore_group(&mut self, key_group: usize, bytes: &[u8]) -> Result<()> {
@@ -515,7 +528,7 @@ pub struct ValueRef<'a, K, V> {
     key: &'a CurrentKey<'a, K>,
 }
 
-impl<'a, K: Eq + Hash + Clone, V> ValueRef<'a, K, V> {
+impl<'a, K: Eq + Hash + Clone, V: Clone> ValueRef<'a, K, V> {
     /// The value, unless absent or expired.
     pub fn get(&mut self) -> Option<&V> {
         let (ttl, now, group, key) =
@@ -571,7 +584,7 @@ pub struct ListRef<'a, K, V> {
     key: &'a CurrentKey<'a, K>,
 }
 
-impl<K: Eq + Hash + Clone, V> ListRef<'_, K, V> {
+impl<K: Eq + Hash + Clone, V: Clone> ListRef<'_, K, V> {
     /// The elements that have not expired, in insertion order.
     pub fn get(&mut self) -> impl Iterator<Item = &V> {
         let (ttl, now) = (self.table.ttl, self.key.now);
@@ -621,7 +634,7 @@ pub struct MapRef<'a, K, UK, UV> {
     key: &'a CurrentKey<'a, K>,
 }
 
-impl<K: Eq + Hash + Clone, UK: Eq + Hash, UV> MapRef<'_, K, UK, UV> {
+impl<K: Eq + Hash + Clone, UK: Eq + Hash + Clone, UV: Clone> MapRef<'_, K, UK, UV> {
     /// The value of `user_key`, unless absent or expired.
     pub fn get(&mut self, user_key: &UK) -> Option<&UV> {
         let (ttl, now) = (self.table.ttl, self.key.now);

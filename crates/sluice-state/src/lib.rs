@@ -9,7 +9,10 @@ pub mod timer_service;
 pub mod ttl;
 
 pub use heap_value_state::HeapValueState;
-pub use key_grouped::{restore_key_groups, snapshot_key_groups, KeyGroupedState};
+pub use key_grouped::{
+    restore_key_groups, serialize_key_groups, snapshot_key_groups, view_key_groups,
+    KeyGroupedState, KeyGroupedView,
+};
 pub use keyed_state_backend::{
     AggregateFunction, AggregatingState, CurrentKey, HeapKeyedStateBackend, KeyedStateSnapshot,
     ListState, ListStateDescriptor, MapState, MapStateDescriptor, ReducingState, StateDescriptor,

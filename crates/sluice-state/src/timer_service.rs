@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sluice_core::{KeyGroupRange, Result};
 
-use crate::key_grouped::KeyGroupedState;
+use crate::key_grouped::{KeyGroupedState, KeyGroupedView};
 
 /// Which clock a timer follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub enum TimeDomain {
 /// Timers of one domain: by timestamp, then by key in registration order.
 /// The keys of the timestamp being fired are taken out whole and drained
 /// from the back of a reversed map, so each firing is O(1).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct TimerQueue<K> {
     by_time: BTreeMap<i64, IndexMap<K, usize>>,
     draining: Option<(i64, IndexMap<K, usize>)>,
@@ -128,7 +128,7 @@ impl<K: Eq + Hash + Clone> TimerQueue<K> {
 }
 
 /// Event-time and processing-time timers of one keyed operator instance.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct InternalTimerService<K> {
     event_time: TimerQueue<K>,
     processing_time: TimerQueue<K>,
@@ -214,12 +214,14 @@ impl<K: Eq + Hash + Clone> InternalTimerService<K> {
     }
 }
 
-impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned> KeyGroupedState
-    for InternalTimerService<K>
-{
+/// A copy of the timers as they were at the barrier (timers are few next
+/// to state, so a plain copy is the view).
+struct TimersView<K>(InternalTimerService<K>);
+
+impl<K: Serialize + Send> KeyGroupedView for TimersView<K> {
     fn snapshot_groups(&self) -> Result<BTreeMap<usize, Vec<u8>>> {
         let mut groups: BTreeMap<usize, Vec<(u8, i64, &K)>> = BTreeMap::new();
-        for (domain, queue) in [(0u8, &self.event_time), (1u8, &self.processing_time)] {
+        for (domain, queue) in [(0u8, &self.0.event_time), (1u8, &self.0.processing_time)] {
             let draining = queue.draining.iter().map(|(t, keys)| (t, keys));
             for (time, keys) in queue.by_time.iter().chain(draining) {
                 for (key, group) in keys {
@@ -228,6 +230,14 @@ impl<K: Eq + Hash + Clone + Serialize + DeserializeOwned> KeyGroupedState
             }
         }
         groups.into_iter().map(|(g, timers)| Ok((g, postcard::to_allocvec(&timers)?))).collect()
+    }
+}
+
+impl<K: Eq + Hash + Clone + Send + Serialize + DeserializeOwned + 'static> KeyGroupedState
+    for InternalTimerService<K>
+{
+    fn view(&self) -> Box<dyn KeyGroupedView> {
+        Box::new(TimersView(self.clone()))
     }
 
     fn restore_group(&mut self, key_group: usize, bytes: &[u8]) -> Result<()> {

@@ -343,11 +343,15 @@ fn report_checkpoints(result: &sluice::JobExecutionResult, failed_at: i64) {
     let mut durations: Vec<i64> = completed.iter().filter_map(|c| c.duration_ms).collect();
     durations.sort_unstable();
     let max_size = completed.iter().map(|c| c.state_size).max().unwrap_or(0);
+    let mut syncs: Vec<i64> = completed.iter().map(|c| c.sync_ms).collect();
+    syncs.sort_unstable();
     println!(
-        "  checkpoints: {} completed, duration median {} ms / max {} ms, largest {:.1} MiB, restarts {}",
+        "  checkpoints: {} completed, duration median {} ms / max {} ms, sync part median {} ms / max {} ms, largest {:.1} MiB, restarts {}",
         completed.len(),
         durations[durations.len() / 2],
         durations[durations.len() - 1],
+        syncs[syncs.len() / 2],
+        syncs[syncs.len() - 1],
         max_size as f64 / (1 << 20) as f64,
         result.restarts
     );

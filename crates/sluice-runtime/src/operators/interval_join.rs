@@ -19,7 +19,7 @@ use crate::functions::Collector;
 use crate::operator::{Output, StreamOperator};
 use crate::operators::user_error;
 use crate::runtime_context::RuntimeContext;
-use crate::snapshot::OperatorSnapshot;
+use crate::snapshot::{OperatorSnapshot, PendingSnapshot};
 
 /// Timestamps of a joined pair.
 #[derive(Clone, Copy, Debug)]
@@ -90,6 +90,8 @@ impl Side<'_> {
     ) -> Result<()>
     where
         K: Serialize + Eq + Hash + Clone,
+        V: Clone,
+        W: Clone,
     {
         for StreamRecord { timestamp, value } in records {
             let ts = timestamp.0;
@@ -140,7 +142,7 @@ pub struct IntervalJoinOperator<K, A, B, O, KA, KB, F> {
 
 impl<K, A, B, O, KA, KB, F> IntervalJoinOperator<K, A, B, O, KA, KB, F>
 where
-    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + 'static,
+    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + Sync + 'static,
     A: Data,
     B: Data,
     O: Data,
@@ -174,7 +176,7 @@ where
 
     /// Records buffered on each side.
     pub fn buffered(&self) -> (usize, usize) {
-        fn count<K: Eq + Hash, V>(b: &Option<Buffer<K, V>>) -> usize {
+        fn count<K: Eq + Hash + Clone, V: Clone>(b: &Option<Buffer<K, V>>) -> usize {
             b.as_ref()
                 .map_or(0, |b| b.iter().map(|(_, m)| m.values().map(Vec::len).sum::<usize>()).sum())
         }
@@ -182,7 +184,7 @@ where
     }
 }
 
-fn buffer<K: Eq + Hash + Clone, V>(
+fn buffer<K: Eq + Hash + Clone, V: Clone>(
     buf: &mut Buffer<K, V>,
     key: &K,
     group: usize,
@@ -199,7 +201,7 @@ fn buffer<K: Eq + Hash + Clone, V>(
 
 impl<K, A, B, O, KA, KB, F> StreamOperator for IntervalJoinOperator<K, A, B, O, KA, KB, F>
 where
-    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + 'static,
+    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + Sync + 'static,
     A: Data,
     B: Data,
     O: Data,
@@ -271,10 +273,10 @@ where
         out.emit_records(results)
     }
 
-    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot> {
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot> {
         let (left, right) =
             (self.left.as_ref().expect("opened"), self.right.as_ref().expect("opened"));
-        OperatorSnapshot::of_keyed(&[left, right, &self.cleanup])
+        Ok(OperatorSnapshot::deferred_keyed(&[left, right, &self.cleanup]))
     }
 
     fn restore_state(&mut self, state: OperatorSnapshot) -> Result<()> {

@@ -21,7 +21,7 @@ use crate::functions::{Collector, KeyedContext, KeyedOpenContext, KeyedProcessFu
 use crate::operator::{KeyGroupsState, Output, StreamOperator};
 use crate::operators::user_error;
 use crate::runtime_context::RuntimeContext;
-use crate::snapshot::OperatorSnapshot;
+use crate::snapshot::{OperatorSnapshot, PendingSnapshot};
 
 /// The operator behind `KeyedStream::process`.
 pub struct KeyedProcessOperator<K, I, O, KS, F> {
@@ -65,7 +65,7 @@ impl<K: Eq + Hash + Clone, I, O, KS, F> KeyedProcessOperator<K, I, O, KS, F> {
 
 impl<K, I, O, KS, F> KeyedProcessOperator<K, I, O, KS, F>
 where
-    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + 'static,
+    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + Sync + 'static,
     I: Data,
     O: Data,
     KS: Fn(&I) -> K + Send,
@@ -93,7 +93,7 @@ where
 
 impl<K, I, O, KS, F> StreamOperator for KeyedProcessOperator<K, I, O, KS, F>
 where
-    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + 'static,
+    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + Sync + 'static,
     I: Data,
     O: Data,
     KS: Fn(&I) -> K + Send,
@@ -161,8 +161,8 @@ where
         out.emit_records(result)
     }
 
-    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot> {
-        OperatorSnapshot::of_keyed(&[self.state.as_ref().expect("opened"), &self.timers])
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot> {
+        Ok(OperatorSnapshot::deferred_keyed(&[self.state.as_ref().expect("opened"), &self.timers]))
     }
 
     fn restore_state(&mut self, state: OperatorSnapshot) -> Result<()> {

@@ -10,7 +10,7 @@ use sluice_state::HeapValueState;
 
 use crate::operator::{Output, StreamOperator};
 use crate::runtime_context::RuntimeContext;
-use crate::snapshot::OperatorSnapshot;
+use crate::snapshot::{OperatorSnapshot, PendingSnapshot};
 
 /// The operator behind `KeyedStream::reduce` (and `sum`, `min`, `max`, ...).
 pub struct KeyedReduceOperator<T, K, KS, F> {
@@ -39,7 +39,14 @@ impl<T, K, KS, F> KeyedReduceOperator<T, K, KS, F> {
 impl<T, K, KS, F> StreamOperator for KeyedReduceOperator<T, K, KS, F>
 where
     T: Data,
-    K: Serialize + serde::de::DeserializeOwned + Eq + std::hash::Hash + Send + 'static,
+    K: Serialize
+        + serde::de::DeserializeOwned
+        + Eq
+        + std::hash::Hash
+        + Clone
+        + Send
+        + Sync
+        + 'static,
     KS: Fn(&T) -> K + Send,
     F: FnMut(T, T) -> T + Send,
 {
@@ -49,8 +56,8 @@ where
         Ok(())
     }
 
-    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot> {
-        OperatorSnapshot::of_keyed(&[self.state.as_ref().expect("opened")])
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot> {
+        Ok(OperatorSnapshot::deferred_keyed(&[self.state.as_ref().expect("opened")]))
     }
 
     fn restore_state(&mut self, state: OperatorSnapshot) -> Result<()> {

@@ -53,7 +53,7 @@ where
 /// How a window operator accumulates and evaluates a window.
 pub trait WindowAggregation<K, T>: Clone + Send + 'static {
     /// What is kept per key and window (serializable: it is checkpointed).
-    type Acc: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static;
+    type Acc: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static;
     /// What a firing emits.
     type Out: Data;
 

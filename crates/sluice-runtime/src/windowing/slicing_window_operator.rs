@@ -27,12 +27,12 @@ use crate::functions::Collector;
 use crate::operator::{KeyGroupsState, Output, StreamOperator};
 use crate::operators::user_error;
 use crate::runtime_context::RuntimeContext;
-use crate::snapshot::OperatorSnapshot;
+use crate::snapshot::{OperatorSnapshot, PendingSnapshot};
 use crate::windowing::functions::{WindowAggregation, WindowContext};
 use crate::windowing::window::TimeWindow;
 
 /// The slices of one key and the time of its pending timer.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct KeySlices<Acc> {
     /// Slice start → accumulator (an `Option` so it can be updated in place).
     slices: BTreeMap<i64, Option<Acc>>,
@@ -72,7 +72,7 @@ fn gcd(a: i64, b: i64) -> i64 {
 
 impl<K, T, KS, W> SlicingWindowOperator<K, T, KS, W>
 where
-    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + 'static,
+    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + Sync + 'static,
     T: Data,
     KS: Fn(&T) -> K + Send,
     W: WindowAggregation<K, T>,
@@ -279,7 +279,7 @@ where
 
 impl<K, T, KS, W> StreamOperator for SlicingWindowOperator<K, T, KS, W>
 where
-    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + 'static,
+    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + Sync + 'static,
     T: Data,
     KS: Fn(&T) -> K + Send,
     W: WindowAggregation<K, T>,
@@ -368,12 +368,12 @@ where
         self.fire_timers(now, now, out)
     }
 
-    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot> {
-        OperatorSnapshot::of_keyed(&[
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot> {
+        Ok(OperatorSnapshot::deferred_keyed(&[
             self.state.as_ref().expect("opened"),
             &self.timers,
             &self.cleanup_timers,
-        ])
+        ]))
     }
 
     fn restore_state(&mut self, state: OperatorSnapshot) -> Result<()> {

@@ -76,7 +76,13 @@ impl TriggerContext<'_> {
 /// Decides when a window fires (Flink's Trigger).
 pub trait Trigger: Clone + Send + Sync + 'static {
     /// State the trigger keeps per key and window (serializable: it is checkpointed).
-    type State: Default + Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static;
+    type State: Default
+        + Clone
+        + Send
+        + Sync
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + 'static;
 
     /// A record at `timestamp` was added to `window`.
     fn on_element(

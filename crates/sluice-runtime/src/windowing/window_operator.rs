@@ -23,7 +23,7 @@ use crate::functions::Collector;
 use crate::operator::{KeyGroupsState, Output, StreamOperator};
 use crate::operators::user_error;
 use crate::runtime_context::RuntimeContext;
-use crate::snapshot::OperatorSnapshot;
+use crate::snapshot::{OperatorSnapshot, PendingSnapshot};
 use crate::windowing::assigners::WindowAssigner;
 use crate::windowing::evictors::Evictor;
 use crate::windowing::functions::{WindowAggregation, WindowContext};
@@ -84,7 +84,7 @@ pub struct WindowOperator<K, T, KS, A, Tr: Trigger, E, W: WindowAggregation<K, T
 
 impl<K, T, KS, A, Tr, E, W> WindowOperator<K, T, KS, A, Tr, E, W>
 where
-    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + 'static,
+    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + Sync + 'static,
     T: Data,
     KS: Fn(&T) -> K + Send,
     A: WindowAssigner,
@@ -395,7 +395,7 @@ where
 
 impl<K, T, KS, A, Tr, E, W> StreamOperator for WindowOperator<K, T, KS, A, Tr, E, W>
 where
-    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + 'static,
+    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + Sync + 'static,
     T: Data,
     KS: Fn(&T) -> K + Send,
     A: WindowAssigner,
@@ -481,12 +481,12 @@ where
         self.fire_timers(TimeDomain::ProcessingTime, now, now, out)
     }
 
-    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot> {
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot> {
         let windows = self.windows.as_ref().expect("opened");
-        match &self.sessions {
-            Some(sessions) => OperatorSnapshot::of_keyed(&[windows, sessions, &self.timers]),
-            None => OperatorSnapshot::of_keyed(&[windows, &self.timers]),
-        }
+        Ok(match &self.sessions {
+            Some(sessions) => OperatorSnapshot::deferred_keyed(&[windows, sessions, &self.timers]),
+            None => OperatorSnapshot::deferred_keyed(&[windows, &self.timers]),
+        })
     }
 
     fn restore_state(&mut self, state: OperatorSnapshot) -> Result<()> {
