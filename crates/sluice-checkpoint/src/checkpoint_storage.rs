@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures::executor::block_on;
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
@@ -110,6 +109,29 @@ impl std::fmt::Debug for CheckpointStorage {
     }
 }
 
+/// Runs a storage call to completion on the calling thread. The cloud stores
+/// do their HTTP on tokio, so with them calls go through one shared runtime.
+#[cfg(feature = "cloud")]
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("checkpoint-io")
+                .enable_all()
+                .build()
+                .expect("cannot start the checkpoint storage runtime")
+        })
+        .block_on(future)
+}
+
+/// Runs a storage call to completion on the calling thread.
+#[cfg(not(feature = "cloud"))]
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    futures::executor::block_on(future)
+}
+
 fn storage_error(what: String, e: impl std::fmt::Display) -> SluiceError {
     SluiceError::external("checkpoint storage", format!("{what}: {e}"))
 }
@@ -202,7 +224,7 @@ impl CheckpointStorage {
     /// Deletes every object under `prefix`.
     fn delete_dir(&self, prefix: &str) -> Result<()> {
         let paths: Vec<Path> = block_on(
-            self.store.list(Some(&Path::from(prefix))).map_ok(|m| m.location).try_collect(),
+            self.store.list(Some(&self.path(prefix))).map_ok(|m| m.location).try_collect(),
         )
         .map_err(|e| storage_error(format!("cannot list {}/{prefix}", self.url), e))?;
         for p in paths {
