@@ -166,7 +166,13 @@ impl CheckpointStorage {
         let (store, path) = object_store::parse_url_opts(&parsed, options).map_err(|e| {
             SluiceError::Config(format!("checkpoint storage '{url}' (scheme '{scheme}'): {e}"))
         })?;
-        Ok((Arc::from(store), path.to_string()))
+        // With the bucket (container) as the host, the prefix is the URL's
+        // path; object_store's parser drops its first segment for `az://`.
+        let prefix = match scheme {
+            "s3" | "gs" | "az" => parsed.path().trim_matches('/').to_string(),
+            _ => path.to_string(),
+        };
+        Ok((Arc::from(store), prefix))
     }
 
     #[cfg(not(feature = "cloud"))]

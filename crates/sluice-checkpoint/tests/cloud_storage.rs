@@ -1,15 +1,20 @@
-//! Checkpoint storage on a real S3 API over HTTP: `scripts/test-s3` starts
-//! moto's S3 server, creates a bucket and runs this with the `cloud` feature.
+//! Checkpoint storage on real cloud storage APIs over HTTP:
+//! `scripts/test-cloud-storage` starts moto's S3 server and Azurite, creates
+//! a bucket in each, and runs this with the `cloud` feature once per store.
 #![cfg(feature = "cloud")]
 
 use sluice_checkpoint::checkpoint_storage::SubtaskState;
 use sluice_checkpoint::{CheckpointMetadata, CheckpointStorage, OperatorSnapshot};
 
-/// `s3://<bucket>/<prefix>` of the server `scripts/test-s3` started.
-fn s3_url(prefix: &str) -> String {
-    let bucket = std::env::var("SLUICE_TEST_S3_BUCKET")
-        .expect("SLUICE_TEST_S3_BUCKET is unset: run these tests with scripts/test-s3");
-    format!("s3://{bucket}/{prefix}")
+/// The bucket under test, as `s3://bucket` or `az://container`.
+fn bucket_url() -> String {
+    std::env::var("SLUICE_TEST_CLOUD_URL")
+        .expect("SLUICE_TEST_CLOUD_URL is unset: run these tests with scripts/test-cloud-storage")
+}
+
+/// `<bucket url>/<prefix>`.
+fn store_url(prefix: &str) -> String {
+    format!("{}/{prefix}", bucket_url())
 }
 
 fn metadata(id: u64) -> CheckpointMetadata {
@@ -37,8 +42,8 @@ fn state(subtask: u32, byte: u8) -> SubtaskState {
 }
 
 #[test]
-fn checkpoints_written_to_s3_read_back_and_only_those_with_metadata_exist() {
-    let storage = CheckpointStorage::from_url(&s3_url("complete")).unwrap();
+fn checkpoints_written_to_the_store_read_back_and_only_those_with_metadata_exist() {
+    let storage = CheckpointStorage::from_url(&store_url("complete")).unwrap();
     for id in 1..=2 {
         let dir = CheckpointStorage::checkpoint_dir("job", id);
         storage
@@ -52,13 +57,13 @@ fn checkpoints_written_to_s3_read_back_and_only_those_with_metadata_exist() {
     assert_eq!(latest.operators["sum"][0].keyed, vec![(7, vec![2; 1000])]);
     assert_eq!(latest.operators["sum"][1].operator, vec![vec![9]]);
     // A second process sees the same checkpoints.
-    let reopened = CheckpointStorage::from_url(&s3_url("complete")).unwrap();
+    let reopened = CheckpointStorage::from_url(&store_url("complete")).unwrap();
     assert_eq!(reopened.latest_checkpoint(None).unwrap().unwrap().metadata.checkpoint_id, 2);
 }
 
 #[test]
-fn a_corrupt_state_object_in_s3_falls_back_to_the_previous_checkpoint() {
-    let storage = CheckpointStorage::from_url(&s3_url("corrupt")).unwrap();
+fn a_corrupt_state_object_falls_back_to_the_previous_checkpoint() {
+    let storage = CheckpointStorage::from_url(&store_url("corrupt")).unwrap();
     for id in 1..=2 {
         let dir = CheckpointStorage::checkpoint_dir("job", id);
         storage.write_checkpoint(&dir, metadata(id), vec![state(0, id as u8)]).unwrap();
@@ -71,8 +76,8 @@ fn a_corrupt_state_object_in_s3_falls_back_to_the_previous_checkpoint() {
 }
 
 #[test]
-fn old_checkpoints_in_s3_are_pruned_to_the_newest_two() {
-    let storage = CheckpointStorage::from_url(&s3_url("pruned")).unwrap();
+fn old_checkpoints_in_the_store_are_pruned_to_the_newest_two() {
+    let storage = CheckpointStorage::from_url(&store_url("pruned")).unwrap();
     for id in 1..=4 {
         let dir = CheckpointStorage::checkpoint_dir("job", id);
         storage.write_checkpoint(&dir, metadata(id), vec![state(0, id as u8)]).unwrap();
@@ -86,8 +91,22 @@ fn old_checkpoints_in_s3_are_pruned_to_the_newest_two() {
 
 #[test]
 fn a_bucket_that_does_not_exist_is_an_error_naming_it() {
-    let storage = CheckpointStorage::from_url("s3://no-such-sluice-bucket/chk").unwrap();
+    let scheme = bucket_url().split_once("://").expect("a URL").0.to_string();
+    let storage = CheckpointStorage::from_url(&format!("{scheme}://no-such-sluice-bucket/chk"));
+    let storage = storage.unwrap();
     let err = storage.write_checkpoint("job/chk-1", metadata(1), vec![state(0, 1)]).unwrap_err();
     let err = err.to_string();
     assert!(err.contains("no-such-sluice-bucket"), "{err}");
+}
+
+#[test]
+fn storages_at_different_paths_of_one_bucket_do_not_see_each_other() {
+    let a = CheckpointStorage::from_url(&store_url("tenants/a")).unwrap();
+    let b = CheckpointStorage::from_url(&store_url("tenants/b")).unwrap();
+    a.write_checkpoint("job/chk-5", metadata(5), vec![state(0, 5)]).unwrap();
+    b.write_checkpoint("job/chk-1", metadata(1), vec![state(0, 1)]).unwrap();
+    assert_eq!(a.latest_checkpoint(None).unwrap().unwrap().metadata.checkpoint_id, 5);
+    assert_eq!(b.latest_checkpoint(None).unwrap().unwrap().metadata.checkpoint_id, 1);
+    b.prune("job").unwrap();
+    assert!(a.read_checkpoint("job/chk-5").is_ok());
 }
