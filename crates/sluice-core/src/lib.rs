@@ -25,3 +25,9 @@ pub trait Data:
 }
 
 impl<T: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static> Data for T {}
+
+/// What a key (of `key_by`, keyed state, timers) must be: [`Data`] that can
+/// be hashed into a key group and compared. Implemented for every such type.
+pub trait Key: Data + Eq + std::hash::Hash {}
+
+impl<T: Data + Eq + std::hash::Hash> Key for T {}

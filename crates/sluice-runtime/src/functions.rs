@@ -1,9 +1,7 @@
 //! The user-function traits of the DataStream API that carry more than a
 //! closure: process functions with lifecycle and context.
 
-use std::hash::Hash;
-
-use sluice_core::{FunctionResult, StreamRecord, Timestamp, Watermark};
+use sluice_core::{FunctionResult, Key, StreamRecord, Timestamp, Watermark};
 use sluice_state::keyed_state_backend::{ListRef, MapRef, ValueRef};
 use sluice_state::{
     AggregateFunction, AggregatingState, CurrentKey, HeapKeyedStateBackend, InternalTimerService,
@@ -59,11 +57,7 @@ pub struct KeyedContext<'a, K> {
     pub(crate) timers: &'a mut InternalTimerService<K>,
 }
 
-impl<
-        'a,
-        K: Eq + Hash + Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
-    > KeyedContext<'a, K>
-{
+impl<'a, K: Key> KeyedContext<'a, K> {
     /// The key of the record (or timer) being processed.
     pub fn current_key(&self) -> &K {
         self.key.key

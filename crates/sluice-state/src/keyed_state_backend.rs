@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 use hashbrown::HashMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sluice_core::{KeyGroupRange, Result, SluiceError};
+use sluice_core::{Key, KeyGroupRange, Result, SluiceError};
 
 use crate::heap_value_state::HeapValueState;
 use crate::key_grouped::{KeyGroupedState, KeyGroupedView};
@@ -171,7 +171,7 @@ trait ErasedTable: Send {
 
 impl<K, S> ErasedTable for Table<K, S>
 where
-    K: Eq + Hash + Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
+    K: Key,
     S: Expiring + Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
 {
     fn view(&self) -> Box<dyn KeyGroupedView> {
@@ -251,9 +251,7 @@ impl<K> std::fmt::Debug for HeapKeyedStateBackend<K> {
     }
 }
 
-impl<K: Eq + Hash + Clone + Send + Sync + Serialize + DeserializeOwned + 'static>
-    HeapKeyedStateBackend<K>
-{
+impl<K: Key> HeapKeyedStateBackend<K> {
     /// An empty backend for the key groups in `range`.
     pub fn new(range: KeyGroupRange) -> Self {
         Self { range, tables: Vec::new(), next_cleanup: None, _keys: PhantomData }
@@ -306,7 +304,7 @@ impl<K: Eq + Hash + Clone + Send + Sync + Serialize + DeserializeOwned + 'static
     /// Declares (or finds) a map state.
     pub fn map_state<UK, UV>(&mut self, d: &MapStateDescriptor<UK, UV>) -> Result<MapState<UK, UV>>
     where
-        UK: Eq + Hash + Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
+        UK: Key,
         UV: Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
     {
         let table = self.register::<HashMap<UK, TtlValue<UV>>>(&d.name, d.ttl)?;
@@ -492,9 +490,7 @@ impl KeyGroupedView for BackendView {
     }
 }
 
-impl<K: Eq + Hash + Clone + Send + Sync + Serialize + DeserializeOwned + 'static> KeyGroupedState
-    for HeapKeyedStateBackend<K>
-{
+impl<K: Key> KeyGroupedState for HeapKeyedStateBackend<K> {
     fn view(&self) -> Box<dyn KeyGroupedView> {
         Box::new(BackendView {
             tables: self.tables.iter().map(|(n, t)| (n.clone(), t.view())).collect(),

@@ -8,10 +8,9 @@ use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::marker::PhantomData;
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sluice_core::{
-    Data, FunctionResult, KeyHasher, RecordBatch, Result, StreamRecord, Timestamp, Watermark,
+    Data, FunctionResult, Key, KeyHasher, RecordBatch, Result, StreamRecord, Timestamp, Watermark,
 };
 use sluice_state::{HeapValueState, InternalTimerService, TimeDomain};
 
@@ -142,7 +141,7 @@ pub struct IntervalJoinOperator<K, A, B, O, KA, KB, F> {
 
 impl<K, A, B, O, KA, KB, F> IntervalJoinOperator<K, A, B, O, KA, KB, F>
 where
-    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + Sync + 'static,
+    K: Key,
     A: Data,
     B: Data,
     O: Data,
@@ -201,7 +200,7 @@ fn buffer<K: Eq + Hash + Clone, V: Clone>(
 
 impl<K, A, B, O, KA, KB, F> StreamOperator for IntervalJoinOperator<K, A, B, O, KA, KB, F>
 where
-    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + Sync + 'static,
+    K: Key,
     A: Data,
     B: Data,
     O: Data,

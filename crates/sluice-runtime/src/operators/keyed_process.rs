@@ -7,10 +7,9 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use sluice_core::{
-    Clock, Data, KeyHasher, RecordBatch, Result, SluiceError, StreamRecord, Timestamp, Watermark,
+    Clock, Data, Key, KeyHasher, RecordBatch, Result, SluiceError, StreamRecord, Timestamp,
+    Watermark,
 };
 use sluice_state::{
     CurrentKey, HeapKeyedStateBackend, InternalTimerService, KeyedStateSnapshot, TimeDomain,
@@ -65,7 +64,7 @@ impl<K: Eq + Hash + Clone, I, O, KS, F> KeyedProcessOperator<K, I, O, KS, F> {
 
 impl<K, I, O, KS, F> KeyedProcessOperator<K, I, O, KS, F>
 where
-    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + Sync + 'static,
+    K: Key,
     I: Data,
     O: Data,
     KS: Fn(&I) -> K + Send,
@@ -93,7 +92,7 @@ where
 
 impl<K, I, O, KS, F> StreamOperator for KeyedProcessOperator<K, I, O, KS, F>
 where
-    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + Sync + 'static,
+    K: Key,
     I: Data,
     O: Data,
     KS: Fn(&I) -> K + Send,

@@ -10,14 +10,11 @@
 //! the results equal the general window operator's.
 
 use std::collections::BTreeMap;
-use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use sluice_core::{
-    Clock, Data, KeyGroupRange, KeyHasher, RecordBatch, Result, SluiceError, StreamRecord,
+    Clock, Data, Key, KeyGroupRange, KeyHasher, RecordBatch, Result, SluiceError, StreamRecord,
     Timestamp, Watermark,
 };
 use sluice_state::heap_value_state::KeyGroupEntries;
@@ -72,7 +69,7 @@ fn gcd(a: i64, b: i64) -> i64 {
 
 impl<K, T, KS, W> SlicingWindowOperator<K, T, KS, W>
 where
-    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + Sync + 'static,
+    K: Key,
     T: Data,
     KS: Fn(&T) -> K + Send,
     W: WindowAggregation<K, T>,
@@ -279,7 +276,7 @@ where
 
 impl<K, T, KS, W> StreamOperator for SlicingWindowOperator<K, T, KS, W>
 where
-    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + Sync + 'static,
+    K: Key,
     T: Data,
     KS: Fn(&T) -> K + Send,
     W: WindowAggregation<K, T>,

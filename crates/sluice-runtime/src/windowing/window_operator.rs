@@ -6,14 +6,11 @@
 //! cleanup time is late and goes to the late side output (or is dropped);
 //! the session windows of a key never overlap.
 
-use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use sluice_core::{
-    Clock, Data, KeyGroupRange, KeyHasher, RecordBatch, Result, SluiceError, StreamRecord,
+    Clock, Data, Key, KeyGroupRange, KeyHasher, RecordBatch, Result, SluiceError, StreamRecord,
     Timestamp, Watermark,
 };
 use sluice_state::heap_value_state::KeyGroupEntries;
@@ -84,7 +81,7 @@ pub struct WindowOperator<K, T, KS, A, Tr: Trigger, E, W: WindowAggregation<K, T
 
 impl<K, T, KS, A, Tr, E, W> WindowOperator<K, T, KS, A, Tr, E, W>
 where
-    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + Sync + 'static,
+    K: Key,
     T: Data,
     KS: Fn(&T) -> K + Send,
     A: WindowAssigner,
@@ -395,7 +392,7 @@ where
 
 impl<K, T, KS, A, Tr, E, W> StreamOperator for WindowOperator<K, T, KS, A, Tr, E, W>
 where
-    K: Serialize + DeserializeOwned + Eq + Hash + Clone + Send + Sync + 'static,
+    K: Key,
     T: Data,
     KS: Fn(&T) -> K + Send,
     A: WindowAssigner,
