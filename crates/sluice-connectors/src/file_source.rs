@@ -45,6 +45,17 @@ impl<T: DeserializeOwned> FileSource<T> {
     }
 }
 
+impl<T> FileSource<T> {
+    /// Every non-empty line of the files under `path` turned into a record
+    /// by `decode`, whose error says what is wrong with the line.
+    pub fn with_decoder(
+        path: impl Into<PathBuf>,
+        decode: fn(&str) -> std::result::Result<T, String>,
+    ) -> Self {
+        Self { path: path.into(), decode, skip_empty: true }
+    }
+}
+
 /// One file, and how far it has been read.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FileSplit {

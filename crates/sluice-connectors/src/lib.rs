@@ -1,5 +1,6 @@
 //! Sources and sinks that need no external service: in-memory collections,
-//! generated sequences, text and NDJSON files and directories, TCP sockets;
+//! generated sequences, the Nexmark generator, text and NDJSON files and
+//! directories, TCP sockets;
 //! print, discard, file and collect sinks.
 #![deny(missing_docs)]
 
@@ -9,6 +10,7 @@ pub mod datagen;
 pub mod exactly_once_file_sink;
 pub mod file_sink;
 pub mod file_source;
+pub mod nexmark;
 pub mod print;
 pub mod socket;
 

@@ -148,6 +148,11 @@ impl<T> SourceOutput<T> {
         self.records.len() >= self.capacity
     }
 
+    /// The record collected last.
+    pub fn last(&self) -> Option<&StreamRecord<T>> {
+        self.records.last()
+    }
+
     /// Number of records collected.
     pub fn len(&self) -> usize {
         self.records.len()

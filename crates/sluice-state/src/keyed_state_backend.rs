@@ -548,7 +548,23 @@ impl<'a, K: Eq + Hash + Clone, V: Clone> ValueRef<'a, K, V> {
         Some(&e.value)
     }
 
-    fn take(&mut self) -> Option<V> {
+    /// The value to change in place (no copy of a large value), unless
+    /// absent or expired.
+    pub fn get_mut(&mut self) -> Option<&mut V> {
+        let (ttl, now, group, key) =
+            (self.table.ttl, self.key.now, self.key.key_group, self.key.key);
+        let stamp = self.table.entries.get(group, key)?.stamp;
+        if is_expired(ttl.as_ref(), stamp, now) {
+            self.table.entries.remove(group, key);
+            return None;
+        }
+        let e = self.table.entries.get_mut(group, key)?;
+        touch(ttl.as_ref(), e, now, false);
+        Some(&mut e.value)
+    }
+
+    /// Removes the value and returns it, unless absent or expired.
+    pub fn take(&mut self) -> Option<V> {
         let e = self.table.entries.remove(self.key.key_group, self.key.key)?;
         (!is_expired(self.table.ttl.as_ref(), e.stamp, self.key.now)).then_some(e.value)
     }

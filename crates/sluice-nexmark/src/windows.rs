@@ -1,0 +1,277 @@
+//! Windowed queries: q5 (sliding), q7 (tumbling max), q8 (window join),
+//! q11 (sessions), q12 (processing time).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sluice_api::{
+    AggregateFunction, Collector, DataStream, EventTimeSessionWindows, SlidingEventTimeWindows,
+    TumblingEventTimeWindows, TumblingProcessingTimeWindows, WindowContext,
+};
+use sluice_connectors::nexmark::Event;
+use sluice_core::FunctionResult;
+
+use crate::{bids, Bid};
+
+const TEN_SECONDS: Duration = Duration::from_secs(10);
+const TWO_SECONDS: Duration = Duration::from_secs(2);
+
+/// Counts what it is given.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Count;
+
+impl<T> AggregateFunction<T> for Count {
+    type Acc = u64;
+    type Out = u64;
+
+    fn create_accumulator(&self) -> u64 {
+        0
+    }
+    fn add(&self, _value: T, acc: &mut u64) {
+        *acc += 1;
+    }
+    fn get_result(&self, acc: &u64) -> u64 {
+        *acc
+    }
+    fn merge(&self, a: u64, b: &u64) -> u64 {
+        a + b
+    }
+}
+
+/// An auction with the most bids of a window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Q5Out {
+    /// Auction id.
+    pub auction: u64,
+    /// Its bids in the window.
+    pub count: u64,
+    /// End of the window (exclusive).
+    pub window_end: i64,
+}
+
+/// q5: the auctions with the most bids in each 10 s window, every 2 s.
+pub fn q5(events: &DataStream<Event>) -> DataStream<Q5Out> {
+    bids(events)
+        .key_by(|b: &Bid| b.auction)
+        .window(SlidingEventTimeWindows::of(TEN_SECONDS, TWO_SECONDS))
+        .aggregate_with_process(
+            Count,
+            |auction: &u64, ctx: &WindowContext, counts: &[u64], out: &mut Collector<'_, Q5Out>| {
+                for &count in counts {
+                    out.collect(Q5Out { auction: *auction, count, window_end: ctx.window.end });
+                }
+                Ok(())
+            },
+        )
+        .name("q5: bids per auction")
+        // Each window's counts carry the timestamp end - 1, so they meet in one
+        // 2 s tumbling window per window end.
+        .key_by(|c: &Q5Out| c.window_end)
+        .window(TumblingEventTimeWindows::of(TWO_SECONDS))
+        .process(
+            |_end: &i64, _ctx: &WindowContext, counts: &[Q5Out], out: &mut Collector<'_, Q5Out>| {
+                let max = counts.iter().map(|c| c.count).max().unwrap_or(0);
+                for c in counts.iter().filter(|c| c.count == max) {
+                    out.collect(c.clone());
+                }
+                Ok(())
+            },
+        )
+        .name("q5: hottest auctions")
+}
+
+/// The highest bids of a window so far: the price and every bid at it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct MaxBids;
+
+impl AggregateFunction<Bid> for MaxBids {
+    type Acc = Vec<Bid>;
+    type Out = Vec<Bid>;
+
+    fn create_accumulator(&self) -> Vec<Bid> {
+        Vec::new()
+    }
+    fn add(&self, bid: Bid, acc: &mut Vec<Bid>) {
+        match acc.first().map(|b| b.price) {
+            Some(max) if bid.price < max => {}
+            Some(max) if bid.price == max => acc.push(bid),
+            _ => {
+                acc.clear();
+                acc.push(bid);
+            }
+        }
+    }
+    fn get_result(&self, acc: &Vec<Bid>) -> Vec<Bid> {
+        acc.clone()
+    }
+    fn merge(&self, mut a: Vec<Bid>, b: &Vec<Bid>) -> Vec<Bid> {
+        for bid in b {
+            self.add(bid.clone(), &mut a);
+        }
+        a
+    }
+}
+
+/// A bid with the highest price of its window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Q7Out {
+    /// Auction id.
+    pub auction: u64,
+    /// Price.
+    pub price: u64,
+    /// Bidder id.
+    pub bidder: u64,
+    /// Event time.
+    pub date_time: i64,
+    /// Padding.
+    pub extra: String,
+}
+
+/// q7: the highest bids of each 10 s window, found per auction in
+/// parallel, then across auctions.
+pub fn q7(events: &DataStream<Event>) -> DataStream<Q7Out> {
+    fn emit_all(bids: &[Vec<Bid>], out: &mut Collector<'_, Bid>) -> FunctionResult {
+        for b in bids.iter().flatten() {
+            out.collect(b.clone());
+        }
+        Ok(())
+    }
+    bids(events)
+        .key_by(|b: &Bid| b.auction)
+        .window(TumblingEventTimeWindows::of(TEN_SECONDS))
+        .aggregate_with_process(
+            MaxBids,
+            |_: &u64, _: &WindowContext, bids: &[Vec<Bid>], out: &mut Collector<'_, Bid>| {
+                emit_all(bids, out)
+            },
+        )
+        .name("q7: highest bids per auction")
+        .window_all(TumblingEventTimeWindows::of(TEN_SECONDS))
+        .aggregate_with_process(
+            MaxBids,
+            |_: &(), _: &WindowContext, bids: &[Vec<Bid>], out: &mut Collector<'_, Bid>| {
+                emit_all(bids, out)
+            },
+        )
+        .name("q7: highest bids")
+        .map(|b: Bid| Q7Out {
+            auction: b.auction,
+            price: b.price,
+            bidder: b.bidder,
+            date_time: b.date_time,
+            extra: b.extra,
+        })
+}
+
+/// A person who opened an auction in the window they registered in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Q8Out {
+    /// Person id.
+    pub id: u64,
+    /// Name.
+    pub name: String,
+    /// Start of the window.
+    pub window_start: i64,
+}
+
+/// q8's inputs, keyed by person id.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum NewPersonOrSeller {
+    Person { id: u64, name: String },
+    Seller(u64),
+}
+
+/// q8: people who registered and opened an auction in the same 10 s window.
+pub fn q8(events: &DataStream<Event>) -> DataStream<Q8Out> {
+    events
+        .flat_map(|e: Event| match e {
+            Event::Person(p) => Some(NewPersonOrSeller::Person { id: p.id, name: p.name }),
+            Event::Auction(a) => Some(NewPersonOrSeller::Seller(a.seller)),
+            Event::Bid(_) => None,
+        })
+        .key_by(|e: &NewPersonOrSeller| match e {
+            NewPersonOrSeller::Person { id, .. } | NewPersonOrSeller::Seller(id) => *id,
+        })
+        .window(TumblingEventTimeWindows::of(TEN_SECONDS))
+        .process(
+            |id: &u64,
+             ctx: &WindowContext,
+             events: &[NewPersonOrSeller],
+             out: &mut Collector<'_, Q8Out>| {
+                if !events.iter().any(|e| matches!(e, NewPersonOrSeller::Seller(_))) {
+                    return Ok(());
+                }
+                let mut names: Vec<&str> = events
+                    .iter()
+                    .filter_map(|e| match e {
+                        NewPersonOrSeller::Person { name, .. } => Some(name.as_str()),
+                        NewPersonOrSeller::Seller(_) => None,
+                    })
+                    .collect();
+                names.sort_unstable();
+                names.dedup();
+                for name in names {
+                    out.collect(Q8Out {
+                        id: *id,
+                        name: name.to_string(),
+                        window_start: ctx.window.start,
+                    });
+                }
+                Ok(())
+            },
+        )
+        .name("q8: new sellers")
+}
+
+/// A bidder's bids in a window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BidderCount {
+    /// Bidder id.
+    pub bidder: u64,
+    /// Bids in the window.
+    pub count: u64,
+    /// Start of the window.
+    pub start: i64,
+    /// End of the window (exclusive).
+    pub end: i64,
+}
+
+/// q11's result: bids per bidder session.
+pub type Q11Out = BidderCount;
+/// q12's result: bids per bidder and processing-time window.
+pub type Q12Out = BidderCount;
+
+fn bidder_count(
+    bidder: &u64,
+    ctx: &WindowContext,
+    counts: &[u64],
+    out: &mut Collector<'_, BidderCount>,
+) -> FunctionResult {
+    for &count in counts {
+        out.collect(BidderCount {
+            bidder: *bidder,
+            count,
+            start: ctx.window.start,
+            end: ctx.window.end,
+        });
+    }
+    Ok(())
+}
+
+/// q11: bids per bidder in sessions that close after 10 s without a bid.
+pub fn q11(events: &DataStream<Event>) -> DataStream<Q11Out> {
+    bids(events)
+        .key_by(|b: &Bid| b.bidder)
+        .window(EventTimeSessionWindows::with_gap(TEN_SECONDS))
+        .aggregate_with_process(Count, bidder_count)
+        .name("q11: bidder sessions")
+}
+
+/// q12: bids per bidder in 10 s processing-time windows.
+pub fn q12(events: &DataStream<Event>) -> DataStream<Q12Out> {
+    bids(events)
+        .key_by(|b: &Bid| b.bidder)
+        .window(TumblingProcessingTimeWindows::of(TEN_SECONDS))
+        .aggregate_with_process(Count, bidder_count)
+        .name("q12: processing-time windows")
+}
