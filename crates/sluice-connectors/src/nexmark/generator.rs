@@ -457,7 +457,8 @@ mod tests {
         let config = GeneratorConfig::default();
         let bids: Vec<Bid> =
             events(&config, 100_000).into_iter().filter_map(Event::into_bid).collect();
-        let hot = bids.iter().filter(|b| (b.auction - FIRST_AUCTION_ID).is_multiple_of(100)).count();
+        let hot =
+            bids.iter().filter(|b| (b.auction - FIRST_AUCTION_ID).is_multiple_of(100)).count();
         let share = hot as f64 / bids.len() as f64;
         // 1/2 hot, plus the cold bids that land on a multiple of 100 by chance.
         assert!((0.49..0.53).contains(&share), "{share}");
