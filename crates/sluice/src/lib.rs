@@ -15,6 +15,8 @@ pub use sluice_core::{
     Clock, ExecutionConfig, ManualClock, Result, SluiceError, StreamRecord, SystemClock, Timestamp,
     Watermark,
 };
+/// The Nexmark queries.
+pub use sluice_nexmark as nexmark;
 pub use sluice_runtime::{
     Boundedness, InputStatus, RuntimeContext, Sink, SinkWriter, Source, SourceOutput, SourceReader,
     SourceSplit,

@@ -18,6 +18,8 @@ use sluice::jobs::wordcount::{word_count, FinalCounts, WordCountOptions};
 use sluice::process_stats::{cpu_time, peak_rss_bytes};
 use sluice::{JobClient, RestartStrategy, RestoreSource, StreamExecutionEnvironment};
 
+mod nexmark_cli;
+
 // Records are allocated on one task thread and freed on another; mimalloc
 // handles such cross-thread frees far better than glibc's malloc.
 #[global_allocator]
@@ -44,6 +46,15 @@ enum Command {
     },
     /// Measure throughput of a built-in benchmark job.
     Bench(BenchArgs),
+    /// Nexmark tools.
+    #[command(subcommand)]
+    Nexmark(NexmarkCommand),
+}
+
+#[derive(Subcommand)]
+enum NexmarkCommand {
+    /// Write generated Nexmark events as NDJSON (the reference field names) for other engines.
+    Gen(nexmark_cli::GenArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -147,6 +158,8 @@ struct BenchArgs {
     /// Take a checkpoint this often (reports checkpoint durations and sizes).
     #[arg(long, value_parser = parse_duration)]
     checkpoint_interval: Option<Duration>,
+    #[command(flatten)]
+    nexmark: nexmark_cli::NexmarkBenchArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -160,6 +173,8 @@ enum BenchJob {
     /// The pipeline with checkpoints and one injected failure: time from the
     /// failure to the next completed checkpoint.
     Recovery,
+    /// Nexmark queries (--query, --source) into a discarding sink, with latency and memory.
+    Nexmark,
 }
 
 fn main() -> ExitCode {
@@ -193,6 +208,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench(&args),
+        Command::Nexmark(NexmarkCommand::Gen(args)) => nexmark_cli::generate(&args),
     }
 }
 
@@ -367,11 +383,25 @@ fn bench(args: &BenchArgs) -> Result<()> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
+    if let BenchJob::Nexmark = args.job {
+        let checkpoints = tempfile_dir()?;
+        let result = nexmark_cli::bench(&nexmark_cli::BenchSettings {
+            nexmark: &args.nexmark,
+            events: args.events,
+            parallelism: args.parallelism,
+            runs: args.runs,
+            checkpoint_interval: args.checkpoint_interval,
+            checkpoint_dir: &checkpoints,
+        });
+        let _ = std::fs::remove_dir_all(&checkpoints);
+        return result;
+    }
     let description = match args.job {
         BenchJob::Pipeline => "pipeline: generator -> map -> key_by -> sum -> discard",
         BenchJob::TumblingWindow => "tumbling-window: generator -> key_by -> 10 s tumbling event-time window count -> discard",
         BenchJob::SlidingWindow => "sliding-window: generator -> key_by -> 10 s / 2 s sliding event-time window count -> discard",
         BenchJob::Recovery => "recovery: pipeline with checkpoints, one failure half way",
+        BenchJob::Nexmark => unreachable!("handled above"),
     };
     println!(
         "{description}, {} events, {} keys, parallelism {}",
@@ -407,6 +437,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
             BenchJob::SlidingWindow => {
                 drop(window_count(&env, args.events, args.keys, WindowKind::Sliding))
             }
+            BenchJob::Nexmark => unreachable!("handled above"),
         }
         let (cpu0, t0) = (cpu_time(), Instant::now());
         let result = env.execute("benchmark")?;

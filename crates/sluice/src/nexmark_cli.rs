@@ -1,0 +1,302 @@
+//! `sluice nexmark gen` and `sluice bench nexmark`: write the generator's
+//! events as NDJSON for other engines, and measure the queries on the
+//! mini-cluster into a discarding sink.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+use sluice::connectors::nexmark::{json, GeneratorConfig, NexmarkSource};
+use sluice::nexmark::latency::{LatencySink, LatencyTracker, TrackedSource};
+use sluice::nexmark::{Query, QuerySink, FILE_OUT_OF_ORDERNESS};
+use sluice::process_stats::{cpu_time, peak_rss_bytes};
+use sluice::{DataStream, StreamExecutionEnvironment, WatermarkStrategy};
+use sluice_core::Data;
+
+/// Generator settings shared by `gen` and `bench`.
+#[derive(Args, Clone, Debug)]
+pub struct GeneratorArgs {
+    /// Seed of the generator: the same seed gives the same events.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Events per second of event time.
+    #[arg(long, default_value_t = 10_000)]
+    event_rate: u64,
+    /// Shuffle events within groups of this many (1: in order).
+    #[arg(long, default_value_t = 1)]
+    out_of_order_group_size: u64,
+}
+
+impl GeneratorArgs {
+    fn config(&self) -> GeneratorConfig {
+        GeneratorConfig {
+            seed: self.seed,
+            event_rate: self.event_rate,
+            out_of_order_group_size: self.out_of_order_group_size,
+            ..GeneratorConfig::default()
+        }
+    }
+}
+
+/// `sluice nexmark gen`.
+#[derive(Args, Debug)]
+pub struct GenArgs {
+    /// Number of events.
+    #[arg(long)]
+    events: u64,
+    /// The NDJSON file to write.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    generator: GeneratorArgs,
+}
+
+/// Writes the generator's events to a file, one JSON object per line.
+pub fn generate(args: &GenArgs) -> Result<()> {
+    let config = args.generator.config();
+    config.validate()?;
+    let file =
+        File::create(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let started = Instant::now();
+    for n in 0..args.events {
+        json::write_event(&config.event_at(n, Some(args.events)), &mut out)
+            .with_context(|| format!("cannot write to {}", args.out.display()))?;
+    }
+    out.flush().with_context(|| format!("cannot write to {}", args.out.display()))?;
+    eprintln!(
+        "wrote {} events to {} in {:.2?}",
+        args.events,
+        args.out.display(),
+        started.elapsed()
+    );
+    Ok(())
+}
+
+/// `sluice bench nexmark` options.
+#[derive(Args, Debug, Clone)]
+pub struct NexmarkBenchArgs {
+    /// The query (q0 … q22), a comma-separated list, or `all`.
+    #[arg(long, default_value = "all")]
+    query: String,
+    /// `generator`, or an NDJSON file written by `sluice nexmark gen`.
+    #[arg(long, default_value = "generator")]
+    source: String,
+    #[command(flatten)]
+    generator: GeneratorArgs,
+}
+
+/// Everything one query's benchmark needs.
+pub struct BenchSettings<'a> {
+    /// What to run and on what.
+    pub nexmark: &'a NexmarkBenchArgs,
+    /// Events per run (generator) — a file is read whole.
+    pub events: u64,
+    /// Parallelism of every operator.
+    pub parallelism: usize,
+    /// Runs per query.
+    pub runs: usize,
+    /// Checkpoint interval, if any.
+    pub checkpoint_interval: Option<Duration>,
+    /// Where checkpoints go.
+    pub checkpoint_dir: &'a Path,
+}
+
+fn parse_queries(text: &str) -> Result<Vec<Query>> {
+    if text == "all" {
+        return Ok(Query::ALL.to_vec());
+    }
+    Ok(text.split(',').map(|q| q.trim().parse()).collect::<sluice::Result<Vec<_>>>()?)
+}
+
+/// Runs the benchmark: one query in this process, several in one child
+/// process each, so each query's peak memory is its own.
+pub fn bench(settings: &BenchSettings<'_>) -> Result<()> {
+    let queries = parse_queries(&settings.nexmark.query)?;
+    if settings.nexmark.source != "generator" && !Path::new(&settings.nexmark.source).exists() {
+        bail!("--source '{}' is neither `generator` nor an existing file", settings.nexmark.source);
+    }
+    settings.nexmark.generator.config().validate()?;
+    if let [query] = queries[..] {
+        return bench_query(query, settings);
+    }
+    let mut table = Vec::new();
+    for query in queries {
+        let summary = bench_in_child(query, settings)?;
+        table.push(summary);
+    }
+    println!();
+    println!(
+        "{:<6}{:>14}{:>14}{:>16}{:>16}{:>10}{:>10}{:>11}",
+        "query",
+        "events/s min",
+        "median",
+        "per core min",
+        "per core median",
+        "p50 ms",
+        "p99 ms",
+        "peak MiB"
+    );
+    for line in &table {
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .unwrap_or("-")
+                .to_string()
+        };
+        let millions = |name: &str| {
+            field(name).parse::<f64>().map_or("-".into(), |v| format!("{:.2}M", v / 1e6))
+        };
+        println!(
+            "{:<6}{:>14}{:>14}{:>16}{:>16}{:>10}{:>10}{:>11}",
+            field("query"),
+            millions("events_per_second_min"),
+            millions("events_per_second_median"),
+            millions("events_per_cpu_second_min"),
+            millions("events_per_cpu_second_median"),
+            field("p50_ms"),
+            field("p99_ms"),
+            field("peak_rss_mib")
+        );
+    }
+    Ok(())
+}
+
+/// Runs `sluice bench nexmark --query <query>` with the same settings and
+/// returns its summary line, passing its other output through.
+fn bench_in_child(query: Query, settings: &BenchSettings<'_>) -> Result<String> {
+    let exe = std::env::current_exe().context("cannot find the sluice executable")?;
+    let n = settings.nexmark;
+    let mut command = Command::new(exe);
+    command.args(["bench", "nexmark", "--query", &query.to_string(), "--source", &n.source]);
+    command.args(["--events", &settings.events.to_string()]);
+    command.args(["--parallelism", &settings.parallelism.to_string()]);
+    command.args(["--runs", &settings.runs.to_string()]);
+    command.args(["--seed", &n.generator.seed.to_string()]);
+    command.args(["--event-rate", &n.generator.event_rate.to_string()]);
+    command.args(["--out-of-order-group-size", &n.generator.out_of_order_group_size.to_string()]);
+    if let Some(interval) = settings.checkpoint_interval {
+        command.args(["--checkpoint-interval", &format!("{}ms", interval.as_millis())]);
+    }
+    let mut child = command.stdout(Stdio::piped()).spawn().context("cannot start a benchmark")?;
+    let mut summary = None;
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        if line.starts_with("sluice summary ") {
+            summary = Some(line);
+        }
+    }
+    let status = child.wait()?;
+    match summary {
+        Some(summary) if status.success() => Ok(summary),
+        _ => bail!("the benchmark of {query} failed ({status})"),
+    }
+}
+
+/// Hands a query's results to a [`LatencySink`].
+struct BenchSink {
+    tracker: std::sync::Arc<LatencyTracker>,
+    measure_latency: bool,
+}
+
+impl QuerySink for BenchSink {
+    fn sink<T: Data>(&mut self, results: DataStream<T>) {
+        drop(
+            results
+                .sink_to(LatencySink::new(self.tracker.clone(), self.measure_latency))
+                .name("Sink: discard (latency)"),
+        );
+    }
+}
+
+fn bench_query(query: Query, settings: &BenchSettings<'_>) -> Result<()> {
+    let n = settings.nexmark;
+    let source = if n.source == "generator" { "generator".to_string() } else { n.source.clone() };
+    println!(
+        "nexmark {query}: source {source}, {}parallelism {}{}",
+        if n.source == "generator" {
+            format!("{} events, ", settings.events)
+        } else {
+            String::new()
+        },
+        settings.parallelism,
+        settings
+            .checkpoint_interval
+            .map_or(String::new(), |i| format!(", checkpoints every {i:?}"))
+    );
+    let mut runs = Vec::new();
+    for run in 1..=settings.runs {
+        let tracker = LatencyTracker::new();
+        let env = StreamExecutionEnvironment::new();
+        env.set_parallelism(settings.parallelism);
+        if let Some(interval) = settings.checkpoint_interval {
+            env.enable_checkpointing(interval)
+                .set_checkpoint_storage(settings.checkpoint_dir.display().to_string());
+        }
+        let events = if n.source == "generator" {
+            let config = n.generator.config();
+            let bound = config.out_of_orderness();
+            let source = NexmarkSource::new(config, Some(settings.events))?;
+            env.from_source_with_watermarks(
+                TrackedSource::new(source, tracker.clone()),
+                WatermarkStrategy::for_bounded_out_of_orderness(bound),
+                "Nexmark",
+            )
+        } else {
+            env.from_source_with_watermarks(
+                TrackedSource::new(
+                    sluice::connectors::nexmark::file_source(&n.source),
+                    tracker.clone(),
+                ),
+                WatermarkStrategy::for_bounded_out_of_orderness(FILE_OUT_OF_ORDERNESS)
+                    .with_timestamp_assigner(|e: &sluice::connectors::nexmark::Event, _| {
+                        e.date_time()
+                    }),
+                "Nexmark file",
+            )
+        };
+        let mut sink =
+            BenchSink { tracker: tracker.clone(), measure_latency: !query.is_processing_time() };
+        query.add_to(&events, &mut sink);
+        let (cpu0, t0) = (cpu_time(), Instant::now());
+        let result = env.execute(&format!("nexmark {query}"))?;
+        let (wall, cpu) = (t0.elapsed().as_secs_f64(), (cpu_time() - cpu0).as_secs_f64());
+        let events: u64 = result.vertices.iter().map(|v| v.source_records).sum();
+        let latency = tracker.percentiles();
+        let ms = |d: Duration| format!("{:.3}", d.as_secs_f64() * 1e3);
+        let (p50, p99) = latency.map_or(("-".into(), "-".into()), |(a, b)| (ms(a), ms(b)));
+        println!(
+            "sluice query={query} parallelism={} run={run} events={events} seconds={wall:.3} events_per_second={:.0} cpu_seconds={cpu:.3} events_per_cpu_second={:.0} p50_ms={p50} p99_ms={p99} results={}",
+            settings.parallelism,
+            events as f64 / wall,
+            events as f64 / cpu.max(1e-9),
+            tracker.results()
+        );
+        runs.push((events as f64 / wall, events as f64 / cpu.max(1e-9), latency));
+    }
+    let min_median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[0], v[v.len() / 2])
+    };
+    let (eps_min, eps_median) = min_median(runs.iter().map(|r| r.0).collect());
+    let (cpu_min, cpu_median) = min_median(runs.iter().map(|r| r.1).collect());
+    // Latency of the median run by throughput.
+    let mut by_rate: Vec<_> = runs.iter().collect();
+    by_rate.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let median_latency = by_rate[by_rate.len() / 2].2;
+    let ms = |d: Duration| format!("{:.3}", d.as_secs_f64() * 1e3);
+    let (p50, p99) = median_latency.map_or(("-".into(), "-".into()), |(a, b)| (ms(a), ms(b)));
+    let rss =
+        peak_rss_bytes().map_or("-".into(), |b| format!("{:.0}", b as f64 / (1 << 20) as f64));
+    println!(
+        "sluice summary query={query} parallelism={} runs={} events_per_second_min={eps_min:.0} events_per_second_median={eps_median:.0} events_per_cpu_second_min={cpu_min:.0} events_per_cpu_second_median={cpu_median:.0} p50_ms={p50} p99_ms={p99} peak_rss_mib={rss}",
+        settings.parallelism,
+        settings.runs
+    );
+    Ok(())
+}
