@@ -15,7 +15,7 @@ use sluice_connectors::nexmark::datetime::{
 use sluice_connectors::nexmark::Event;
 use sluice_core::FunctionResult;
 
-use crate::{bids, Bid, Change, RowKind};
+use crate::{bids, Bid, Change, RowKind, Text};
 
 const ONE_DAY: Duration = Duration::from_secs(86_400);
 /// Bids in q19's top list per auction.
@@ -105,7 +105,7 @@ impl AggregateFunction<Bid> for DistinctStats {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Q15Out {
     /// The day, `yyyy-MM-dd`.
-    pub day: String,
+    pub day: Text,
     /// Its statistics.
     pub stats: DayStats,
 }
@@ -123,7 +123,7 @@ pub fn q15(events: &DataStream<Event>) -> DataStream<Q15Out> {
              out: &mut Collector<'_, Q15Out>| {
                 for (stats, _) in results {
                     out.collect(Q15Out {
-                        day: format_date(ctx.window.start),
+                        day: format_date(ctx.window.start).into(),
                         stats: stats.clone(),
                     });
                 }
@@ -137,11 +137,11 @@ pub fn q15(events: &DataStream<Event>) -> DataStream<Q15Out> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Q16Out {
     /// The channel.
-    pub channel: String,
+    pub channel: Text,
     /// The day, `yyyy-MM-dd`.
-    pub day: String,
+    pub day: Text,
     /// The latest `HH:mm` of the day's bids on the channel.
-    pub minute: String,
+    pub minute: Text,
     /// Its statistics.
     pub stats: DayStats,
 }
@@ -153,15 +153,15 @@ pub fn q16(events: &DataStream<Event>) -> DataStream<Q16Out> {
         .window(TumblingEventTimeWindows::of(ONE_DAY))
         .aggregate_with_process(
             DistinctStats,
-            |(channel, _): &(String, i64),
+            |(channel, _): &(Text, i64),
              ctx: &WindowContext,
              results: &[(DayStats, u32)],
              out: &mut Collector<'_, Q16Out>| {
                 for (stats, minute) in results {
                     out.collect(Q16Out {
                         channel: channel.clone(),
-                        day: format_date(ctx.window.start),
-                        minute: format_minute_of_day(*minute),
+                        day: format_date(ctx.window.start).into(),
+                        minute: format_minute_of_day(*minute).into(),
                         stats: stats.clone(),
                     });
                 }
@@ -216,7 +216,7 @@ pub struct Q17Out {
     /// Auction id.
     pub auction: u64,
     /// The day, `yyyy-MM-dd`.
-    pub day: String,
+    pub day: Text,
     /// Bids.
     pub total_bids: u64,
     /// Bids per price range.
@@ -245,7 +245,7 @@ pub fn q17(events: &DataStream<Event>) -> DataStream<Q17Out> {
                 for acc in results {
                     out.collect(Q17Out {
                         auction: *auction,
-                        day: format_date(ctx.window.start),
+                        day: format_date(ctx.window.start).into(),
                         total_bids: acc.bids[0],
                         rank_bids: [acc.bids[1], acc.bids[2], acc.bids[3]],
                         min_price: acc.min,

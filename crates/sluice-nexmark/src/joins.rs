@@ -10,17 +10,17 @@ use sluice_api::{
 use sluice_connectors::nexmark::Event;
 use sluice_core::{Data, FunctionResult};
 
-use crate::{Auction, Bid};
+use crate::{Auction, Bid, Text};
 
 /// A seller of a category-10 auction living in OR, ID or CA.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Q3Out {
     /// Seller's name.
-    pub name: String,
+    pub name: Text,
     /// Seller's city.
-    pub city: String,
+    pub city: Text,
     /// Seller's state.
-    pub state: String,
+    pub state: Text,
     /// Auction id.
     pub auction: u64,
 }
@@ -28,7 +28,7 @@ pub struct Q3Out {
 /// q3's inputs, keyed by person id.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum SellerOrAuction {
-    Seller { id: u64, name: String, city: String, state: String },
+    Seller { id: u64, name: Text, city: Text, state: Text },
     Auction { seller: u64, id: u64 },
 }
 
@@ -37,7 +37,7 @@ enum SellerOrAuction {
 pub fn q3(events: &DataStream<Event>) -> DataStream<Q3Out> {
     events
         .flat_map(|e: Event| match e {
-            Event::Person(p) if matches!(p.state.as_str(), "OR" | "ID" | "CA") => {
+            Event::Person(p) if matches!(&*p.state, "OR" | "ID" | "CA") => {
                 let p = *p;
                 Some(SellerOrAuction::Seller {
                     id: p.id,
@@ -62,7 +62,7 @@ pub fn q3(events: &DataStream<Event>) -> DataStream<Q3Out> {
 #[derive(Clone, Default)]
 struct LocalItemSuggestion {
     /// The seller's (name, city, state), once seen.
-    seller: Option<ValueState<(String, String, String)>>,
+    seller: Option<ValueState<(Text, Text, Text)>>,
     /// Auctions that arrived before their seller.
     waiting: Option<ListState<u64>>,
 }

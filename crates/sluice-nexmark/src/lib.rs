@@ -22,7 +22,7 @@ use sluice_core::{Data, Result, SluiceError};
 
 pub use aggregations::{q15, q16, q17, q18, q19, DayStats, Q15Out, Q16Out, Q17Out};
 pub use joins::{q20, q3, q4, q9, Q20Out, Q3Out, Q4Out, Q9Out};
-pub use sluice_connectors::nexmark::{Auction, Bid, Person};
+pub use sluice_connectors::nexmark::{Auction, Bid, Person, Text};
 pub use stateless::{
     q0, q1, q13, q14, q2, q21, q22, side_input_value, BidTimeType, Q13Out, Q14Out, Q1Out, Q21Out,
     Q22Out, Q2Out,

@@ -1,14 +1,14 @@
 //! Queries that look at one bid at a time: q0, q1, q2, q13, q14, q21, q22.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 use sluice_api::DataStream;
 use sluice_connectors::nexmark::datetime::hour_of_day;
 use sluice_connectors::nexmark::Event;
 
-use crate::{bids, Bid};
+use crate::{bids, Bid, Text};
 
 /// Euros per dollar in q1 and q14.
 const EUROS_PER_DOLLAR: f64 = 0.908;
@@ -32,7 +32,7 @@ pub struct Q1Out {
     /// Event time.
     pub date_time: i64,
     /// Padding.
-    pub extra: String,
+    pub extra: Text,
 }
 
 /// q1: bid prices converted to euros.
@@ -86,20 +86,21 @@ pub struct Q13Out {
     /// Event time.
     pub date_time: i64,
     /// The side input's value for `auction % 10000`.
-    pub value: String,
+    pub value: Text,
 }
 
 /// q13: bids joined with a bounded side input held in memory by every
 /// subtask (a lookup join).
 pub fn q13(events: &DataStream<Event>) -> DataStream<Q13Out> {
-    let side: Arc<Vec<String>> = Arc::new((0..SIDE_INPUT_KEYS).map(side_input_value).collect());
+    static SIDE_INPUT: LazyLock<Vec<String>> =
+        LazyLock::new(|| (0..SIDE_INPUT_KEYS).map(side_input_value).collect());
     bids(events)
         .map(move |b: Bid| Q13Out {
             auction: b.auction,
             bidder: b.bidder,
             price: b.price,
             date_time: b.date_time,
-            value: side[(b.auction % SIDE_INPUT_KEYS) as usize].clone(),
+            value: Text::Borrowed(&SIDE_INPUT[(b.auction % SIDE_INPUT_KEYS) as usize]),
         })
         .name("q13: side input lookup")
 }
@@ -150,7 +151,7 @@ pub struct Q14Out {
     /// Event time.
     pub date_time: i64,
     /// Padding.
-    pub extra: String,
+    pub extra: Text,
     /// How many `c` characters `extra` holds (the suite's user function).
     pub c_counts: usize,
 }
@@ -184,9 +185,9 @@ pub struct Q21Out {
     /// Price.
     pub price: u64,
     /// Channel.
-    pub channel: String,
+    pub channel: Text,
     /// The channel id.
-    pub channel_id: String,
+    pub channel_id: Text,
 }
 
 /// The id of a well-known channel, case-insensitively.
@@ -194,6 +195,14 @@ fn known_channel_id(channel: &str) -> Option<&'static str> {
     const KNOWN: [(&str, &str); 4] =
         [("apple", "0"), ("google", "1"), ("facebook", "2"), ("baidu", "3")];
     KNOWN.iter().find(|(name, _)| channel.eq_ignore_ascii_case(name)).map(|(_, id)| *id)
+}
+
+/// The part `f` picks of `text`, borrowed where `text` is (no copy of generated text).
+fn sub_text(text: &Text, f: impl for<'a> Fn(&'a str) -> Option<&'a str>) -> Option<Text> {
+    match text {
+        Text::Borrowed(s) => f(s).map(Text::Borrowed),
+        Text::Owned(s) => f(s).map(|part| Text::Owned(part.to_string())),
+    }
 }
 
 /// `REGEXP_EXTRACT(url, '(&|^)channel_id=([^&]*)', 2)`: the value of the
@@ -217,12 +226,14 @@ pub fn q21(events: &DataStream<Event>) -> DataStream<Q21Out> {
     events
         .flat_map(|e: Event| {
             let b = e.into_bid()?;
-            let id = known_channel_id(&b.channel).or_else(|| url_channel_id(&b.url))?;
+            let channel_id = known_channel_id(&b.channel)
+                .map(Text::Borrowed)
+                .or_else(|| sub_text(&b.url, url_channel_id))?;
             Some(Q21Out {
                 auction: b.auction,
                 bidder: b.bidder,
                 price: b.price,
-                channel_id: id.to_string(),
+                channel_id,
                 channel: b.channel,
             })
         })
@@ -239,22 +250,21 @@ pub struct Q22Out {
     /// Price.
     pub price: u64,
     /// Channel.
-    pub channel: String,
+    pub channel: Text,
     /// 4th part of the url split on `/`.
-    pub dir1: String,
+    pub dir1: Text,
     /// 5th part.
-    pub dir2: String,
+    pub dir2: Text,
     /// 6th part.
-    pub dir3: String,
+    pub dir3: Text,
 }
 
 /// q22: url directories (`SPLIT_INDEX(url, '/', 3..=5)`).
 pub fn q22(events: &DataStream<Event>) -> DataStream<Q22Out> {
     bids(events)
         .map(|b: Bid| {
-            let mut parts = b.url.split('/').skip(3);
-            let mut next = || parts.next().unwrap_or("").to_string();
-            let (dir1, dir2, dir3) = (next(), next(), next());
+            let dir = |i| sub_text(&b.url, |url| url.split('/').nth(i)).unwrap_or_default();
+            let (dir1, dir2, dir3) = (dir(3), dir(4), dir(5));
             Q22Out {
                 auction: b.auction,
                 bidder: b.bidder,

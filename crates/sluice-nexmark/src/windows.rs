@@ -11,7 +11,7 @@ use sluice_api::{
 use sluice_connectors::nexmark::Event;
 use sluice_core::FunctionResult;
 
-use crate::{bids, Bid};
+use crate::{bids, Bid, Text};
 
 const TEN_SECONDS: Duration = Duration::from_secs(10);
 const TWO_SECONDS: Duration = Duration::from_secs(2);
@@ -124,7 +124,7 @@ pub struct Q7Out {
     /// Event time.
     pub date_time: i64,
     /// Padding.
-    pub extra: String,
+    pub extra: Text,
 }
 
 /// q7: the highest bids of each 10 s window, found per auction in
@@ -169,7 +169,7 @@ pub struct Q8Out {
     /// Person id.
     pub id: u64,
     /// Name.
-    pub name: String,
+    pub name: Text,
     /// Start of the window.
     pub window_start: i64,
 }
@@ -177,7 +177,7 @@ pub struct Q8Out {
 /// q8's inputs, keyed by person id.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum NewPersonOrSeller {
-    Person { id: u64, name: String },
+    Person { id: u64, name: Text },
     Seller(u64),
 }
 
@@ -201,10 +201,10 @@ pub fn q8(events: &DataStream<Event>) -> DataStream<Q8Out> {
                 if !events.iter().any(|e| matches!(e, NewPersonOrSeller::Seller(_))) {
                     return Ok(());
                 }
-                let mut names: Vec<&str> = events
+                let mut names: Vec<&Text> = events
                     .iter()
                     .filter_map(|e| match e {
-                        NewPersonOrSeller::Person { name, .. } => Some(name.as_str()),
+                        NewPersonOrSeller::Person { name, .. } => Some(name),
                         NewPersonOrSeller::Seller(_) => None,
                     })
                     .collect();
@@ -213,7 +213,7 @@ pub fn q8(events: &DataStream<Event>) -> DataStream<Q8Out> {
                 for name in names {
                     out.collect(Q8Out {
                         id: *id,
-                        name: name.to_string(),
+                        name: name.clone(),
                         window_start: ctx.window.start,
                     });
                 }

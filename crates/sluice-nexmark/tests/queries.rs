@@ -88,7 +88,7 @@ fn q3_joins_category_10_auctions_with_sellers_in_or_id_ca() {
     let sellers: HashMap<u64, Person> = events
         .iter()
         .filter_map(|e| e.clone().into_person())
-        .filter(|p| ["OR", "ID", "CA"].contains(&p.state.as_str()))
+        .filter(|p| ["OR", "ID", "CA"].contains(&&*p.state))
         .map(|p| (p.id, p))
         .collect();
     let expected = events
@@ -266,7 +266,7 @@ fn q13_joins_bids_with_the_side_input() {
             bidder: b.bidder,
             price: b.price,
             date_time: b.date_time,
-            value: format!("nexmark-side-{}", b.auction % 10_000),
+            value: format!("nexmark-side-{}", b.auction % 10_000).into(),
         })
         .collect();
     assert_same_results(run(q13), expected);
@@ -339,7 +339,10 @@ fn q15_reports_bidding_statistics_per_day() {
     }
     let expected = days
         .into_iter()
-        .map(|(day, bids)| Q15Out { day: format_date(day), stats: reference_day_stats(&bids) })
+        .map(|(day, bids)| Q15Out {
+            day: format_date(day).into(),
+            stats: reference_day_stats(&bids),
+        })
         .collect();
     assert_same_results(run(q15), expected);
 }
@@ -347,7 +350,7 @@ fn q15_reports_bidding_statistics_per_day() {
 #[test]
 fn q16_reports_bidding_statistics_per_channel_and_day() {
     let bids = input_bids();
-    let mut groups: BTreeMap<(String, i64), Vec<&Bid>> = BTreeMap::new();
+    let mut groups: BTreeMap<(Text, i64), Vec<&Bid>> = BTreeMap::new();
     for b in &bids {
         groups.entry((b.channel.clone(), day_start(b.date_time))).or_default().push(b);
     }
@@ -355,10 +358,10 @@ fn q16_reports_bidding_statistics_per_channel_and_day() {
         .into_iter()
         .map(|((channel, day), bids)| Q16Out {
             channel,
-            day: format_date(day),
-            minute: format_minute_of_day(
+            day: format_date(day).into(),
+            minute: Text::from(format_minute_of_day(
                 bids.iter().map(|b| minute_of_day(b.date_time)).max().unwrap(),
-            ),
+            )),
             stats: reference_day_stats(&bids),
         })
         .collect();
@@ -379,7 +382,7 @@ fn q17_reports_price_statistics_per_auction_and_day() {
             let sum: u64 = prices.iter().sum();
             Q17Out {
                 auction,
-                day: format_date(day),
+                day: format_date(day).into(),
                 total_bids: prices.len() as u64,
                 rank_bids: [
                     prices.iter().filter(|&&p| p < 10_000).count() as u64,
@@ -487,7 +490,7 @@ fn q21_derives_channel_ids() {
                 bidder: b.bidder,
                 price: b.price,
                 channel: b.channel,
-                channel_id,
+                channel_id: channel_id.into(),
             })
         })
         .collect();
@@ -500,7 +503,7 @@ fn q22_splits_urls_into_directories() {
         .into_iter()
         .map(|b| {
             let parts: Vec<&str> = b.url.split('/').collect();
-            let dir = |i: usize| parts.get(i).unwrap_or(&"").to_string();
+            let dir = |i: usize| Text::from(parts.get(i).unwrap_or(&"").to_string());
             Q22Out {
                 auction: b.auction,
                 bidder: b.bidder,

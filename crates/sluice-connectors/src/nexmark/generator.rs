@@ -11,7 +11,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sluice_core::{Result, SluiceError};
 
-use super::{Auction, Bid, Event, Person};
+use super::{Auction, Bid, Event, Person, Text};
 
 const FIRST_PERSON_ID: u64 = 1000;
 const FIRST_AUCTION_ID: u64 = 1000;
@@ -147,7 +147,11 @@ impl GeneratorConfig {
     /// Event time of event `id`, ms since the epoch.
     #[inline]
     pub fn timestamp(&self, id: u64) -> i64 {
-        self.base_time + (u128::from(id) * 1000 / u128::from(self.event_rate)) as i64
+        let ms = match id.checked_mul(1000) {
+            Some(scaled) => scaled / self.event_rate,
+            None => (u128::from(id) * 1000 / u128::from(self.event_rate)) as u64,
+        };
+        self.base_time + ms as i64
     }
 
     /// How far event time can run ahead of the emission order: the span of
@@ -236,21 +240,18 @@ impl GeneratorConfig {
     }
 
     fn person(&self, id: u64, rng: &mut SmallRng, timestamp: i64) -> Person {
-        let name = format!(
-            "{} {}",
-            FIRST_NAMES[rng.random_range(0..FIRST_NAMES.len())],
-            LAST_NAMES[rng.random_range(0..LAST_NAMES.len())]
-        );
-        let email_address = format!("{}@{}.com", next_string(rng, 7), next_string(rng, 5));
-        let credit_card = format!(
+        let name = Text::Borrowed(&PERSON_NAMES[rng.random_range(0..PERSON_NAMES.len())]);
+        let email_address =
+            Text::Owned(format!("{}@{}.com", next_string(rng, 7), next_string(rng, 5)));
+        let credit_card = Text::Owned(format!(
             "{:04} {:04} {:04} {:04}",
             rng.random_range(0..10_000),
             rng.random_range(0..10_000),
             rng.random_range(0..10_000),
             rng.random_range(0..10_000)
-        );
-        let city = US_CITIES[rng.random_range(0..US_CITIES.len())].to_string();
-        let state = US_STATES[rng.random_range(0..US_STATES.len())].to_string();
+        ));
+        let city = Text::Borrowed(US_CITIES[rng.random_range(0..US_CITIES.len())]);
+        let state = Text::Borrowed(US_STATES[rng.random_range(0..US_STATES.len())]);
         let size = 8 + name.len() + email_address.len() + credit_card.len() + city.len() + 2;
         let extra = next_extra(rng, size, self.avg_person_bytes);
         Person {
@@ -325,8 +326,8 @@ impl GeneratorConfig {
             auction: auction + FIRST_AUCTION_ID,
             bidder: bidder + FIRST_PERSON_ID,
             price,
-            channel: channel.to_string(),
-            url: url.to_string(),
+            channel: Text::Borrowed(channel),
+            url: Text::Borrowed(url),
             date_time: timestamp,
             extra,
         }
@@ -336,7 +337,7 @@ impl GeneratorConfig {
 /// A price in cents, log-uniform between $1 and $1,000,000.
 #[inline]
 fn next_price(rng: &mut SmallRng) -> u64 {
-    (rng.random::<f64>() * 6.0 * std::f64::consts::LN_10).exp().mul_add(100.0, 0.5) as u64
+    (rng.random::<f64>() * 6.0 * std::f64::consts::LOG2_10).exp2().mul_add(100.0, 0.5) as u64
 }
 
 /// Random lowercase text with spaces, copied from a fixed pool rather than
@@ -348,24 +349,29 @@ static TEXT_POOL: LazyLock<String> = LazyLock::new(|| {
         .collect()
 });
 
+/// Every "first last" name.
+static PERSON_NAMES: LazyLock<Vec<String>> = LazyLock::new(|| {
+    FIRST_NAMES.iter().flat_map(|f| LAST_NAMES.iter().map(move |l| format!("{f} {l}"))).collect()
+});
+
 /// Text of exactly `len` bytes.
 #[inline]
-fn next_exact_string(rng: &mut SmallRng, len: usize) -> String {
+fn next_exact_string(rng: &mut SmallRng, len: usize) -> Text {
     let start = rng.random_range(0..TEXT_POOL.len() - len);
-    TEXT_POOL[start..start + len].to_string()
+    Text::Borrowed(&TEXT_POOL[start..start + len])
 }
 
 /// Text of 3 to `max_len - 1` bytes.
-fn next_string(rng: &mut SmallRng, max_len: usize) -> String {
+fn next_string(rng: &mut SmallRng, max_len: usize) -> Text {
     let len = 3 + rng.random_range(0..max_len - 3);
     next_exact_string(rng, len)
 }
 
 /// Padding that brings an event of `current` bytes to about `average` (± 20%).
 #[inline]
-fn next_extra(rng: &mut SmallRng, current: usize, average: usize) -> String {
+fn next_extra(rng: &mut SmallRng, current: usize, average: usize) -> Text {
     if current >= average {
-        return String::new();
+        return Text::Borrowed("");
     }
     let wanted = average - current;
     let delta = (wanted as f64 * 0.2).round() as usize;

@@ -95,7 +95,7 @@ mod tests {
             channel: "Google".into(),
             url: "https://www.nexmark.com/a/b/c/item.htm?query=1".into(),
             date_time: 1_436_918_400_001,
-            extra: String::new(),
+            extra: "".into(),
         }
     }
 

@@ -22,6 +22,10 @@ pub fn file_source(path: impl Into<PathBuf>) -> FileSource<Event> {
     FileSource::with_decoder(path, json::parse_event)
 }
 
+/// Text of an event. Generated events borrow their text from the
+/// generator's static pools (no allocation per event); parsed events own it.
+pub type Text = std::borrow::Cow<'static, str>;
+
 /// A person registering on the auction site.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -29,20 +33,20 @@ pub struct Person {
     /// Unique id, from 1000.
     pub id: u64,
     /// First and last name.
-    pub name: String,
+    pub name: Text,
     /// E-mail address.
-    pub email_address: String,
+    pub email_address: Text,
     /// Credit card number, four groups of four digits.
-    pub credit_card: String,
+    pub credit_card: Text,
     /// City.
-    pub city: String,
+    pub city: Text,
     /// US state: AZ, CA, ID, OR, WA or WY.
-    pub state: String,
+    pub state: Text,
     /// Event time, ms since the epoch.
     #[serde(with = "json::timestamp")]
     pub date_time: i64,
     /// Padding to the average size.
-    pub extra: String,
+    pub extra: Text,
 }
 
 /// An item put up for auction.
@@ -52,9 +56,9 @@ pub struct Auction {
     /// Unique id, from 1000.
     pub id: u64,
     /// Item name.
-    pub item_name: String,
+    pub item_name: Text,
     /// Item description.
-    pub description: String,
+    pub description: Text,
     /// Opening price.
     pub initial_bid: u64,
     /// Reserve price.
@@ -70,7 +74,7 @@ pub struct Auction {
     /// Category, 10 to 14.
     pub category: u64,
     /// Padding to the average size.
-    pub extra: String,
+    pub extra: Text,
 }
 
 /// A bid on an auction.
@@ -84,14 +88,14 @@ pub struct Bid {
     /// Price in cents.
     pub price: u64,
     /// Where the bid came from: a hot channel (`Google`, …) or `channel-<k>`.
-    pub channel: String,
+    pub channel: Text,
     /// The page the bid was made on.
-    pub url: String,
+    pub url: Text,
     /// Event time, ms since the epoch.
     #[serde(with = "json::timestamp")]
     pub date_time: i64,
     /// Padding to the average size.
-    pub extra: String,
+    pub extra: Text,
 }
 
 /// One Nexmark event. Persons and auctions are boxed: they are 8% of the
