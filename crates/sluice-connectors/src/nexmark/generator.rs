@@ -189,27 +189,26 @@ impl GeneratorConfig {
     pub fn event(&self, id: u64) -> Event {
         let mut rng = SmallRng::seed_from_u64(self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let timestamp = self.timestamp(id);
-        let rem = id % self.total_proportion();
-        if rem < self.person_proportion {
-            Event::Person(Box::new(self.person(id, &mut rng, timestamp)))
-        } else if rem < self.person_proportion + self.auction_proportion {
-            Event::Auction(Box::new(self.auction(id, &mut rng, timestamp)))
+        // One division per event: the id's block and place in it.
+        let block =
+            Block { epoch: id / self.total_proportion(), offset: id % self.total_proportion() };
+        if block.offset < self.person_proportion {
+            Event::Person(Box::new(self.person(block, &mut rng, timestamp)))
+        } else if block.offset < self.person_proportion + self.auction_proportion {
+            Event::Auction(Box::new(self.auction(id, block, &mut rng, timestamp)))
         } else {
-            Event::Bid(self.bid(id, &mut rng, timestamp))
+            Event::Bid(self.bid(block, &mut rng, timestamp))
         }
     }
 
-    /// Persons generated up to and including event `id`, minus one.
-    fn last_base0_person_id(&self, id: u64) -> u64 {
-        let epoch = id / self.total_proportion();
-        let offset = (id % self.total_proportion()).min(self.person_proportion - 1);
-        epoch * self.person_proportion + offset
+    /// Persons generated up to and including the event at `block`, minus one.
+    fn last_base0_person_id(&self, block: Block) -> u64 {
+        block.epoch * self.person_proportion + block.offset.min(self.person_proportion - 1)
     }
 
-    /// Auctions generated up to and including event `id`, minus one (saturating).
-    fn last_base0_auction_id(&self, id: u64) -> u64 {
-        let mut epoch = id / self.total_proportion();
-        let mut offset = id % self.total_proportion();
+    /// Auctions generated up to and including the event at `block`, minus one (saturating).
+    fn last_base0_auction_id(&self, block: Block) -> u64 {
+        let Block { mut epoch, mut offset } = block;
         if offset < self.person_proportion {
             // Before this block's first auction: the last one of the previous block.
             if epoch == 0 {
@@ -226,20 +225,20 @@ impl GeneratorConfig {
     }
 
     /// An active person, possibly one a little ahead of the last generated.
-    fn next_base0_person_id(&self, id: u64, rng: &mut SmallRng) -> u64 {
-        let people = self.last_base0_person_id(id) + 1;
+    fn next_base0_person_id(&self, block: Block, rng: &mut SmallRng) -> u64 {
+        let people = self.last_base0_person_id(block) + 1;
         let active = people.min(self.num_active_people);
         people - active + rng.random_range(0..active + PERSON_ID_LEAD)
     }
 
     /// An auction in flight, possibly one a little ahead of the last generated.
-    fn next_base0_auction_id(&self, id: u64, rng: &mut SmallRng) -> u64 {
-        let max = self.last_base0_auction_id(id);
+    fn next_base0_auction_id(&self, block: Block, rng: &mut SmallRng) -> u64 {
+        let max = self.last_base0_auction_id(block);
         let min = max.saturating_sub(self.num_in_flight_auctions);
         min + rng.random_range(0..max - min + 1 + AUCTION_ID_LEAD)
     }
 
-    fn person(&self, id: u64, rng: &mut SmallRng, timestamp: i64) -> Person {
+    fn person(&self, block: Block, rng: &mut SmallRng, timestamp: i64) -> Person {
         let name = Text::Borrowed(&PERSON_NAMES[rng.random_range(0..PERSON_NAMES.len())]);
         let email_address =
             Text::Owned(format!("{}@{}.com", next_string(rng, 7), next_string(rng, 5)));
@@ -255,7 +254,7 @@ impl GeneratorConfig {
         let size = 8 + name.len() + email_address.len() + credit_card.len() + city.len() + 2;
         let extra = next_extra(rng, size, self.avg_person_bytes);
         Person {
-            id: self.last_base0_person_id(id) + FIRST_PERSON_ID,
+            id: self.last_base0_person_id(block) + FIRST_PERSON_ID,
             name,
             email_address,
             credit_card,
@@ -266,11 +265,11 @@ impl GeneratorConfig {
         }
     }
 
-    fn auction(&self, id: u64, rng: &mut SmallRng, timestamp: i64) -> Auction {
+    fn auction(&self, id: u64, block: Block, rng: &mut SmallRng, timestamp: i64) -> Auction {
         let seller = if rng.random_range(0..self.hot_sellers_ratio) > 0 {
-            self.last_base0_person_id(id) / HOT_SELLER_RATIO * HOT_SELLER_RATIO
+            self.last_base0_person_id(block) / HOT_SELLER_RATIO * HOT_SELLER_RATIO
         } else {
-            self.next_base0_person_id(id, rng)
+            self.next_base0_person_id(block, rng)
         };
         let category = FIRST_CATEGORY_ID + rng.random_range(0..NUM_CATEGORIES);
         let initial_bid = next_price(rng);
@@ -281,7 +280,7 @@ impl GeneratorConfig {
         let size = 8 + item_name.len() + description.len() + 8 + 8 + 8 + 8 + 8;
         let extra = next_extra(rng, size, self.avg_auction_bytes);
         Auction {
-            id: self.last_base0_auction_id(id) + FIRST_AUCTION_ID,
+            id: self.last_base0_auction_id(block) + FIRST_AUCTION_ID,
             item_name,
             description,
             initial_bid,
@@ -302,16 +301,16 @@ impl GeneratorConfig {
         1 + rng.random_range(0..(horizon * 2).max(1))
     }
 
-    fn bid(&self, id: u64, rng: &mut SmallRng, timestamp: i64) -> Bid {
+    fn bid(&self, block: Block, rng: &mut SmallRng, timestamp: i64) -> Bid {
         let auction = if rng.random_range(0..self.hot_auction_ratio) > 0 {
-            self.last_base0_auction_id(id) / HOT_AUCTION_RATIO * HOT_AUCTION_RATIO
+            self.last_base0_auction_id(block) / HOT_AUCTION_RATIO * HOT_AUCTION_RATIO
         } else {
-            self.next_base0_auction_id(id, rng)
+            self.next_base0_auction_id(block, rng)
         };
         let bidder = if rng.random_range(0..self.hot_bidders_ratio) > 0 {
-            self.last_base0_person_id(id) / HOT_BIDDER_RATIO * HOT_BIDDER_RATIO + 1
+            self.last_base0_person_id(block) / HOT_BIDDER_RATIO * HOT_BIDDER_RATIO + 1
         } else {
-            self.next_base0_person_id(id, rng)
+            self.next_base0_person_id(block, rng)
         };
         let price = next_price(rng);
         let (channel, url) = if rng.random_bool(0.5) {
@@ -334,10 +333,17 @@ impl GeneratorConfig {
     }
 }
 
+/// Where an event falls: its block of `total_proportion` events and its place in it.
+#[derive(Clone, Copy)]
+struct Block {
+    epoch: u64,
+    offset: u64,
+}
+
 /// A price in cents, log-uniform between $1 and $1,000,000.
 #[inline]
 fn next_price(rng: &mut SmallRng) -> u64 {
-    (rng.random::<f64>() * 6.0 * std::f64::consts::LOG2_10).exp2().mul_add(100.0, 0.5) as u64
+    ((rng.random::<f64>() * 6.0 * std::f64::consts::LOG2_10).exp2() * 100.0 + 0.5) as u64
 }
 
 /// Random lowercase text with spaces, copied from a fixed pool rather than
@@ -374,7 +380,7 @@ fn next_extra(rng: &mut SmallRng, current: usize, average: usize) -> Text {
         return Text::Borrowed("");
     }
     let wanted = average - current;
-    let delta = (wanted as f64 * 0.2).round() as usize;
+    let delta = (wanted * 2 + 5) / 10; // 20%, rounded
     let len = wanted - delta + if delta == 0 { 0 } else { rng.random_range(0..2 * delta) };
     next_exact_string(rng, len)
 }
