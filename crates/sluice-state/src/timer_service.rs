@@ -21,13 +21,17 @@ pub enum TimeDomain {
     ProcessingTime,
 }
 
+/// The keys with a timer at one timestamp, with their key groups. Hashed
+/// with hashbrown's fast hasher: timers are registered per record.
+type KeysAt<K> = IndexMap<K, usize, hashbrown::DefaultHashBuilder>;
+
 /// Timers of one domain: by timestamp, then by key in registration order.
 /// The keys of the timestamp being fired are taken out whole and drained
 /// from the back of a reversed map, so each firing is O(1).
 #[derive(Clone, Debug)]
 struct TimerQueue<K> {
-    by_time: BTreeMap<i64, IndexMap<K, usize>>,
-    draining: Option<(i64, IndexMap<K, usize>)>,
+    by_time: BTreeMap<i64, KeysAt<K>>,
+    draining: Option<(i64, KeysAt<K>)>,
     len: usize,
 }
 

@@ -214,6 +214,11 @@ impl QuerySink for BenchSink {
     }
 }
 
+/// Peak resident memory of this process so far, in MiB.
+fn peak_rss_mib() -> String {
+    peak_rss_bytes().map_or("-".into(), |b| format!("{:.0}", b as f64 / (1 << 20) as f64))
+}
+
 fn bench_query(query: Query, settings: &BenchSettings<'_>) -> Result<()> {
     let n = settings.nexmark;
     let source = if n.source == "generator" { "generator".to_string() } else { n.source.clone() };
@@ -271,11 +276,12 @@ fn bench_query(query: Query, settings: &BenchSettings<'_>) -> Result<()> {
         let ms = |d: Duration| format!("{:.3}", d.as_secs_f64() * 1e3);
         let (p50, p99) = latency.map_or(("-".into(), "-".into()), |(a, b)| (ms(a), ms(b)));
         println!(
-            "sluice query={query} parallelism={} run={run} events={events} seconds={wall:.3} events_per_second={:.0} cpu_seconds={cpu:.3} events_per_cpu_second={:.0} p50_ms={p50} p99_ms={p99} results={}",
+            "sluice query={query} parallelism={} run={run} events={events} seconds={wall:.3} events_per_second={:.0} cpu_seconds={cpu:.3} events_per_cpu_second={:.0} p50_ms={p50} p99_ms={p99} results={} peak_rss_mib={}",
             settings.parallelism,
             events as f64 / wall,
             events as f64 / cpu.max(1e-9),
-            tracker.results()
+            tracker.results(),
+            peak_rss_mib()
         );
         runs.push((events as f64 / wall, events as f64 / cpu.max(1e-9), latency));
     }
@@ -291,8 +297,7 @@ fn bench_query(query: Query, settings: &BenchSettings<'_>) -> Result<()> {
     let median_latency = by_rate[by_rate.len() / 2].2;
     let ms = |d: Duration| format!("{:.3}", d.as_secs_f64() * 1e3);
     let (p50, p99) = median_latency.map_or(("-".into(), "-".into()), |(a, b)| (ms(a), ms(b)));
-    let rss =
-        peak_rss_bytes().map_or("-".into(), |b| format!("{:.0}", b as f64 / (1 << 20) as f64));
+    let rss = peak_rss_mib();
     println!(
         "sluice summary query={query} parallelism={} runs={} events_per_second_min={eps_min:.0} events_per_second_median={eps_median:.0} events_per_cpu_second_min={cpu_min:.0} events_per_cpu_second_median={cpu_median:.0} p50_ms={p50} p99_ms={p99} peak_rss_mib={rss}",
         settings.parallelism,
