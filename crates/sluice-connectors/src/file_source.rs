@@ -160,7 +160,7 @@ impl<T: Data> SourceReader<T, FileSplit> for FileReader<T> {
                     };
                     let file = File::open(&split.path)
                         .map_err(|e| SluiceError::io("cannot open input file", &split.path, e))?;
-                    let mut reader = BufReader::with_capacity(1 << 16, file);
+                    let mut reader = BufReader::with_capacity(1 << 20, file);
                     if split.offset > 0 {
                         use std::io::Seek;
                         reader.seek(std::io::SeekFrom::Start(split.offset)).map_err(|e| {
@@ -174,20 +174,30 @@ impl<T: Data> SourceReader<T, FileSplit> for FileReader<T> {
                     self.current.insert((split, reader, id))
                 }
             };
-            self.buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut self.buf)
+            let buffered = reader
+                .fill_buf()
                 .map_err(|e| SluiceError::io("cannot read input file", &split.path, e))?;
-            if n == 0 {
+            if buffered.is_empty() {
                 if let Some((_, _, id)) = self.current.take() {
                     output.finish_split(id);
                 }
                 continue;
             }
+            // Decode the line where it sits in the read buffer; only a line
+            // that runs past the buffer's end is gathered into `self.buf`.
+            let (mut line, n, in_place) = match memchr::memchr(b'\n', buffered) {
+                Some(i) => (&buffered[..i + 1], i + 1, true),
+                None => {
+                    self.buf.clear();
+                    let n = reader
+                        .read_until(b'\n', &mut self.buf)
+                        .map_err(|e| SluiceError::io("cannot read input file", &split.path, e))?;
+                    (&self.buf[..], n, false)
+                }
+            };
             let line_no = split.line;
             split.offset += n as u64;
             split.line += 1;
-            let mut line = &self.buf[..];
             if let Some(l) = line.strip_suffix(b"\n") {
                 line = l.strip_suffix(b"\r").unwrap_or(l);
             }
@@ -197,10 +207,17 @@ impl<T: Data> SourceReader<T, FileSplit> for FileReader<T> {
             };
             let text =
                 std::str::from_utf8(line).map_err(|e| malformed(format!("not UTF-8: {e}")))?;
-            if self.skip_empty && text.trim().is_empty() {
-                continue;
+            let record = if self.skip_empty && text.trim().is_empty() {
+                None
+            } else {
+                Some((self.decode)(text).map_err(malformed)?)
+            };
+            if in_place {
+                reader.consume(n);
             }
-            output.collect((self.decode)(text).map_err(malformed)?);
+            if let Some(record) = record {
+                output.collect(record);
+            }
         }
         Ok(InputStatus::MoreAvailable)
     }

@@ -138,3 +138,19 @@ fn a_rate_limited_generator_emits_no_faster_than_its_rate() {
     got.sort();
     assert_eq!(got, (0..300).map(|i| i * 10).collect::<Vec<u64>>());
 }
+
+#[test]
+fn lines_longer_than_the_read_buffer_and_lines_across_its_end_are_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lines.txt");
+    // Lengths vary so that lines straddle every read-buffer boundary; one
+    // line is longer than the whole buffer.
+    let mut expected: Vec<String> =
+        (0..60_000).map(|i| format!("{i}:{}", "x".repeat(i % 97))).collect();
+    expected.insert(30_000, "y".repeat(3 << 20));
+    std::fs::write(&path, expected.join("\r\n") + "\n").unwrap();
+    let env = StreamExecutionEnvironment::new();
+    let lines = env.read_text_file(&path).execute_and_collect("long lines").unwrap();
+    assert_eq!(lines.len(), expected.len());
+    assert!(lines == expected, "lines differ");
+}
