@@ -272,6 +272,7 @@ fn bench_query(query: Query, settings: &BenchSettings<'_>) -> Result<()> {
         let result = env.execute(&format!("nexmark {query}"))?;
         let (wall, cpu) = (t0.elapsed().as_secs_f64(), (cpu_time() - cpu0).as_secs_f64());
         let events: u64 = result.vertices.iter().map(|v| v.source_records).sum();
+        super::report_checkpoints(&result, 0);
         let latency = tracker.percentiles();
         let ms = |d: Duration| format!("{:.3}", d.as_secs_f64() * 1e3);
         let (p50, p99) = latency.map_or(("-".into(), "-".into()), |(a, b)| (ms(a), ms(b)));
