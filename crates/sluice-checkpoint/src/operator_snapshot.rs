@@ -58,13 +58,13 @@ impl OperatorSnapshot {
     }
 
     /// A snapshot of keyed state parts, serialized now.
-    pub fn of_keyed(parts: &[&dyn KeyGroupedState]) -> Result<Self> {
+    pub fn of_keyed(parts: &mut [&mut dyn KeyGroupedState]) -> Result<Self> {
         Ok(Self { keyed: snapshot_key_groups(parts)?, operator: Vec::new() })
     }
 
     /// A snapshot of keyed state parts: views taken now (cheap,
     /// copy-on-write), serialized later off the task thread.
-    pub fn deferred_keyed(parts: &[&dyn KeyGroupedState]) -> PendingSnapshot {
+    pub fn deferred_keyed(parts: &mut [&mut dyn KeyGroupedState]) -> PendingSnapshot {
         let views = view_key_groups(parts);
         PendingSnapshot::Deferred(Box::new(move || {
             Ok(OperatorSnapshot { keyed: serialize_key_groups(&views)?, operator: Vec::new() })

@@ -21,19 +21,68 @@ pub type KeyGroupEntries<K, V> = (usize, Vec<(K, V)>);
 
 /// One value per key for the key groups of one subtask.
 ///
-/// Copy-on-write per key group: each group's map sits behind an `Arc`, a
-/// snapshot view shares them, and the first write to a group that a view
-/// still holds copies that group only.
+/// Copy-on-write per key group: a snapshot view shares each group's map,
+/// and the first write to a group that a view still holds copies that group
+/// only. A group no view holds is a plain map, so reads and writes between
+/// checkpoints touch no reference count.
 #[derive(Debug)]
 pub struct HeapValueState<K, V> {
     range: KeyGroupRange,
-    groups: Vec<Arc<HashMap<K, V>>>,
+    groups: Vec<Group<K, V>>,
+}
+
+/// One key group's map: owned, or shared with the snapshot views taken since
+/// it was last written.
+#[derive(Debug)]
+enum Group<K, V> {
+    Owned(HashMap<K, V>),
+    Shared(Arc<HashMap<K, V>>),
+}
+
+impl<K: Clone, V: Clone> Group<K, V> {
+    #[inline]
+    fn map(&self) -> &HashMap<K, V> {
+        match self {
+            Group::Owned(map) => map,
+            Group::Shared(map) => map,
+        }
+    }
+
+    #[inline]
+    fn map_mut(&mut self) -> &mut HashMap<K, V> {
+        if let Group::Shared(_) = self {
+            self.unshare();
+        }
+        match self {
+            Group::Owned(map) => map,
+            Group::Shared(_) => unreachable!("unshared above"),
+        }
+    }
+
+    /// Takes the map back from the views: moved if they are gone, copied if not.
+    #[cold]
+    fn unshare(&mut self) {
+        if let Group::Shared(map) = std::mem::replace(self, Group::Owned(HashMap::new())) {
+            *self = Group::Owned(Arc::try_unwrap(map).unwrap_or_else(|map| (*map).clone()));
+        }
+    }
+
+    /// The map, shared with a view.
+    fn share(&mut self) -> Arc<HashMap<K, V>> {
+        if let Group::Owned(map) = self {
+            *self = Group::Shared(Arc::new(std::mem::take(map)));
+        }
+        match self {
+            Group::Shared(map) => map.clone(),
+            Group::Owned(_) => unreachable!("shared above"),
+        }
+    }
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> HeapValueState<K, V> {
     /// Empty state for the key groups in `range`.
     pub fn new(range: KeyGroupRange) -> Self {
-        Self { range, groups: (0..range.len()).map(|_| Arc::new(HashMap::new())).collect() }
+        Self { range, groups: (0..range.len()).map(|_| Group::Owned(HashMap::new())).collect() }
     }
 
     /// The key-group range this state holds.
@@ -48,13 +97,13 @@ impl<K: Eq + Hash + Clone, V: Clone> HeapValueState<K, V> {
             "key group {key_group} not in {:?}",
             self.range
         );
-        Arc::make_mut(&mut self.groups[key_group - self.range.start])
+        self.groups[key_group - self.range.start].map_mut()
     }
 
     /// The value of `key`, if any.
     #[inline]
     pub fn get(&self, key_group: usize, key: &K) -> Option<&V> {
-        self.groups[key_group - self.range.start].get(key)
+        self.groups[key_group - self.range.start].map().get(key)
     }
 
     /// The value of `key`, mutable, if any.
@@ -90,11 +139,11 @@ impl<K: Eq + Hash + Clone, V: Clone> HeapValueState<K, V> {
     /// Keeps only the entries for which `keep` is true; maps left mostly
     /// empty give their memory back.
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
-        for map in &mut self.groups {
-            if map.is_empty() {
+        for group in &mut self.groups {
+            if group.map().is_empty() {
                 continue;
             }
-            let map = Arc::make_mut(map);
+            let map = group.map_mut();
             map.retain(|k, v| keep(k, v));
             if map.capacity() > 16 && map.len() < map.capacity() / 4 {
                 map.shrink_to_fit();
@@ -104,17 +153,17 @@ impl<K: Eq + Hash + Clone, V: Clone> HeapValueState<K, V> {
 
     /// Every entry, key group by key group.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.groups.iter().flat_map(|m| m.iter())
+        self.groups.iter().flat_map(|g| g.map().iter())
     }
 
     /// Number of keys with a value.
     pub fn len(&self) -> usize {
-        self.groups.iter().map(|g| g.len()).sum()
+        self.groups.iter().map(|g| g.map().len()).sum()
     }
 
     /// Whether no key has a value.
     pub fn is_empty(&self) -> bool {
-        self.groups.iter().all(|g| g.is_empty())
+        self.groups.iter().all(|g| g.map().is_empty())
     }
 
     /// Removes and returns the entries of every key group in `range`, per key group.
@@ -170,8 +219,9 @@ where
     K: Eq + Hash + Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    fn view(&self) -> Box<dyn KeyGroupedView> {
-        Box::new(HeapValueStateView { start: self.range.start, groups: self.groups.clone() })
+    fn view(&mut self) -> Box<dyn KeyGroupedView> {
+        let groups = self.groups.iter_mut().map(Group::share).collect();
+        Box::new(HeapValueStateView { start: self.range.start, groups })
     }
 
     fn restore_group(&mut self, key_group: usize, bytes: &[u8]) -> Result<()> {
@@ -219,7 +269,7 @@ mod tests {
         for k in 0..100u64 {
             state.put(h.key_group(&k, max), k, 1u64);
         }
-        let views = view_key_groups(&[&state]);
+        let views = view_key_groups(&mut [&mut state]);
         // The task writes on after the barrier: every key, and new keys.
         for k in 0..200u64 {
             state.put(h.key_group(&k, max), k, 2);
@@ -232,6 +282,25 @@ mod tests {
             assert_eq!(restored.get(h.key_group(&k, max), &k), Some(&1));
         }
         assert_eq!(state.get(h.key_group(&7u64, max), &7), Some(&2));
+    }
+
+    #[test]
+    fn views_taken_at_successive_barriers_each_keep_their_own_moment() {
+        use crate::key_grouped::{serialize_key_groups, view_key_groups};
+        let mut state = HeapValueState::new(KeyGroupRange::new(0, 4));
+        state.put(1, 1u32, 1u64);
+        let first = view_key_groups(&mut [&mut state]);
+        state.put(1, 1u32, 2);
+        let second = view_key_groups(&mut [&mut state]);
+        state.put(1, 1u32, 3);
+        drop(first);
+        state.put(2, 2u32, 9);
+        let bytes = |views: Vec<_>| serialize_key_groups(&views).unwrap();
+        let mut expected = HeapValueState::new(KeyGroupRange::new(0, 4));
+        expected.put(1, 1u32, 2u64);
+        assert_eq!(bytes(second), bytes(view_key_groups(&mut [&mut expected])));
+        assert_eq!(state.get(1, &1u32), Some(&3));
+        assert_eq!(state.len(), 2);
     }
 
     #[test]

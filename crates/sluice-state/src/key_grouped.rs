@@ -18,14 +18,14 @@ pub trait KeyGroupedView: Send {
 pub trait KeyGroupedState {
     /// A view of the state now; cheap (copy-on-write), so the barrier does
     /// not wait for serialization.
-    fn view(&self) -> Box<dyn KeyGroupedView>;
+    fn view(&mut self) -> Box<dyn KeyGroupedView>;
     /// Adds the entries of one key group written by a view's `snapshot_groups`.
     fn restore_group(&mut self, key_group: usize, bytes: &[u8]) -> Result<()>;
 }
 
 /// Views of the parts of an operator's keyed state, in order.
-pub fn view_key_groups(parts: &[&dyn KeyGroupedState]) -> Vec<Box<dyn KeyGroupedView>> {
-    parts.iter().map(|p| p.view()).collect()
+pub fn view_key_groups(parts: &mut [&mut dyn KeyGroupedState]) -> Vec<Box<dyn KeyGroupedView>> {
+    parts.iter_mut().map(|p| p.view()).collect()
 }
 
 /// Serializes views taken by [`view_key_groups`]: per key group, the bytes
@@ -41,7 +41,7 @@ pub fn serialize_key_groups(views: &[Box<dyn KeyGroupedView>]) -> Result<Vec<(u3
 }
 
 /// Snapshots the parts of an operator's keyed state right away.
-pub fn snapshot_key_groups(parts: &[&dyn KeyGroupedState]) -> Result<Vec<(u32, Vec<u8>)>> {
+pub fn snapshot_key_groups(parts: &mut [&mut dyn KeyGroupedState]) -> Result<Vec<(u32, Vec<u8>)>> {
     serialize_key_groups(&view_key_groups(parts))
 }
 

@@ -165,7 +165,7 @@ trait ErasedTable: Send {
     fn ttl(&self) -> Option<StateTtlConfig>;
     fn extract(&mut self, range: KeyGroupRange) -> Result<Box<dyn Any + Send>>;
     fn insert(&mut self, data: Box<dyn Any + Send>) -> Result<()>;
-    fn view(&self) -> Box<dyn KeyGroupedView>;
+    fn view(&mut self) -> Box<dyn KeyGroupedView>;
     fn restore_group(&mut self, key_group: usize, bytes: &[u8]) -> Result<()>;
 }
 
@@ -174,7 +174,7 @@ where
     K: Key,
     S: Expiring + Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
 {
-    fn view(&self) -> Box<dyn KeyGroupedView> {
+    fn view(&mut self) -> Box<dyn KeyGroupedView> {
         self.entries.view()
     }
 
@@ -491,9 +491,9 @@ impl KeyGroupedView for BackendView {
 }
 
 impl<K: Key> KeyGroupedState for HeapKeyedStateBackend<K> {
-    fn view(&self) -> Box<dyn KeyGroupedView> {
+    fn view(&mut self) -> Box<dyn KeyGroupedView> {
         Box::new(BackendView {
-            tables: self.tables.iter().map(|(n, t)| (n.clone(), t.view())).collect(),
+            tables: self.tables.iter_mut().map(|(n, t)| (n.clone(), t.view())).collect(),
         })
     }
 

@@ -240,7 +240,7 @@ impl<K: Serialize + Send> KeyGroupedView for TimersView<K> {
 impl<K: Eq + Hash + Clone + Send + Serialize + DeserializeOwned + 'static> KeyGroupedState
     for InternalTimerService<K>
 {
-    fn view(&self) -> Box<dyn KeyGroupedView> {
+    fn view(&mut self) -> Box<dyn KeyGroupedView> {
         Box::new(TimersView(self.clone()))
     }
 

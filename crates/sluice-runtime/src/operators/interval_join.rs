@@ -274,8 +274,8 @@ where
 
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot> {
         let (left, right) =
-            (self.left.as_ref().expect("opened"), self.right.as_ref().expect("opened"));
-        Ok(OperatorSnapshot::deferred_keyed(&[left, right, &self.cleanup]))
+            (self.left.as_mut().expect("opened"), self.right.as_mut().expect("opened"));
+        Ok(OperatorSnapshot::deferred_keyed(&mut [left, right, &mut self.cleanup]))
     }
 
     fn restore_state(&mut self, state: OperatorSnapshot) -> Result<()> {

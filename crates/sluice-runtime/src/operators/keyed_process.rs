@@ -161,7 +161,10 @@ where
     }
 
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot> {
-        Ok(OperatorSnapshot::deferred_keyed(&[self.state.as_ref().expect("opened"), &self.timers]))
+        Ok(OperatorSnapshot::deferred_keyed(&mut [
+            self.state.as_mut().expect("opened"),
+            &mut self.timers,
+        ]))
     }
 
     fn restore_state(&mut self, state: OperatorSnapshot) -> Result<()> {

@@ -57,7 +57,7 @@ where
     }
 
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot> {
-        Ok(OperatorSnapshot::deferred_keyed(&[self.state.as_ref().expect("opened")]))
+        Ok(OperatorSnapshot::deferred_keyed(&mut [self.state.as_mut().expect("opened")]))
     }
 
     fn restore_state(&mut self, state: OperatorSnapshot) -> Result<()> {

@@ -479,10 +479,12 @@ where
     }
 
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot> {
-        let windows = self.windows.as_ref().expect("opened");
-        Ok(match &self.sessions {
-            Some(sessions) => OperatorSnapshot::deferred_keyed(&[windows, sessions, &self.timers]),
-            None => OperatorSnapshot::deferred_keyed(&[windows, &self.timers]),
+        let windows = self.windows.as_mut().expect("opened");
+        Ok(match &mut self.sessions {
+            Some(sessions) => {
+                OperatorSnapshot::deferred_keyed(&mut [windows, sessions, &mut self.timers])
+            }
+            None => OperatorSnapshot::deferred_keyed(&mut [windows, &mut self.timers]),
         })
     }
 
