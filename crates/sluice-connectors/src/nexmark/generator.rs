@@ -539,6 +539,19 @@ mod tests {
     }
 
     #[test]
+    fn prices_are_log_uniform_between_one_and_a_million_dollars() {
+        let mut rng = SmallRng::seed_from_u64(3);
+        let prices: Vec<u64> = (0..60_000).map(|_| next_price(&mut rng)).collect();
+        assert!(prices.iter().all(|p| (100..=100_000_000).contains(p)));
+        // Each decade of the six holds about a sixth of the prices.
+        for decade in 0..6 {
+            let (low, high) = (100 * 10u64.pow(decade), 100 * 10u64.pow(decade + 1));
+            let share = prices.iter().filter(|&&p| p >= low && p < high).count() as f64 / 60_000.0;
+            assert!((0.15..0.18).contains(&share), "decade {decade}: {share}");
+        }
+    }
+
+    #[test]
     fn bad_settings_are_refused_by_name() {
         let config = GeneratorConfig { event_rate: 0, ..GeneratorConfig::default() };
         assert!(config.validate().unwrap_err().to_string().contains("event_rate"));

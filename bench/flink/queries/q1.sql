@@ -1,0 +1,15 @@
+-- q1: currency conversion. Every bid with its price converted from dollars
+-- to euros (x 0.908).
+CREATE TABLE nexmark_q1 (
+    auction BIGINT,
+    bidder BIGINT,
+    price DECIMAL(23, 3),
+    `dateTime` TIMESTAMP(3),
+    extra VARCHAR
+) WITH (
+    'connector' = 'blackhole'
+);
+
+INSERT INTO nexmark_q1
+SELECT auction, bidder, 0.908 * price AS price, `dateTime`, extra
+FROM bid;
