@@ -48,6 +48,32 @@ pub struct DayStats {
     pub rank_auctions: [u64; 3],
 }
 
+/// What q15–q17 need of a bid: projected before the exchange, so the bid's
+/// text never crosses it.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub(crate) struct BidFacts {
+    auction: u64,
+    bidder: u64,
+    price: u64,
+    date_time: i64,
+}
+
+impl BidFacts {
+    fn of(bid: &Bid) -> Self {
+        Self {
+            auction: bid.auction,
+            bidder: bid.bidder,
+            price: bid.price,
+            date_time: bid.date_time,
+        }
+    }
+}
+
+/// The facts of every bid.
+fn bid_facts(events: &DataStream<Event>) -> DataStream<BidFacts> {
+    events.flat_map(|e: Event| e.into_bid().map(|b| BidFacts::of(&b))).name("Bid facts")
+}
+
 /// Distinct-counting accumulator of [`DayStats`], plus the latest minute of the day.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct DistinctAcc {
@@ -60,7 +86,25 @@ pub(crate) struct DistinctAcc {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct DistinctStats;
 
-impl AggregateFunction<Bid> for DistinctStats {
+impl AggregateFunction<(Text, BidFacts)> for DistinctStats {
+    type Acc = DistinctAcc;
+    type Out = (DayStats, u32);
+
+    fn create_accumulator(&self) -> DistinctAcc {
+        DistinctAcc::default()
+    }
+    fn add(&self, (_channel, bid): (Text, BidFacts), acc: &mut DistinctAcc) {
+        AggregateFunction::<BidFacts>::add(self, bid, acc)
+    }
+    fn get_result(&self, acc: &DistinctAcc) -> (DayStats, u32) {
+        AggregateFunction::<BidFacts>::get_result(self, acc)
+    }
+    fn merge(&self, a: DistinctAcc, b: &DistinctAcc) -> DistinctAcc {
+        AggregateFunction::<BidFacts>::merge(self, a, b)
+    }
+}
+
+impl AggregateFunction<BidFacts> for DistinctStats {
     type Acc = DistinctAcc;
     type Out = (DayStats, u32);
 
@@ -68,7 +112,7 @@ impl AggregateFunction<Bid> for DistinctStats {
         DistinctAcc::default()
     }
 
-    fn add(&self, bid: Bid, acc: &mut DistinctAcc) {
+    fn add(&self, bid: BidFacts, acc: &mut DistinctAcc) {
         let rank = 1 + price_rank(bid.price);
         for slot in [0, rank] {
             acc.bids[slot] += 1;
@@ -112,8 +156,8 @@ pub struct Q15Out {
 
 /// q15: bidding statistics per day.
 pub fn q15(events: &DataStream<Event>) -> DataStream<Q15Out> {
-    bids(events)
-        .key_by(|b: &Bid| day_start(b.date_time))
+    bid_facts(events)
+        .key_by(|b: &BidFacts| day_start(b.date_time))
         .window(TumblingEventTimeWindows::of(ONE_DAY))
         .aggregate_with_process(
             DistinctStats,
@@ -148,8 +192,14 @@ pub struct Q16Out {
 
 /// q16: bidding statistics per channel and day.
 pub fn q16(events: &DataStream<Event>) -> DataStream<Q16Out> {
-    bids(events)
-        .key_by(|b: &Bid| (b.channel.clone(), day_start(b.date_time)))
+    events
+        .flat_map(|e: Event| {
+            e.into_bid().map(|b| {
+                let facts = BidFacts::of(&b);
+                (b.channel, facts)
+            })
+        })
+        .key_by(|(channel, b): &(Text, BidFacts)| (channel.clone(), day_start(b.date_time)))
         .window(TumblingEventTimeWindows::of(ONE_DAY))
         .aggregate_with_process(
             DistinctStats,
@@ -183,14 +233,14 @@ pub(crate) struct PriceAcc {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct PriceStats;
 
-impl AggregateFunction<Bid> for PriceStats {
+impl AggregateFunction<BidFacts> for PriceStats {
     type Acc = PriceAcc;
     type Out = PriceAcc;
 
     fn create_accumulator(&self) -> PriceAcc {
         PriceAcc { bids: [0; 4], min: u64::MAX, max: 0, sum: 0 }
     }
-    fn add(&self, bid: Bid, acc: &mut PriceAcc) {
+    fn add(&self, bid: BidFacts, acc: &mut PriceAcc) {
         acc.bids[0] += 1;
         acc.bids[1 + price_rank(bid.price)] += 1;
         acc.min = acc.min.min(bid.price);
@@ -233,8 +283,8 @@ pub struct Q17Out {
 
 /// q17: bid statistics per auction and day.
 pub fn q17(events: &DataStream<Event>) -> DataStream<Q17Out> {
-    bids(events)
-        .key_by(|b: &Bid| (b.auction, day_start(b.date_time)))
+    bid_facts(events)
+        .key_by(|b: &BidFacts| (b.auction, day_start(b.date_time)))
         .window(TumblingEventTimeWindows::of(ONE_DAY))
         .aggregate_with_process(
             PriceStats,

@@ -11,7 +11,7 @@ use sluice_api::{
 use sluice_connectors::nexmark::Event;
 use sluice_core::FunctionResult;
 
-use crate::{bids, Bid, Text};
+use crate::Text;
 
 const TEN_SECONDS: Duration = Duration::from_secs(10);
 const TWO_SECONDS: Duration = Duration::from_secs(2);
@@ -51,8 +51,10 @@ pub struct Q5Out {
 
 /// q5: the auctions with the most bids in each 10 s window, every 2 s.
 pub fn q5(events: &DataStream<Event>) -> DataStream<Q5Out> {
-    bids(events)
-        .key_by(|b: &Bid| b.auction)
+    // Only the auction id crosses the exchange: the bid's text stays behind.
+    events
+        .flat_map(|e: Event| e.into_bid().map(|b| b.auction))
+        .key_by(|auction: &u64| *auction)
         .window(SlidingEventTimeWindows::of(TEN_SECONDS, TWO_SECONDS))
         .aggregate_with_process(
             Count,
@@ -80,38 +82,6 @@ pub fn q5(events: &DataStream<Event>) -> DataStream<Q5Out> {
         .name("q5: hottest auctions")
 }
 
-/// The highest bids of a window so far: the price and every bid at it.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct MaxBids;
-
-impl AggregateFunction<Bid> for MaxBids {
-    type Acc = Vec<Bid>;
-    type Out = Vec<Bid>;
-
-    fn create_accumulator(&self) -> Vec<Bid> {
-        Vec::new()
-    }
-    fn add(&self, bid: Bid, acc: &mut Vec<Bid>) {
-        match acc.first().map(|b| b.price) {
-            Some(max) if bid.price < max => {}
-            Some(max) if bid.price == max => acc.push(bid),
-            _ => {
-                acc.clear();
-                acc.push(bid);
-            }
-        }
-    }
-    fn get_result(&self, acc: &Vec<Bid>) -> Vec<Bid> {
-        acc.clone()
-    }
-    fn merge(&self, mut a: Vec<Bid>, b: &Vec<Bid>) -> Vec<Bid> {
-        for bid in b {
-            self.add(bid.clone(), &mut a);
-        }
-        a
-    }
-}
-
 /// A bid with the highest price of its window.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Q7Out {
@@ -127,21 +97,63 @@ pub struct Q7Out {
     pub extra: Text,
 }
 
+/// The highest bids of a window so far: every bid at the highest price.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct MaxBids;
+
+impl AggregateFunction<Q7Out> for MaxBids {
+    type Acc = Vec<Q7Out>;
+    type Out = Vec<Q7Out>;
+
+    fn create_accumulator(&self) -> Vec<Q7Out> {
+        Vec::new()
+    }
+    fn add(&self, bid: Q7Out, acc: &mut Vec<Q7Out>) {
+        match acc.first().map(|b| b.price) {
+            Some(max) if bid.price < max => {}
+            Some(max) if bid.price == max => acc.push(bid),
+            _ => {
+                acc.clear();
+                acc.push(bid);
+            }
+        }
+    }
+    fn get_result(&self, acc: &Vec<Q7Out>) -> Vec<Q7Out> {
+        acc.clone()
+    }
+    fn merge(&self, mut a: Vec<Q7Out>, b: &Vec<Q7Out>) -> Vec<Q7Out> {
+        for bid in b {
+            self.add(bid.clone(), &mut a);
+        }
+        a
+    }
+}
+
 /// q7: the highest bids of each 10 s window, found per auction in
-/// parallel, then across auctions.
+/// parallel, then across auctions. Bids are cut down to the result's
+/// columns before the exchange.
 pub fn q7(events: &DataStream<Event>) -> DataStream<Q7Out> {
-    fn emit_all(bids: &[Vec<Bid>], out: &mut Collector<'_, Bid>) -> FunctionResult {
+    fn emit_all(bids: &[Vec<Q7Out>], out: &mut Collector<'_, Q7Out>) -> FunctionResult {
         for b in bids.iter().flatten() {
             out.collect(b.clone());
         }
         Ok(())
     }
-    bids(events)
-        .key_by(|b: &Bid| b.auction)
+    events
+        .flat_map(|e: Event| {
+            e.into_bid().map(|b| Q7Out {
+                auction: b.auction,
+                price: b.price,
+                bidder: b.bidder,
+                date_time: b.date_time,
+                extra: b.extra,
+            })
+        })
+        .key_by(|b: &Q7Out| b.auction)
         .window(TumblingEventTimeWindows::of(TEN_SECONDS))
         .aggregate_with_process(
             MaxBids,
-            |_: &u64, _: &WindowContext, bids: &[Vec<Bid>], out: &mut Collector<'_, Bid>| {
+            |_: &u64, _: &WindowContext, bids: &[Vec<Q7Out>], out: &mut Collector<'_, Q7Out>| {
                 emit_all(bids, out)
             },
         )
@@ -149,18 +161,11 @@ pub fn q7(events: &DataStream<Event>) -> DataStream<Q7Out> {
         .window_all(TumblingEventTimeWindows::of(TEN_SECONDS))
         .aggregate_with_process(
             MaxBids,
-            |_: &(), _: &WindowContext, bids: &[Vec<Bid>], out: &mut Collector<'_, Bid>| {
+            |_: &(), _: &WindowContext, bids: &[Vec<Q7Out>], out: &mut Collector<'_, Q7Out>| {
                 emit_all(bids, out)
             },
         )
         .name("q7: highest bids")
-        .map(|b: Bid| Q7Out {
-            auction: b.auction,
-            price: b.price,
-            bidder: b.bidder,
-            date_time: b.date_time,
-            extra: b.extra,
-        })
 }
 
 /// A person who opened an auction in the window they registered in.
@@ -258,10 +263,15 @@ fn bidder_count(
     Ok(())
 }
 
+/// The bidder of every bid: all q11 and q12 send across the exchange.
+fn bidders(events: &DataStream<Event>) -> DataStream<u64> {
+    events.flat_map(|e: Event| e.into_bid().map(|b| b.bidder)).name("Bidders")
+}
+
 /// q11: bids per bidder in sessions that close after 10 s without a bid.
 pub fn q11(events: &DataStream<Event>) -> DataStream<Q11Out> {
-    bids(events)
-        .key_by(|b: &Bid| b.bidder)
+    bidders(events)
+        .key_by(|bidder: &u64| *bidder)
         .window(EventTimeSessionWindows::with_gap(TEN_SECONDS))
         .aggregate_with_process(Count, bidder_count)
         .name("q11: bidder sessions")
@@ -269,8 +279,8 @@ pub fn q11(events: &DataStream<Event>) -> DataStream<Q11Out> {
 
 /// q12: bids per bidder in 10 s processing-time windows.
 pub fn q12(events: &DataStream<Event>) -> DataStream<Q12Out> {
-    bids(events)
-        .key_by(|b: &Bid| b.bidder)
+    bidders(events)
+        .key_by(|bidder: &u64| *bidder)
         .window(TumblingProcessingTimeWindows::of(TEN_SECONDS))
         .aggregate_with_process(Count, bidder_count)
         .name("q12: processing-time windows")

@@ -129,3 +129,75 @@ fn run_wordcount_into_a_closed_pipe_stops_quietly() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!text(&out.stderr).contains("Broken pipe"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn nexmark_gen_writes_ndjson_that_bench_nexmark_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.ndjson");
+    let file = file.to_str().unwrap();
+    let out = sluice(&["nexmark", "gen", "--events", "2000", "--out", file]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines = std::fs::read_to_string(file).unwrap();
+    assert_eq!(lines.lines().count(), 2000);
+    assert!(lines.starts_with("{\"event_type\":0,\"person\":{\"id\":1000,"), "{}", &lines[..80]);
+    assert!(lines.contains("\"dateTime\":\"2015-07-15 00:00:00.000\""));
+
+    let out = sluice(&["bench", "nexmark", "--query", "q5", "--source", file, "--runs", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    assert!(report.contains("sluice query=q5 parallelism=1 run=1 events=2000 "), "{report}");
+    assert!(report.contains("p50_ms=") && report.contains("peak_rss_mib="), "{report}");
+}
+
+#[test]
+fn bench_nexmark_runs_a_list_of_queries_each_in_its_own_process_and_prints_a_table() {
+    let out = sluice(&[
+        "bench",
+        "nexmark",
+        "--query",
+        "q0,q7",
+        "--events",
+        "5000",
+        "--runs",
+        "1",
+        "--parallelism",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    for line in ["sluice summary query=q0 parallelism=2", "sluice summary query=q7 parallelism=2"] {
+        assert!(report.contains(line), "{report}");
+    }
+    assert!(report.contains("per core median"), "{report}");
+}
+
+#[test]
+fn bench_nexmark_refuses_an_unknown_query_and_a_missing_source_by_name() {
+    let out = sluice(&["bench", "nexmark", "--query", "q6", "--events", "10"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("unknown Nexmark query 'q6'") && err.contains("q22"), "{err}");
+
+    let out = sluice(&["bench", "nexmark", "--query", "q0", "--source", "/no/such/file"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("/no/such/file"), "{err}");
+}
+
+#[test]
+fn nexmark_gen_refuses_a_zero_event_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.ndjson");
+    let out = sluice(&[
+        "nexmark",
+        "gen",
+        "--events",
+        "10",
+        "--event-rate",
+        "0",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("event_rate"), "{}", text(&out.stderr));
+}
