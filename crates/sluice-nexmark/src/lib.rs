@@ -16,9 +16,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sluice_api::{DataStream, StreamExecutionEnvironment, WatermarkStrategy};
+use std::sync::Arc;
+
+use latency::{LatencyTracker, TrackedSource};
+use sluice_api::{DataStream, StreamExecutionEnvironment, WatermarkGenerator, WatermarkStrategy};
 use sluice_connectors::nexmark::{file_source, Event, GeneratorConfig, NexmarkSource};
 use sluice_core::{Data, Result, SluiceError};
+use sluice_runtime::Source;
 
 pub use aggregations::{q15, q16, q17, q18, q19, DayStats, Q15Out, Q16Out, Q17Out};
 pub use joins::{q20, q3, q4, q9, Q20Out, Q3Out, Q4Out, Q9Out};
@@ -181,23 +185,58 @@ pub enum NexmarkInput {
 /// The event stream with event time and watermarks: the generator's own
 /// out-of-orderness bound, or Flink's Nexmark table's 4 s for files.
 pub fn events(env: &StreamExecutionEnvironment, input: &NexmarkInput) -> Result<DataStream<Event>> {
+    events_from(env, input, None)
+}
+
+/// [`events`] whose source readers stamp their progress into `tracker`,
+/// for the benchmark's latency.
+pub fn tracked_events(
+    env: &StreamExecutionEnvironment,
+    input: &NexmarkInput,
+    tracker: Arc<LatencyTracker>,
+) -> Result<DataStream<Event>> {
+    events_from(env, input, Some(tracker))
+}
+
+fn events_from(
+    env: &StreamExecutionEnvironment,
+    input: &NexmarkInput,
+    tracker: Option<Arc<LatencyTracker>>,
+) -> Result<DataStream<Event>> {
     Ok(match input {
         NexmarkInput::Generator { config, events } => {
             let bound = config.out_of_orderness();
             let source = NexmarkSource::new(config.clone(), *events)?;
-            env.from_source_with_watermarks(
-                source,
-                WatermarkStrategy::for_bounded_out_of_orderness(bound),
-                "Nexmark",
-            )
+            let strategy = WatermarkStrategy::for_bounded_out_of_orderness(bound);
+            add_source(env, source, strategy, "Nexmark", tracker)
         }
-        NexmarkInput::File(path) => env.from_source_with_watermarks(
-            file_source(path),
-            WatermarkStrategy::for_bounded_out_of_orderness(FILE_OUT_OF_ORDERNESS)
-                .with_timestamp_assigner(|e: &Event, _| e.date_time()),
-            "Nexmark file",
-        ),
+        NexmarkInput::File(path) => {
+            let strategy = WatermarkStrategy::for_bounded_out_of_orderness(FILE_OUT_OF_ORDERNESS)
+                .with_timestamp_assigner(|e: &Event, _| e.date_time());
+            add_source(env, file_source(path), strategy, "Nexmark file", tracker)
+        }
     })
+}
+
+fn add_source<S, G, Gen, A>(
+    env: &StreamExecutionEnvironment,
+    source: S,
+    strategy: WatermarkStrategy<Event, G, A>,
+    name: &str,
+    tracker: Option<Arc<LatencyTracker>>,
+) -> DataStream<Event>
+where
+    S: Source<Event>,
+    G: Fn() -> Gen + Clone + Send + Sync + 'static,
+    Gen: WatermarkGenerator<Event> + 'static,
+    A: Fn(&Event, i64) -> i64 + Clone + Send + Sync + 'static,
+{
+    match tracker {
+        Some(tracker) => {
+            env.from_source_with_watermarks(TrackedSource::new(source, tracker), strategy, name)
+        }
+        None => env.from_source_with_watermarks(source, strategy, name),
+    }
 }
 
 /// How a query updates a result it emitted before (Flink's `RowKind`).

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
-use sluice::connectors::nexmark::{json, GeneratorConfig, NexmarkSource};
-use sluice::nexmark::latency::{LatencySink, LatencyTracker, TrackedSource};
-use sluice::nexmark::{Query, QuerySink, FILE_OUT_OF_ORDERNESS};
+use sluice::connectors::nexmark::{json, GeneratorConfig};
+use sluice::nexmark::latency::{LatencySink, LatencyTracker};
+use sluice::nexmark::{tracked_events, NexmarkInput, Query, QuerySink};
 use sluice::process_stats::{cpu_time, peak_rss_bytes};
-use sluice::{DataStream, StreamExecutionEnvironment, WatermarkStrategy};
+use sluice::{DataStream, StreamExecutionEnvironment};
 use sluice_core::Data;
 
 /// Generator settings shared by `gen` and `bench`.
@@ -243,28 +243,12 @@ fn bench_query(query: Query, settings: &BenchSettings<'_>) -> Result<()> {
             env.enable_checkpointing(interval)
                 .set_checkpoint_storage(settings.checkpoint_dir.display().to_string());
         }
-        let events = if n.source == "generator" {
-            let config = n.generator.config();
-            let bound = config.out_of_orderness();
-            let source = NexmarkSource::new(config, Some(settings.events))?;
-            env.from_source_with_watermarks(
-                TrackedSource::new(source, tracker.clone()),
-                WatermarkStrategy::for_bounded_out_of_orderness(bound),
-                "Nexmark",
-            )
+        let input = if n.source == "generator" {
+            NexmarkInput::Generator { config: n.generator.config(), events: Some(settings.events) }
         } else {
-            env.from_source_with_watermarks(
-                TrackedSource::new(
-                    sluice::connectors::nexmark::file_source(&n.source),
-                    tracker.clone(),
-                ),
-                WatermarkStrategy::for_bounded_out_of_orderness(FILE_OUT_OF_ORDERNESS)
-                    .with_timestamp_assigner(|e: &sluice::connectors::nexmark::Event, _| {
-                        e.date_time()
-                    }),
-                "Nexmark file",
-            )
+            NexmarkInput::File(PathBuf::from(&n.source))
         };
+        let events = tracked_events(&env, &input, tracker.clone())?;
         let mut sink =
             BenchSink { tracker: tracker.clone(), measure_latency: !query.is_processing_time() };
         query.add_to(&events, &mut sink);
