@@ -275,10 +275,11 @@ impl<A: AuctionSide, B: BidSide> KeyedProcessFunction<u64, AuctionOrBid<A, B>, (
     }
 }
 
-/// An auction's category, lifetime and id: all q4 keeps of it.
+/// An auction's id, seller, category and lifetime: all q4 and q6 keep of it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct AuctionLifetime {
     id: u64,
+    seller: u64,
     category: u64,
     opens: i64,
     expires: i64,
@@ -296,7 +297,7 @@ impl AuctionSide for AuctionLifetime {
     }
 }
 
-/// A bid's auction, price and time: all q4 keeps of it.
+/// A bid's auction, price and time: all q4 and q6 keep of it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct PricedBid {
     auction: u64,
@@ -325,12 +326,14 @@ pub struct Q4Out {
     pub average: f64,
 }
 
-/// q4: the average winning price per category, updated as auctions close.
-pub fn q4(events: &DataStream<Event>) -> DataStream<Q4Out> {
+/// Each auction with a valid bid and its winning bid, when it closes, from
+/// projected auctions and bids (q4, q6).
+fn closed_auctions(events: &DataStream<Event>) -> DataStream<(AuctionLifetime, PricedBid)> {
     events
         .flat_map(|e: Event| match e {
             Event::Auction(a) => Some(AuctionOrBid::Auction(AuctionLifetime {
                 id: a.id,
+                seller: a.seller,
                 category: a.category,
                 opens: a.date_time,
                 expires: a.expires,
@@ -344,7 +347,12 @@ pub fn q4(events: &DataStream<Event>) -> DataStream<Q4Out> {
         })
         .key_by(AuctionOrBid::auction_id)
         .process(WinningBid::<AuctionLifetime, PricedBid>::default())
-        .name("q4: winning bids")
+        .name("winning bids")
+}
+
+/// q4: the average winning price per category, updated as auctions close.
+pub fn q4(events: &DataStream<Event>) -> DataStream<Q4Out> {
+    closed_auctions(events)
         .map(|(auction, bid): (AuctionLifetime, PricedBid)| (auction.category, bid.price))
         .key_by(|(category, _): &(u64, u64)| *category)
         .process(CategoryAverage::default())
@@ -374,6 +382,64 @@ impl KeyedProcessFunction<u64, (u64, u64), Q4Out> for CategoryAverage {
         let (sum, count) = (sum + price, count + 1);
         ctx.value(state).update((sum, count));
         out.collect(Q4Out { category, average: sum as f64 / count as f64 });
+        Ok(())
+    }
+}
+
+/// A seller's average selling price over their last closed auctions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Q6Out {
+    /// Seller id.
+    pub seller: u64,
+    /// Average winning price of the seller's last (up to) 10 closed auctions.
+    pub average: f64,
+}
+
+/// Closed auctions per seller that q6 averages.
+const Q6_LAST_AUCTIONS: usize = 10;
+
+/// q6: per seller, the average winning price of their last 10 closed
+/// auctions, updated as each closes. "Last" is by closing time, then auction
+/// id, so the answer does not depend on the order parallel subtasks deliver.
+pub fn q6(events: &DataStream<Event>) -> DataStream<Q6Out> {
+    closed_auctions(events)
+        .map(|(a, bid): (AuctionLifetime, PricedBid)| (a.seller, (a.expires, a.id, bid.price)))
+        .key_by(|(seller, _): &(u64, (i64, u64, u64))| *seller)
+        .process(SellerAverage::default())
+        .name("q6: average per seller")
+}
+
+#[derive(Clone, Default)]
+struct SellerAverage {
+    /// The last closed auctions as (expires, auction id, price), oldest first.
+    last: Option<ValueState<Vec<(i64, u64, u64)>>>,
+}
+
+impl KeyedProcessFunction<u64, (u64, (i64, u64, u64)), Q6Out> for SellerAverage {
+    fn open(&mut self, ctx: &mut KeyedOpenContext<'_, u64>) -> FunctionResult {
+        self.last = Some(ctx.state.value_state(&StateDescriptor::value("last closed"))?);
+        Ok(())
+    }
+
+    fn process_element(
+        &mut self,
+        (seller, closed): (u64, (i64, u64, u64)),
+        ctx: &mut KeyedContext<'_, u64>,
+        out: &mut Collector<'_, Q6Out>,
+    ) -> FunctionResult {
+        let mut state = ctx.value(self.last.as_ref().unwrap());
+        let Some(last) = state.get_mut() else {
+            state.update(vec![closed]);
+            out.collect(Q6Out { seller, average: closed.2 as f64 });
+            return Ok(());
+        };
+        let at = last.partition_point(|c| c < &closed);
+        last.insert(at, closed);
+        if last.len() > Q6_LAST_AUCTIONS {
+            last.remove(0);
+        }
+        let sum: u64 = last.iter().map(|c| c.2).sum();
+        out.collect(Q6Out { seller, average: sum as f64 / last.len() as f64 });
         Ok(())
     }
 }

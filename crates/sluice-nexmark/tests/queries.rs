@@ -210,6 +210,30 @@ fn q8_finds_people_who_sold_in_the_window_they_registered() {
 }
 
 #[test]
+fn q6_averages_each_sellers_last_ten_winning_prices() {
+    let mut closed: BTreeMap<u64, Vec<(i64, u64, u64)>> = BTreeMap::new();
+    for (a, b) in reference_winners() {
+        closed.entry(a.seller).or_default().push((a.expires, a.id, b.price));
+    }
+    let updates = run(q6);
+    assert_eq!(updates.len(), closed.values().map(Vec::len).sum::<usize>(), "one per closing");
+    let mut last: BTreeMap<u64, f64> = BTreeMap::new();
+    for u in updates {
+        last.insert(u.seller, u.average);
+    }
+    let expected: BTreeMap<u64, f64> = closed
+        .into_iter()
+        .map(|(seller, mut auctions)| {
+            auctions.sort();
+            let recent = &auctions[auctions.len().saturating_sub(10)..];
+            let sum: u64 = recent.iter().map(|c| c.2).sum();
+            (seller, sum as f64 / recent.len() as f64)
+        })
+        .collect();
+    assert_eq!(last, expected);
+}
+
+#[test]
 fn q9_emits_each_auction_with_its_winning_bid() {
     let expected =
         reference_winners().into_iter().map(|(auction, bid)| Q9Out { auction, bid }).collect();
