@@ -39,9 +39,10 @@ impl LatencyTracker {
     /// When every source subtask had emitted event time `t` or finished,
     /// if they all have.
     fn emitted_at(&self, t: i64) -> Option<Instant> {
-        let subtasks = self.progress.lock().unwrap().clone();
+        // Readers only ever take their own lock, never this one: no lock-order cycle.
+        let subtasks = self.progress.lock().unwrap();
         let mut latest = None;
-        for progress in subtasks {
+        for progress in subtasks.iter() {
             let progress = progress.lock().unwrap();
             let i = progress.stamps.partition_point(|(time, _)| *time < t);
             let at = match progress.stamps.get(i) {
@@ -202,5 +203,47 @@ impl<T> SinkWriter<T> for LatencyWriter {
     fn close(&mut self) -> Result<()> {
         self.publish();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subtask(tracker: &LatencyTracker, stamps: Vec<(i64, Instant)>, finished: bool) {
+        let progress = Arc::new(Mutex::new(Progress { stamps, finished }));
+        tracker.progress.lock().unwrap().push(progress);
+    }
+
+    #[test]
+    fn an_event_time_was_emitted_when_the_last_source_subtask_reached_it() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let tracker = LatencyTracker::default();
+        subtask(&tracker, vec![(100, at(1)), (200, at(2))], false);
+        subtask(&tracker, vec![(150, at(5)), (300, at(9))], false);
+        assert_eq!(tracker.emitted_at(120), Some(at(5)));
+        assert_eq!(tracker.emitted_at(200), Some(at(9)));
+        // A live subtask that has not reached 250 yet: not known.
+        assert_eq!(tracker.emitted_at(250), None);
+    }
+
+    #[test]
+    fn a_finished_subtask_counts_as_having_emitted_everything_at_its_end() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let tracker = LatencyTracker::default();
+        subtask(&tracker, vec![(100, at(1))], true);
+        subtask(&tracker, vec![(500, at(3))], false);
+        assert_eq!(tracker.emitted_at(400), Some(at(3)));
+    }
+
+    #[test]
+    fn percentiles_come_from_the_sorted_samples() {
+        let tracker = LatencyTracker::default();
+        assert_eq!(tracker.percentiles(), None);
+        tracker.samples.lock().unwrap().extend((1..=100).rev().map(Duration::from_millis));
+        let (p50, p99) = tracker.percentiles().unwrap();
+        assert_eq!((p50, p99), (Duration::from_millis(51), Duration::from_millis(99)));
     }
 }
