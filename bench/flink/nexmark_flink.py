@@ -134,9 +134,8 @@ def proc_vm_hwm_mib(pid: int) -> float:
     raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
 
 
-def java_children(parent: int) -> list[int]:
-    """Pids of the `java` processes whose parent is `parent`."""
-    pids = []
+def processes():
+    """(pid, command name, fields after the name) of every process in /proc/<pid>/stat."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -145,11 +144,12 @@ def java_children(parent: int) -> list[int]:
                 stat = f.read()
         except OSError:
             continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        if ppid == parent and comm == "java":
-            pids.append(int(entry))
-    return pids
+        yield int(entry), stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+
+
+def java_children(parent: int) -> list[int]:
+    """Pids of the `java` processes whose parent is `parent`."""
+    return [pid for pid, comm, fields in processes() if comm == "java" and int(fields[1]) == parent]
 
 
 class CpuSampler:
@@ -190,19 +190,7 @@ class CpuSampler:
 
 def process_group_members(pgid: int) -> list[int]:
     """Pids of the live (not zombie) processes in process group `pgid`."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry))
-    return members
+    return [pid for pid, _, fields in processes() if int(fields[2]) == pgid and fields[0] != "Z"]
 
 
 def end_process_group(pgid: int, grace: float = 10.0) -> None:
