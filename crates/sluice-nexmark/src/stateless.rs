@@ -197,11 +197,14 @@ fn known_channel_id(channel: &str) -> Option<&'static str> {
     KNOWN.iter().find(|(name, _)| channel.eq_ignore_ascii_case(name)).map(|(_, id)| *id)
 }
 
-/// The part `f` picks of `text`, borrowed where `text` is (no copy of generated text).
-fn sub_text(text: &Text, f: impl for<'a> Fn(&'a str) -> Option<&'a str>) -> Option<Text> {
+/// The parts `f` picks of `text`, borrowed where `text` is (no copy of generated text).
+fn sub_texts<const N: usize>(
+    text: &Text,
+    f: impl for<'a> Fn(&'a str) -> [Option<&'a str>; N],
+) -> [Option<Text>; N] {
     match text {
-        Text::Borrowed(s) => f(s).map(Text::Borrowed),
-        Text::Owned(s) => f(s).map(|part| Text::Owned(part.to_string())),
+        Text::Borrowed(s) => f(s).map(|part| part.map(Text::Borrowed)),
+        Text::Owned(s) => f(s).map(|part| part.map(|p| Text::Owned(p.to_string()))),
     }
 }
 
@@ -226,9 +229,10 @@ pub fn q21(events: &DataStream<Event>) -> DataStream<Q21Out> {
     events
         .flat_map(|e: Event| {
             let b = e.into_bid()?;
-            let channel_id = known_channel_id(&b.channel)
-                .map(Text::Borrowed)
-                .or_else(|| sub_text(&b.url, url_channel_id))?;
+            let channel_id = known_channel_id(&b.channel).map(Text::Borrowed).or_else(|| {
+                let [id] = sub_texts(&b.url, |url| [url_channel_id(url)]);
+                id
+            })?;
             Some(Q21Out {
                 auction: b.auction,
                 bidder: b.bidder,
@@ -263,8 +267,12 @@ pub struct Q22Out {
 pub fn q22(events: &DataStream<Event>) -> DataStream<Q22Out> {
     bids(events)
         .map(|b: Bid| {
-            let dir = |i| sub_text(&b.url, |url| url.split('/').nth(i)).unwrap_or_default();
-            let (dir1, dir2, dir3) = (dir(3), dir(4), dir(5));
+            // One pass over the url for all three parts.
+            let [dir1, dir2, dir3] = sub_texts(&b.url, |url| {
+                let mut parts = url.split('/').skip(3);
+                [parts.next(), parts.next(), parts.next()]
+            })
+            .map(Option::unwrap_or_default);
             Q22Out {
                 auction: b.auction,
                 bidder: b.bidder,
