@@ -89,7 +89,7 @@ def main():
     path = args.file or ROOT / "bench" / "data" / f"nexmark-{args.events}.ndjson"
     args.log.parent.mkdir(parents=True, exist_ok=True)
     with open(args.log, "w") as log:
-        run(["cargo", "build", *release, "-p", "sluice", "-p", "nexmark-handwritten"], log)
+        run(["cargo", "build", *release, "-p", "sluice-cli", "-p", "nexmark-handwritten"], log)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             run([bin_dir / "sluice", "nexmark", "gen", "--events", str(args.events), "--out", path], log)

@@ -5,7 +5,6 @@
 //! `cargo run --release --example socket_wordcount -- localhost 9999`
 //! and type lines into the server. The job ends when the server closes the connection.
 
-use sluice::jobs::wordcount::tokenize;
 use sluice::StreamExecutionEnvironment;
 
 fn main() -> sluice::Result<()> {
@@ -15,7 +14,12 @@ fn main() -> sluice::Result<()> {
 
     let env = StreamExecutionEnvironment::new();
     env.socket_text_stream(&host, port)
-        .flat_map(|line: String| tokenize(&line))
+        .flat_map(|line: String| {
+            line.split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
+        })
         .map(|w| (w, 1u64))
         .key_by(|(w, _): &(String, u64)| w.clone())
         .sum(|(_, c)| c)

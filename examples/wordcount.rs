@@ -2,7 +2,7 @@
 //!
 //! Run: `cargo run --release --example wordcount -- words.txt [parallelism]`
 
-use sluice::jobs::wordcount::{word_count, WordCountOptions};
+use sluice::connectors::FileSource;
 use sluice::StreamExecutionEnvironment;
 
 fn main() -> sluice::Result<()> {
@@ -17,7 +17,17 @@ fn main() -> sluice::Result<()> {
     // Nothing runs while the job is described: the calls below only build the graph.
     let env = StreamExecutionEnvironment::new();
     env.set_parallelism(parallelism);
-    word_count(&env, input.into(), &WordCountOptions::default())
+    env.from_source(FileSource::lines(input), "lines")
+        // Lower-case runs of letters and digits, as Flink's word count splits them.
+        .flat_map(|line: String| {
+            line.split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
+        })
+        .map(|word| (word, 1u64))
+        .key_by(|(word, _): &(String, u64)| word.clone())
+        .sum(|(_, count)| count)
         // Each update shows the running count of one word.
         .map(|(word, count)| format!("{word}: {count}"))
         .print();

@@ -48,7 +48,7 @@ pub use sluice_runtime::functions::{
     ProcessFunction,
 };
 pub use sluice_runtime::operators::interval_join::{IntervalJoinContext, ProcessJoinFunction};
-pub use sluice_runtime::plan::Plan;
+pub use sluice_runtime::plan::{Plan, PlanVertex};
 pub use sluice_runtime::watermark_strategy::{
     BoundedOutOfOrderness, WatermarkGenerator, WatermarkOutput, WatermarkStrategy,
 };

@@ -1,9 +1,9 @@
 //! The plan: chaining decisions with reasons, and slot placement.
 
-use sluice::jobs::wordcount::{word_count, WordCountOptions};
 use sluice::{Plan, StreamExecutionEnvironment};
+use sluice_cli::jobs::wordcount::{word_count, WordCountOptions};
 
-fn vertex<'a>(plan: &'a Plan, name_starts: &str) -> &'a sluice_runtime::plan::PlanVertex {
+fn vertex<'a>(plan: &'a Plan, name_starts: &str) -> &'a sluice::PlanVertex {
     plan.job_graph
         .iter()
         .find(|v| v.name.starts_with(name_starts))

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use sluice_api::{DataStream, StreamExecutionEnvironment};
-use sluice_core::{Data, Result, StreamRecord};
-use sluice_runtime::{RuntimeContext, Sink, SinkWriter};
+use sluice::{Data, Result, StreamRecord};
+use sluice::{DataStream, StreamExecutionEnvironment};
+use sluice::{RuntimeContext, Sink, SinkWriter};
 
 /// How the word count is laid out.
 #[derive(Clone, Debug, Default)]

@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
-use sluice_api::{DataStreamSink, StreamExecutionEnvironment};
-use sluice_connectors::{DataGeneratorSource, ExactlyOnceFileSink};
-use sluice_core::Result;
+use sluice::connectors::{DataGeneratorSource, ExactlyOnceFileSink};
+use sluice::Result;
+use sluice::{DataStreamSink, StreamExecutionEnvironment};
 
 /// Adds `events` numbers at `rate` per second (unpaced if `None`), counted
 /// per key (`i % keys`) and written as `[key, count]` lines to `output`.

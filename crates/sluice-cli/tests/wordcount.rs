@@ -5,8 +5,8 @@ use std::io::Write;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use sluice::jobs::wordcount::{tokenize, word_count, FinalCounts, WordCountOptions};
 use sluice::StreamExecutionEnvironment;
+use sluice_cli::jobs::wordcount::{tokenize, word_count, FinalCounts, WordCountOptions};
 
 const VOCABULARY: [&str; 12] = [
     "stream", "batch", "Flink", "sluice", "key", "group", "window", "state", "barrier", "sink",

@@ -1,7 +1,7 @@
 //! The benchmark pipeline: generator → map → key_by → sum → discard.
 
-use sluice_api::{DataStreamSink, StreamExecutionEnvironment};
-use sluice_connectors::DataGeneratorSource;
+use sluice::connectors::DataGeneratorSource;
+use sluice::{DataStreamSink, StreamExecutionEnvironment};
 
 /// Adds `events` generated (key, 1) records over `keys` keys, summed per key
 /// and discarded; `reduce_parallelism` sets the sum's and the sink's parallelism.

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use sluice::connectors::nexmark::{json, GeneratorConfig};
-use sluice::nexmark::latency::{LatencySink, LatencyTracker};
-use sluice::nexmark::{tracked_events, NexmarkInput, Query, QuerySink};
-use sluice::process_stats::{cpu_time, peak_rss_bytes};
+use sluice::Data;
 use sluice::{DataStream, StreamExecutionEnvironment};
-use sluice_core::Data;
+use sluice_cli::process_stats::{cpu_time, peak_rss_bytes};
+use sluice_nexmark::latency::{LatencySink, LatencyTracker};
+use sluice_nexmark::{tracked_events, NexmarkInput, Query, QuerySink};
 
 /// Generator settings shared by `gen` and `bench`.
 #[derive(Args, Clone, Debug)]

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use sluice::jobs::counting::counting;
-use sluice::jobs::pipeline::pipeline;
-use sluice::jobs::window_count::{window_count, WindowKind};
-use sluice::jobs::wordcount::{word_count, FinalCounts, WordCountOptions};
-use sluice::process_stats::{cpu_time, peak_rss_bytes};
 use sluice::{JobClient, RestartStrategy, RestoreSource, StreamExecutionEnvironment};
+use sluice_cli::jobs::counting::counting;
+use sluice_cli::jobs::pipeline::pipeline;
+use sluice_cli::jobs::window_count::{window_count, WindowKind};
+use sluice_cli::jobs::wordcount::{word_count, FinalCounts, WordCountOptions};
+use sluice_cli::process_stats::{cpu_time, peak_rss_bytes};
 
 mod nexmark_cli;
 

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use sluice_api::{
+use sluice::connectors::DataGeneratorSource;
+use sluice::{
     DataStreamSink, SlidingEventTimeWindows, StreamExecutionEnvironment, TumblingEventTimeWindows,
     WatermarkStrategy,
 };
-use sluice_connectors::DataGeneratorSource;
 
 /// Which windows to count in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
