@@ -2,7 +2,7 @@
 //! arrive up to 2 seconds out of order. A window accepts clicks up to one
 //! second after it closed (firing again); later clicks go to a side output.
 //!
-//! Run: `cargo run --release -p sluice --example windowed_counts`
+//! Run: `cargo run --release --example windowed_counts`
 
 use std::time::Duration;
 

@@ -191,6 +191,16 @@ impl StreamExecutionEnvironment {
         self
     }
 
+    /// Fails the job once the same failure that restarting cannot heal (a user
+    /// function's error or panic, a malformed record, a bug) happened `n`
+    /// times since the last completed checkpoint, whatever the restart
+    /// strategy allows (default 3; at least 1). Failures of external systems
+    /// follow the restart strategy alone.
+    pub fn set_max_identical_failures(&self, n: u32) -> &Self {
+        self.env.borrow_mut().options.max_identical_failures = Some(n);
+        self
+    }
+
     /// Starts the job from a checkpoint or savepoint.
     pub fn restore_from(&self, source: RestoreSource) -> &Self {
         self.env.borrow_mut().options.restore = Some(source);

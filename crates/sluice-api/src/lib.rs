@@ -59,6 +59,7 @@ pub use sluice_runtime::windowing::{
     Trigger, TriggerContext, TriggerResult, TumblingEventTimeWindows,
     TumblingProcessingTimeWindows, WindowAssigner, WindowContext,
 };
+pub use sluice_runtime::{DecodeErrorPolicy, DecodeFailure, RecordLocation};
 pub use sluice_state::{
     AggregateFunction, AggregatingState, ListState, ListStateDescriptor, MapState,
     MapStateDescriptor, ReducingState, StateDescriptor, StateTtlConfig, TimeDomain, TtlUpdateType,

@@ -2,6 +2,8 @@
 
 use std::marker::PhantomData;
 
+use sluice_runtime::decode_error::{DecodeFailure, DECODE_FAILURES};
+
 /// A side output of records of type `T` (Flink's OutputTag).
 #[derive(Debug)]
 pub struct OutputTag<T> {
@@ -24,5 +26,14 @@ impl<T> OutputTag<T> {
     /// The side output's name.
     pub fn id(&self) -> &str {
         &self.id
+    }
+}
+
+impl OutputTag<DecodeFailure> {
+    /// The side output where a source with
+    /// [`DecodeErrorPolicy::SideOutput`](sluice_runtime::DecodeErrorPolicy::SideOutput)
+    /// sends the records it cannot decode, with their location and raw bytes.
+    pub fn decode_failures() -> Self {
+        Self::new(DECODE_FAILURES)
     }
 }

@@ -364,7 +364,7 @@ impl CheckpointStorage {
                         break;
                     }
                     Err(e) => {
-                        warn!(checkpoint = %dir, error = %e, "skipping checkpoint that cannot be read; falling back to the previous one")
+                        warn!(checkpoint = %dir, error = %e.report(), "skipping checkpoint that cannot be read; falling back to the previous one")
                     }
                 }
             }

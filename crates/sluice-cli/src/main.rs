@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use sluice::{JobClient, RestartStrategy, RestoreSource, StreamExecutionEnvironment};
+use sluice::{
+    DecodeErrorPolicy, JobClient, RestartStrategy, RestoreSource, StreamExecutionEnvironment,
+};
 use sluice_cli::jobs::counting::counting;
 use sluice_cli::jobs::pipeline::pipeline;
 use sluice_cli::jobs::window_count::{window_count, WindowKind};
@@ -120,6 +122,22 @@ struct JobArgs {
     /// Skip state in the checkpoint or savepoint for operators the job no longer has.
     #[arg(long)]
     allow_non_restored_state: bool,
+    /// What to do with an input record that cannot be decoded (wordcount: a
+    /// line that is not UTF-8): fail the job, or skip it and count it.
+    #[arg(long, value_enum, default_value_t = OnDecodeError::Fail)]
+    on_decode_error: OnDecodeError,
+    /// Fail the job once the same failure that restarting cannot heal (bad
+    /// input, a bug) happened this many times since the last checkpoint.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    max_identical_failures: u32,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnDecodeError {
+    /// Fail the job, naming the file and line.
+    Fail,
+    /// Skip the record, count it, and log it.
+    Skip,
 }
 
 /// Parses `250ms`, `10s`, `2m` or a number of milliseconds.
@@ -181,9 +199,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "error".into()),
+                // Restarts, declined checkpoints and skipped records are
+                // warnings: a user must see them without asking.
+                .unwrap_or_else(|_| "warn".into()),
         )
         .init();
     match run(cli) {
@@ -236,6 +257,7 @@ fn build(args: &JobArgs) -> Result<(StreamExecutionEnvironment, Option<FinalCoun
     if args.allow_non_restored_state {
         env.allow_non_restored_state();
     }
+    env.set_max_identical_failures(args.max_identical_failures);
     match args.job {
         Job::Counting => {
             counting(&env, args.events, args.keys, args.rate, args.output.clone())?;
@@ -245,8 +267,14 @@ fn build(args: &JobArgs) -> Result<(StreamExecutionEnvironment, Option<FinalCoun
             let Some(input) = args.input.clone() else {
                 bail!("wordcount needs --input FILE (a text file or directory)")
             };
-            let options =
-                WordCountOptions { parallelism: None, reduce_parallelism: args.reduce_parallelism };
+            let options = WordCountOptions {
+                parallelism: None,
+                reduce_parallelism: args.reduce_parallelism,
+                on_decode_error: match args.on_decode_error {
+                    OnDecodeError::Fail => DecodeErrorPolicy::Fail,
+                    OnDecodeError::Skip => DecodeErrorPolicy::Skip,
+                },
+            };
             let counts = FinalCounts::default();
             let mut sink = word_count(&env, input, &options)
                 .sink_to(counts.clone())
@@ -283,6 +311,10 @@ fn run_job(args: &JobArgs) -> Result<()> {
                 Err(e) => return Err(e).context("cannot write to standard output"),
             }
         }
+    }
+    let skipped: u64 = result.vertices.iter().map(|v| v.records_in_errors).sum();
+    if skipped > 0 {
+        eprintln!("{skipped} input records could not be decoded and were skipped");
     }
     eprintln!("job '{}' finished in {:.2?}", result.job_name, result.duration);
     Ok(())

@@ -201,3 +201,70 @@ fn nexmark_gen_refuses_a_zero_event_rate() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("event_rate"), "{}", text(&out.stderr));
 }
+
+/// A directory holding one binary file (not UTF-8 from its first line).
+fn binary_input() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes: Vec<u8> = (0..3000u32).map(|i| (i * 7919 % 251) as u8 | 0x80).collect();
+    std::fs::write(dir.path().join("data.bin"), bytes).unwrap();
+    dir
+}
+
+#[test]
+fn a_binary_input_with_checkpointing_shows_each_restart_then_exits_1_with_the_cause() {
+    let input = binary_input();
+    let checkpoints = tempfile::tempdir().unwrap();
+    let out = sluice(&[
+        "run",
+        "wordcount",
+        "--input",
+        input.path().to_str().unwrap(),
+        "--checkpoint-interval",
+        "1s",
+        "--checkpoint-dir",
+        checkpoints.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let restarts: Vec<&str> = err.lines().filter(|l| l.contains("starts in")).collect();
+    assert_eq!(restarts.len(), 2, "one line per restart at the default log level:\n{err}");
+    assert!(restarts[0].contains("attempt 2 (restart 1) starts in 1s"), "{}", restarts[0]);
+    assert!(restarts[1].contains("attempt 3 (restart 2) starts in 2s"), "{}", restarts[1]);
+    for line in restarts {
+        assert!(line.contains("operator 'Source: words' in subtask 1/1"), "{line}");
+        assert!(line.contains("data.bin line 1: not UTF-8"), "{line}");
+    }
+    let last = err.lines().last().unwrap();
+    assert!(last.starts_with("error: job 'word count' failed: the same failure"), "{last}");
+    assert!(last.contains("3 times") && last.contains("data.bin line 1: not UTF-8"), "{last}");
+}
+
+#[test]
+fn on_decode_error_skip_counts_the_bad_lines_and_keeps_the_good_ones() {
+    let input = binary_input();
+    std::fs::write(input.path().join("words.txt"), b"the cat\n\xff\xfe\nthe hat\n").unwrap();
+    let out = sluice(&[
+        "run",
+        "wordcount",
+        "--input",
+        input.path().to_str().unwrap(),
+        "--on-decode-error",
+        "skip",
+    ]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(text(&out.stdout), "the\t2\ncat\t1\nhat\t1\n");
+    // The binary file has no newline: it is one bad line; words.txt has one more.
+    assert!(err.contains("2 input records could not be decoded and were skipped"), "{err}");
+    assert!(
+        err.contains("data.bin line 1: not UTF-8"),
+        "the first is logged with its place: {err}"
+    );
+}
+
+#[test]
+fn on_decode_error_takes_only_fail_or_skip() {
+    let out = sluice(&["run", "wordcount", "--input", "x", "--on-decode-error", "ignore"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("[possible values: fail, skip]"));
+}

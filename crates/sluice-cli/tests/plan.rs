@@ -17,7 +17,11 @@ fn the_classic_placement_example_shares_four_slots_across_two_task_managers() {
     let input = tempfile::NamedTempFile::new().unwrap();
     let env = StreamExecutionEnvironment::new();
     env.set_mini_cluster(2, 3);
-    let options = WordCountOptions { parallelism: Some(4), reduce_parallelism: Some(3) };
+    let options = WordCountOptions {
+        parallelism: Some(4),
+        reduce_parallelism: Some(3),
+        ..WordCountOptions::default()
+    };
     word_count(&env, input.path().to_path_buf(), &options).discard().set_parallelism(3);
     let plan = env.explain().unwrap();
 

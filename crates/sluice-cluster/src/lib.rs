@@ -4,16 +4,21 @@
 //! TaskManagers in one process, connected by in-memory channels.
 #![deny(missing_docs)]
 
+pub mod failure_handler;
+mod job_checkpoints;
+pub mod job_client;
 pub mod job_manager;
+mod job_master;
 pub mod job_status;
 pub mod mini_cluster;
 pub mod restart_strategy;
+mod scheduler;
 pub mod shuffle;
 pub mod task_manager;
 
-pub use job_manager::{
-    JobClient, JobExecutionResult, JobManager, JobOptions, RestoreSource, VertexMetrics,
-};
+pub use failure_handler::{FailureDecision, FailureHandler};
+pub use job_client::{JobClient, JobExecutionResult, VertexMetrics};
+pub use job_manager::{JobManager, JobOptions, RestoreSource};
 pub use job_status::JobStatus;
 pub use mini_cluster::{MiniCluster, MiniClusterConfig};
 pub use restart_strategy::{RestartBackoff, RestartStrategy};

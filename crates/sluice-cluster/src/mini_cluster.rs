@@ -8,7 +8,8 @@ use sluice_core::{Result, SluiceError};
 use sluice_runtime::execution_graph::{ExecutionGraph, SlotId};
 use sluice_runtime::job_graph::JobGraph;
 
-use crate::job_manager::{JobClient, JobManager, JobOptions};
+use crate::job_client::JobClient;
+use crate::job_manager::{JobManager, JobOptions};
 use crate::task_manager::TaskManager;
 
 /// The shape of a mini-cluster.

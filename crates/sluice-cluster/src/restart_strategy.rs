@@ -54,6 +54,24 @@ impl RestartStrategy {
     }
 }
 
+impl std::fmt::Display for RestartStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestartStrategy::None => write!(f, "none"),
+            RestartStrategy::FixedDelay { attempts, delay } => {
+                write!(f, "fixed delay: {attempts} attempts, {delay:?} apart")
+            }
+            RestartStrategy::ExponentialDelay { initial, max, multiplier, .. } => {
+                write!(f, "exponential delay: {initial:?} growing ×{multiplier} up to {max:?}")
+            }
+            RestartStrategy::FailureRate { max_failures, interval, delay } => write!(
+                f,
+                "failure rate: at most {max_failures} failures in {interval:?}, {delay:?} apart"
+            ),
+        }
+    }
+}
+
 /// Applies a restart strategy to a sequence of failures.
 #[derive(Debug)]
 pub struct RestartBackoff {

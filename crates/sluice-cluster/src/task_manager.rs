@@ -1,13 +1,12 @@
 //! A TaskManager: a fixed number of slots, each running the subtasks the
 //! JobManager deployed to it, one thread per subtask.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use sluice_core::{Result, SluiceError};
 use sluice_runtime::execution_graph::SlotId;
-use sluice_runtime::operator::panic_message;
+use sluice_runtime::operator::task_error;
 use sluice_runtime::task::{run_task, TaskDeployment, TaskEvent};
 
 /// One TaskManager of a cluster.
@@ -56,17 +55,23 @@ impl TaskManager {
     /// Starts a subtask on its own thread; its acks and its end are reported on its event channel.
     pub fn submit_task(&self, deployment: TaskDeployment) -> Result<JoinHandle<()>> {
         let name = deployment.task_name();
+        let vertex_info = &deployment.job_graph.vertices[deployment.vertex];
+        let (operator, subtask) = (
+            vertex_info.name.clone(),
+            format!("{}/{}", deployment.subtask_index + 1, vertex_info.parallelism),
+        );
         let (vertex, subtask_index) = (deployment.vertex, deployment.subtask_index);
         let events = deployment.events.clone();
         std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
-                if let Err(p) = catch_unwind(AssertUnwindSafe(|| run_task(deployment))) {
-                    let message = format!("task {name} panicked: {}", panic_message(&p));
+                // Operator hooks catch their own panics; this catches the rest
+                // (a source reader, the task loop) and classes it by where it happened.
+                if let Err(panic) = sluice_core::panic::catch(|| run_task(deployment)) {
                     let _ = events.send(TaskEvent::Finished {
                         vertex,
                         subtask_index,
-                        result: Err(SluiceError::Internal(message)),
+                        result: Err(task_error(&operator, &subtask, panic)),
                     });
                 }
             })

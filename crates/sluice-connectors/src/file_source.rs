@@ -2,7 +2,8 @@
 //! JSON. The path is a file or a directory (read recursively, skipping
 //! hidden files and files starting with `_`, as Flink does); each file is
 //! a split. A line that cannot be decoded fails the job with its file and
-//! line number: nothing is skipped silently.
+//! line number, unless the source's [`DecodeErrorPolicy`] says to skip it
+//! or send it to the decode-failures side output: nothing is dropped silently.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -15,6 +16,7 @@ use sluice_runtime::source::{
     Boundedness, InputStatus, Source, SourceOutput, SourceReader, SourceSplit,
 };
 use sluice_runtime::RuntimeContext;
+use sluice_runtime::{DecodeErrorPolicy, RecordLocation};
 
 /// Turns one line (without its newline) into a record.
 type Decoder<T> = fn(&str) -> std::result::Result<T, String>;
@@ -25,12 +27,18 @@ pub struct FileSource<T> {
     path: PathBuf,
     decode: Decoder<T>,
     skip_empty: bool,
+    on_decode_error: DecodeErrorPolicy,
 }
 
 impl FileSource<String> {
     /// Every line of the files under `path`, as a `String`.
     pub fn lines(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), decode: |l| Ok(l.to_string()), skip_empty: false }
+        Self {
+            path: path.into(),
+            decode: |l| Ok(l.to_string()),
+            skip_empty: false,
+            on_decode_error: DecodeErrorPolicy::Fail,
+        }
     }
 }
 
@@ -41,6 +49,7 @@ impl<T: DeserializeOwned> FileSource<T> {
             path: path.into(),
             decode: |l| serde_json::from_str(l).map_err(|e| e.to_string()),
             skip_empty: true,
+            on_decode_error: DecodeErrorPolicy::Fail,
         }
     }
 }
@@ -52,7 +61,20 @@ impl<T> FileSource<T> {
         path: impl Into<PathBuf>,
         decode: fn(&str) -> std::result::Result<T, String>,
     ) -> Self {
-        Self { path: path.into(), decode, skip_empty: true }
+        Self {
+            path: path.into(),
+            decode,
+            skip_empty: true,
+            on_decode_error: DecodeErrorPolicy::Fail,
+        }
+    }
+
+    /// What to do with a line that cannot be decoded (not UTF-8, or refused
+    /// by the decoder): fail the job (the default), skip it, or send it to
+    /// the decode-failures side output.
+    pub fn on_decode_error(mut self, policy: DecodeErrorPolicy) -> Self {
+        self.on_decode_error = policy;
+        self
     }
 }
 
@@ -121,6 +143,7 @@ impl<T: Data> Source<T> for FileSource<T> {
         Ok(Box::new(FileReader {
             decode: self.decode,
             skip_empty: self.skip_empty,
+            on_decode_error: self.on_decode_error,
             pending: Vec::new(),
             current: None,
             buf: Vec::with_capacity(256),
@@ -132,6 +155,7 @@ impl<T: Data> Source<T> for FileSource<T> {
 struct FileReader<T> {
     decode: Decoder<T>,
     skip_empty: bool,
+    on_decode_error: DecodeErrorPolicy,
     pending: Vec<FileSplit>,
     current: Option<(FileSplit, BufReader<File>, u32)>,
     buf: Vec<u8>,
@@ -195,28 +219,31 @@ impl<T: Data> SourceReader<T, FileSplit> for FileReader<T> {
                     (&self.buf[..], n, false)
                 }
             };
-            let line_no = split.line;
+            let (line_no, line_offset) = (split.line, split.offset);
             split.offset += n as u64;
             split.line += 1;
             if let Some(l) = line.strip_suffix(b"\n") {
                 line = l.strip_suffix(b"\r").unwrap_or(l);
             }
-            let malformed = |message: String| SluiceError::MalformedRecord {
-                input: format!("{} line {line_no}", split.path.display()),
-                message,
+            let decoded = match std::str::from_utf8(line) {
+                Err(e) => Err(format!("not UTF-8: {e}")),
+                Ok(text) if self.skip_empty && text.trim().is_empty() => Ok(None),
+                Ok(text) => (self.decode)(text).map(Some),
             };
-            let text =
-                std::str::from_utf8(line).map_err(|e| malformed(format!("not UTF-8: {e}")))?;
-            let record = if self.skip_empty && text.trim().is_empty() {
-                None
-            } else {
-                Some((self.decode)(text).map_err(malformed)?)
-            };
+            match decoded {
+                Ok(Some(record)) => output.collect(record),
+                Ok(None) => {}
+                Err(reason) => {
+                    let location = RecordLocation::File {
+                        path: split.path.clone(),
+                        line: line_no,
+                        offset: line_offset,
+                    };
+                    output.decode_error(self.on_decode_error, location, reason, line)?;
+                }
+            }
             if in_place {
                 reader.consume(n);
-            }
-            if let Some(record) = record {
-                output.collect(record);
             }
         }
         Ok(InputStatus::MoreAvailable)

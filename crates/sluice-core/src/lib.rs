@@ -7,11 +7,12 @@ pub mod config;
 pub mod element;
 pub mod error;
 pub mod key_group;
+pub mod panic;
 pub mod time;
 
 pub use config::ExecutionConfig;
 pub use element::{CheckpointBarrier, RecordBatch, StreamElement, StreamRecord};
-pub use error::{ErrorOrigin, FunctionResult, Result, SluiceError};
+pub use error::{ErrorOrigin, FunctionResult, Report, Result, SluiceError};
 pub use key_group::{KeyGroupRange, KeyHasher};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp, Watermark};
 

@@ -579,7 +579,7 @@ fn a_malformed_line_fails_the_job_naming_the_file_and_line() {
     let mut text = std::fs::read_to_string(file.path()).unwrap();
     text.push_str("{\"event_type\":2,\"bid\":{\"auction\":1}}\n");
     std::fs::write(file.path(), text).unwrap();
-    let err = run_on_file(q0, file.path()).unwrap_err().to_string();
+    let err = run_on_file(q0, file.path()).unwrap_err().report().to_string();
     let name = file.path().display().to_string();
     assert!(err.contains(&name) && err.contains("line 11"), "{err}");
     assert!(err.contains("missing field"), "{err}");

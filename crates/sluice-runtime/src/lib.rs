@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod channel;
+pub mod decode_error;
 pub mod execution_graph;
 pub mod functions;
 pub mod harness;
@@ -25,6 +26,7 @@ pub mod watermark_strategy;
 pub mod watermark_valve;
 pub mod windowing;
 
+pub use decode_error::{DecodeErrorPolicy, DecodeFailure, RecordLocation, DECODE_FAILURES};
 pub use operator::{Output, StreamOperator};
 pub use runtime_context::RuntimeContext;
 pub use sink::{Sink, SinkWriter};

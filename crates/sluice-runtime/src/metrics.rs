@@ -10,6 +10,7 @@ pub struct TaskMetrics {
     records_in: AtomicU64,
     records_out: AtomicU64,
     source_records: AtomicU64,
+    records_in_errors: AtomicU64,
 }
 
 impl TaskMetrics {
@@ -23,6 +24,18 @@ impl TaskMetrics {
     #[inline]
     pub fn add_source_records(&self, n: usize) {
         self.source_records.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Adds to the records a source could not decode and dropped or sent to
+    /// its side output (Flink's `numRecordsInErrors`).
+    #[inline]
+    pub fn add_records_in_errors(&self, n: usize) {
+        self.records_in_errors.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Records a source could not decode so far.
+    pub fn records_in_errors(&self) -> u64 {
+        self.records_in_errors.load(Ordering::Relaxed)
     }
 
     /// Records a source reader produced so far.

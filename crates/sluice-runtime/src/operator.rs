@@ -6,7 +6,6 @@
 //! thread only at a record writer.
 
 use std::any::Any;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use std::collections::HashMap;
@@ -527,15 +526,10 @@ impl ChainedOperator {
 /// further down the chain passes unchanged.
 #[inline]
 fn guard<R>(operator: &str, subtask: &str, f: impl FnOnce() -> Result<R>) -> Result<R> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    match sluice_core::panic::catch(f) {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e @ SluiceError::Task { .. })) => Err(e),
-        Ok(Err(e)) => Err(task_error(operator, subtask, e)),
-        Err(panic) => Err(task_error(
-            operator,
-            subtask,
-            SluiceError::user(format!("panicked: {}", panic_message(&panic))),
-        )),
+        Ok(Err(e)) | Err(e) => Err(task_error(operator, subtask, e)),
     }
 }
 
@@ -545,16 +539,5 @@ pub fn task_error(operator: &str, subtask: &str, e: SluiceError) -> SluiceError 
         operator: operator.to_string(),
         subtask: subtask.to_string(),
         cause: Box::new(e),
-    }
-}
-
-/// The message of a panic payload.
-pub fn panic_message(payload: &Box<dyn Any + Send>) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_string()
     }
 }

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sluice_core::{Data, RecordBatch, Result, SluiceError, StreamRecord, Timestamp};
 
+use crate::decode_error::{DecodeErrorPolicy, DecodeErrors, DecodeFailure, RecordLocation};
 use crate::runtime_context::RuntimeContext;
 use crate::watermark_strategy::SplitRuns;
 
@@ -93,6 +94,7 @@ pub struct SourceOutput<T> {
     capacity: usize,
     splits: SplitRuns,
     current_split: u32,
+    decode_errors: DecodeErrors,
 }
 
 impl<T> SourceOutput<T> {
@@ -103,7 +105,23 @@ impl<T> SourceOutput<T> {
             capacity,
             splits: SplitRuns::default(),
             current_split: 0,
+            decode_errors: DecodeErrors::new(),
         }
+    }
+
+    /// A record at `location` could not be decoded (`bytes` as read, `reason`
+    /// why): applies the source's `policy` — an error to return under
+    /// [`DecodeErrorPolicy::Fail`], else the record is counted and dropped
+    /// or sent to the decode-failures side output. Call it after the
+    /// reader's position moved past the record.
+    pub fn decode_error(
+        &mut self,
+        policy: DecodeErrorPolicy,
+        location: RecordLocation,
+        reason: String,
+        bytes: &[u8],
+    ) -> Result<()> {
+        self.decode_errors.on_failure(policy, location, reason, bytes)
     }
 
     /// The records collected from now on come from split `split` (a number
@@ -206,6 +224,9 @@ pub trait ErasedSourceReader: Send {
     /// Polls one batch (possibly empty), which split its records came from,
     /// and the status after it.
     fn poll_batch(&mut self) -> Result<(RecordBatch, SplitRuns, InputStatus)>;
+    /// Records that failed to decode since the last call and were dropped or
+    /// sent to the side output, and the side output's batch of them (if any).
+    fn take_decode_failures(&mut self) -> (usize, Option<RecordBatch>);
     /// The reader's splits at their current positions.
     fn snapshot_splits(&mut self) -> Result<Vec<SerializedSplit>>;
     /// Releases resources.
@@ -269,6 +290,12 @@ impl<T: Data, S: SourceSplit> ErasedSourceReader for ErasedReader<T, S> {
         Ok((RecordBatch::new(records), splits, status))
     }
 
+    fn take_decode_failures(&mut self) -> (usize, Option<RecordBatch>) {
+        let (count, side) = self.output.decode_errors.take();
+        let side: Vec<StreamRecord<DecodeFailure>> = side;
+        (count, (!side.is_empty()).then(|| RecordBatch::new(side)))
+    }
+
     fn snapshot_splits(&mut self) -> Result<Vec<SerializedSplit>> {
         self.reader
             .snapshot_state()?
@@ -278,6 +305,7 @@ impl<T: Data, S: SourceSplit> ErasedSourceReader for ErasedReader<T, S> {
     }
 
     fn close(&mut self) -> Result<()> {
+        self.output.decode_errors.finish();
         self.reader.close()
     }
 }

@@ -17,6 +17,7 @@ use sluice_checkpoint::{AlignmentMode, OperatorSnapshot, PendingSnapshot};
 use sluice_core::{CheckpointBarrier, Clock, Result, SluiceError, Watermark};
 
 use crate::channel::{ChannelSender, GateEvent, InputChannel, InputGate};
+use crate::decode_error::DECODE_FAILURES;
 use crate::job_graph::JobGraph;
 use crate::metrics::TaskMetrics;
 use crate::operator::{task_error, ChainedOperator, Output, OutputTarget, Targets};
@@ -244,7 +245,7 @@ impl Checkpoints<'_> {
                     vertex,
                     subtask_index,
                     checkpoint_id,
-                    reason: format!("serializing the snapshot failed: {e}"),
+                    reason: format!("serializing the snapshot failed: {}", e.report()),
                 },
             };
             let _ = events.send(event);
@@ -414,7 +415,7 @@ impl SourceHead<'_> {
         let splits = match self.reader.snapshot_splits() {
             Ok(s) => s,
             Err(e) => {
-                checkpoints.decline(barrier.id, e.to_string());
+                checkpoints.decline(barrier.id, e.report().to_string());
                 return Ok(());
             }
         };
@@ -450,6 +451,13 @@ fn run_source(
         }
         let (mut batch, splits, status) = s.reader.poll_batch()?;
         metrics.add_source_records(batch.len());
+        let (failures, dead_letters) = s.reader.take_decode_failures();
+        if failures > 0 {
+            metrics.add_records_in_errors(failures);
+        }
+        if let Some(dead_letters) = dead_letters {
+            s.output.emit_side(DECODE_FAILURES, dead_letters)?;
+        }
         let mut now = clock.now();
         let update = match s.watermarks.as_deref_mut() {
             Some(w) => Some(w.on_batch(&mut batch, &splits, now)?),

@@ -3,15 +3,16 @@
 //! at chosen points; a verifier that checks the committed output against
 //! the input (lost = 0, duplicated = 0, per-key order kept).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice::connectors::{DataGeneratorSource, ExactlyOnceFileSink};
+use sluice::connectors::{DataGeneratorSource, ExactlyOnceFileSink, FileSource};
 use sluice::{
-    RestartStrategy, StreamExecutionEnvironment, TumblingEventTimeWindows, WatermarkStrategy,
+    Clock, DecodeErrorPolicy, DecodeFailure, OutputTag, RecordLocation, RestartStrategy,
+    StreamExecutionEnvironment, SystemClock, TumblingEventTimeWindows, WatermarkStrategy,
 };
 
 const KEYS: u64 = 13;
@@ -141,6 +142,13 @@ fn run_with(
 /// once by the keyed state, none skipped, none counted twice, order kept.
 /// (A key's records come from two source splits, so seq itself interleaves.)
 fn verify(dir: &Path, count: u64) -> Result<(), String> {
+    verify_except(dir, count, &BTreeSet::new())?;
+    verify_windows(dir, count)
+}
+
+/// [`verify`]'s record check for input indices `0..count` without `absent`
+/// (records the input never had: lines a source could not decode).
+fn verify_except(dir: &Path, count: u64, absent: &BTreeSet<u64>) -> Result<(), String> {
     let mut files: Vec<_> = std::fs::read_dir(dir.join("out"))
         .map_err(|e| e.to_string())?
         .map(|e| e.unwrap().path())
@@ -177,11 +185,14 @@ fn verify(dir: &Path, count: u64) -> Result<(), String> {
             duplicated[0]
         ));
     }
-    let lost = count - seen.len() as u64;
+    if let Some((key, seq)) = seen.keys().find(|(k, s)| absent.contains(&(k + s * KEYS))) {
+        return Err(format!("key {key} seq {seq} is in the output, but not a record of the input"));
+    }
+    let lost = count - absent.len() as u64 - seen.len() as u64;
     if lost > 0 {
         return Err(format!("{lost} record(s) lost"));
     }
-    verify_windows(dir, count)
+    Ok(())
 }
 
 /// Checks the committed window counts: every (key, window) once, with its exact count.
@@ -368,4 +379,184 @@ fn exactly_once_across_a_savepoint_and_a_rescale_from_4_to_2() {
 #[test]
 fn exactly_once_across_a_savepoint_and_a_rescale_from_2_to_3() {
     rescale_after_savepoint(2, 3);
+}
+
+/// How a decode-error run treats the malformed lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BadLines {
+    Skip,
+    SideOutput,
+}
+
+/// Writes records `0..count` as NDJSON numbers over four files (record i
+/// in file i % 4); one record in a hundred, placed by the seed, is
+/// malformed instead — alternately not UTF-8 and not JSON. Returns each
+/// malformed record's index with the file and line where it sits.
+fn write_input_with_bad_lines(dir: &Path, count: u64, seed: u64) -> BTreeMap<u64, (String, u64)> {
+    std::fs::create_dir_all(dir).unwrap();
+    let paths: Vec<String> =
+        (0..4).map(|f| dir.join(format!("part-{f}.ndjson")).display().to_string()).collect();
+    let mut files: Vec<Vec<u8>> = vec![Vec::new(); 4];
+    let mut bad = BTreeMap::new();
+    for i in 0..count {
+        let f = (i % 4) as usize;
+        let line_number = i / 4 + 1;
+        if i % 100 != (37 + seed) % 100 {
+            files[f].extend_from_slice(format!("{i}\n").as_bytes());
+            continue;
+        }
+        bad.insert(i, (paths[f].clone(), line_number));
+        if i % 200 < 100 {
+            files[f].extend_from_slice(&[0xff, 0xfe]);
+            files[f].extend_from_slice(format!("{i}\n").as_bytes());
+        } else {
+            files[f].extend_from_slice(format!("{{\"broken\": {i}\n").as_bytes());
+        }
+    }
+    for (path, bytes) in paths.iter().zip(&files) {
+        std::fs::write(path, bytes).unwrap();
+    }
+    bad
+}
+
+/// The harness's keyed job over files holding one malformed line in a
+/// hundred, with checkpoints and one failure in the keyed operator; the
+/// policy skips the bad lines or sends them to an exactly-once dead-letter
+/// sink. A slow map keeps the source reading while checkpoints are taken,
+/// so the restore starts mid-file.
+fn run_with_bad_lines(
+    dir: &Path,
+    count: u64,
+    seed: u64,
+    bad_lines: BadLines,
+) -> (BTreeMap<u64, (String, u64)>, sluice::JobExecutionResult, i64) {
+    let bad = write_input_with_bad_lines(&dir.join("in"), count, seed);
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(2)
+        .enable_checkpointing(Duration::from_millis(30))
+        .set_channel_capacity(2)
+        .set_batch_size(64)
+        .set_checkpoint_storage(dir.join("checkpoints").to_str().unwrap())
+        .set_restart_strategy(RestartStrategy::FixedDelay { attempts: 3, delay: Duration::ZERO });
+    let policy = match bad_lines {
+        BadLines::Skip => DecodeErrorPolicy::Skip,
+        BadLines::SideOutput => DecodeErrorPolicy::SideOutput,
+    };
+    let fail_at = count / 2 + seed * 101;
+    let failed_at = Arc::new(AtomicI64::new(0));
+    let failed = failed_at.clone();
+    let input = env
+        .from_source(FileSource::<u64>::ndjson(dir.join("in")).on_decode_error(policy), "input")
+        .uid("input");
+    input
+        .map(|i: u64| {
+            if i.is_multiple_of(25) {
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            (i % KEYS, i / KEYS, 0u64)
+        })
+        .key_by(|r: &(u64, u64, u64)| r.0)
+        .reduce(move |acc, r| {
+            if r.0 + r.1 * KEYS == fail_at && failed.load(Ordering::SeqCst) == 0 {
+                failed.store(SystemClock.now(), Ordering::SeqCst);
+                panic!("injected failure after the shuffle");
+            }
+            (r.0, r.1, acc.2 + 1)
+        })
+        .uid("count")
+        .sink_to_exactly_once(ExactlyOnceFileSink::ndjson(dir.join("out")))
+        .uid("sink");
+    input
+        .get_side_output(&OutputTag::<DecodeFailure>::decode_failures())
+        .sink_to_exactly_once(ExactlyOnceFileSink::ndjson(dir.join("dead-letters")))
+        .uid("dead-letters");
+    let result = env.execute("bad lines").unwrap();
+    (bad, result, failed_at.load(Ordering::SeqCst))
+}
+
+/// Every committed dead letter, as (file, line) → how often, with its bytes.
+fn dead_letters(dir: &Path) -> BTreeMap<(String, u64), (u32, Vec<u8>)> {
+    let mut letters: BTreeMap<(String, u64), (u32, Vec<u8>)> = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir.join("dead-letters")) else { return letters };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let failure: DecodeFailure = serde_json::from_str(line).unwrap();
+            let RecordLocation::File { path, line, .. } = failure.location else {
+                panic!("a file source's dead letter has a file location")
+            };
+            let seen = letters.entry((path.display().to_string(), line)).or_insert((0, Vec::new()));
+            seen.0 += 1;
+            seen.1 = failure.bytes;
+        }
+    }
+    letters
+}
+
+fn check_bad_lines(bad_lines: BadLines, seed: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let count = 40_000;
+    let (bad, result, failed_at) = run_with_bad_lines(dir.path(), count, seed, bad_lines);
+    assert_eq!(bad.len(), 400, "1% of the lines are malformed");
+    assert!(result.restarts >= 1 && failed_at > 0, "the injected failure fired");
+    assert!(
+        result.checkpoints.iter().any(|c| c.status == sluice::CheckpointStatus::Completed
+            && c.trigger_time + c.duration_ms.unwrap_or(0) < failed_at),
+        "a checkpoint completed before the failure, so the restore started mid-input"
+    );
+    let absent: BTreeSet<u64> = bad.keys().copied().collect();
+    if let Err(e) = verify_except(dir.path(), count, &absent) {
+        panic!("{bad_lines:?} seed {seed}: {e}");
+    }
+    // Each bad line is counted when read; lines re-read after the restore count again.
+    let counted: u64 = result.vertices.iter().map(|v| v.records_in_errors).sum();
+    assert!(counted >= 400, "every malformed line is counted: {counted}");
+    let letters = dead_letters(dir.path());
+    match bad_lines {
+        BadLines::Skip => assert!(letters.is_empty(), "skipped lines go nowhere"),
+        BadLines::SideOutput => {
+            let expected: BTreeSet<(String, u64)> = bad.values().cloned().collect();
+            let got: BTreeSet<(String, u64)> = letters.keys().cloned().collect();
+            assert_eq!(got, expected, "every malformed line is a dead letter");
+            for ((path, line), (times, bytes)) in &letters {
+                assert_eq!(*times, 1, "{path} line {line} committed {times} times");
+                let text = String::from_utf8_lossy(bytes);
+                assert!(text.contains("broken") || bytes.starts_with(&[0xff, 0xfe]), "{text}");
+            }
+        }
+    }
+}
+
+#[test]
+fn skipped_bad_lines_lose_no_good_record_across_a_restore() {
+    for seed in 0..2 {
+        check_bad_lines(BadLines::Skip, seed);
+    }
+}
+
+#[test]
+fn bad_lines_reach_the_dead_letter_sink_exactly_once_across_a_restore() {
+    for seed in 0..2 {
+        check_bad_lines(BadLines::SideOutput, seed);
+    }
+}
+
+#[test]
+fn without_failures_skip_counts_exactly_the_malformed_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write_input_with_bad_lines(&dir.path().join("in"), 10_000, 5);
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(2);
+    let source =
+        FileSource::<u64>::ndjson(dir.path().join("in")).on_decode_error(DecodeErrorPolicy::Skip);
+    let handle = env.from_source(source, "input").collect();
+    let result = env.execute("skip").unwrap();
+    let good: BTreeSet<u64> = handle.take().into_iter().collect();
+    let counted: u64 = result.vertices.iter().map(|v| v.records_in_errors).sum();
+    assert_eq!(counted, bad.len() as u64, "the metric counts each malformed line once");
+    let expected: BTreeSet<u64> = (0..10_000).filter(|i| !bad.contains_key(i)).collect();
+    assert_eq!(good, expected, "every good line arrives, no bad one");
 }

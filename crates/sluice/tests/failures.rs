@@ -15,7 +15,7 @@ fn execute_err(env: &StreamExecutionEnvironment) -> SluiceError {
 fn parallelism_zero_is_refused_naming_the_operator() {
     let env = StreamExecutionEnvironment::new();
     env.from_sequence(10).map(|i| i).name("double").set_parallelism(0).discard();
-    let err = execute_err(&env).to_string();
+    let err = execute_err(&env).report().to_string();
     assert!(err.contains("'double'") && err.contains("parallelism 0"), "{err}");
 }
 
@@ -24,7 +24,7 @@ fn parallelism_above_max_parallelism_is_refused() {
     let env = StreamExecutionEnvironment::new();
     env.set_max_parallelism(4);
     env.from_sequence(10).set_parallelism(5).discard();
-    let err = execute_err(&env).to_string();
+    let err = execute_err(&env).report().to_string();
     assert!(err.contains("parallelism 5") && err.contains("1..=4"), "{err}");
 }
 
@@ -43,7 +43,7 @@ fn a_missing_input_file_names_the_path() {
     let env = StreamExecutionEnvironment::new();
     env.read_text_file("/definitely/not/here.txt").discard();
     let err = execute_err(&env);
-    let text = err.to_string();
+    let text = err.report().to_string();
     assert!(text.contains("/definitely/not/here.txt") && text.contains("No such file"), "{text}");
     assert_eq!(err.origin(), ErrorOrigin::External);
 }
@@ -55,7 +55,7 @@ fn an_unreadable_entry_in_an_input_directory_names_the_entry() {
     std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("b.txt")).unwrap();
     let env = StreamExecutionEnvironment::new();
     env.read_text_file(dir.path()).discard();
-    let err = execute_err(&env).to_string();
+    let err = execute_err(&env).report().to_string();
     assert!(err.contains("b.txt") && err.contains("cannot read input path"), "{err}");
 }
 
@@ -65,7 +65,7 @@ fn a_line_that_is_not_utf8_fails_with_file_and_line_number() {
     file.write_all(b"fine\nalso fine\n\xff\xfe broken\n").unwrap();
     let env = StreamExecutionEnvironment::new();
     env.read_text_file(file.path()).discard();
-    let err = execute_err(&env).to_string();
+    let err = execute_err(&env).report().to_string();
     assert!(
         err.contains(&format!("{} line 3", file.path().display())) && err.contains("not UTF-8"),
         "{err}"
@@ -83,7 +83,7 @@ fn a_malformed_ndjson_record_fails_with_file_line_and_reason() {
     let env = StreamExecutionEnvironment::new();
     env.from_source(FileSource::<Event>::ndjson(file.path()), "events").discard();
     let err = execute_err(&env);
-    let text = err.to_string();
+    let text = err.report().to_string();
     assert!(text.contains("line 2") && text.contains("invalid type"), "{text}");
     assert_eq!(err.origin(), ErrorOrigin::User);
 }
@@ -96,7 +96,7 @@ fn a_socket_that_cannot_connect_names_the_address() {
     };
     let env = StreamExecutionEnvironment::new();
     env.socket_text_stream("127.0.0.1", port).discard();
-    let err = execute_err(&env).to_string();
+    let err = execute_err(&env).report().to_string();
     assert!(
         err.contains(&format!("socket source 127.0.0.1:{port}")) && err.contains("cannot connect"),
         "{err}"
@@ -107,7 +107,7 @@ fn a_socket_that_cannot_connect_names_the_address() {
 fn a_socket_source_cannot_run_in_parallel() {
     let env = StreamExecutionEnvironment::new();
     env.socket_text_stream("127.0.0.1", 9).set_parallelism(2).discard();
-    let err = execute_err(&env).to_string();
+    let err = execute_err(&env).report().to_string();
     assert!(err.contains("maximum of 1"), "{err}");
 }
 
@@ -115,7 +115,7 @@ fn a_socket_source_cannot_run_in_parallel() {
 fn a_job_without_a_sink_is_refused() {
     let env = StreamExecutionEnvironment::new();
     env.from_sequence(10).map(|i| i + 1);
-    let err = execute_err(&env).to_string();
+    let err = execute_err(&env).report().to_string();
     assert!(err.contains("no sink"), "{err}");
 }
 
@@ -132,7 +132,7 @@ fn an_environment_cannot_execute_twice() {
 fn forward_between_different_parallelisms_is_refused() {
     let env = StreamExecutionEnvironment::new();
     env.from_sequence(10).set_parallelism(2).forward().map(|i| i).set_parallelism(3).discard();
-    let err = execute_err(&env).to_string();
+    let err = execute_err(&env).report().to_string();
     assert!(err.contains("forward partitioning") && err.contains("rebalance()"), "{err}");
 }
 
@@ -148,7 +148,7 @@ fn a_panic_in_a_user_function_fails_the_job_naming_operator_subtask_and_cause() 
         .name("checker")
         .discard();
     let err = execute_err(&env);
-    let text = err.to_string();
+    let text = err.report().to_string();
     assert!(text.contains("operator 'checker'") && text.contains("record 777 is cursed"), "{text}");
     // 777 falls in the second half of the sequence, read by subtask 2 of 2.
     assert!(text.contains("subtask 2/2"), "{text}");
@@ -166,7 +166,7 @@ fn a_failure_behind_a_network_edge_cancels_an_unbounded_source() {
         })
         .set_parallelism(2)
         .discard();
-    let err = execute_err(&env).to_string();
+    let err = execute_err(&env).report().to_string();
     assert!(err.contains("operator 'Keyed Reduce'") && err.contains("too many"), "{err}");
 }
 
@@ -193,7 +193,7 @@ impl ProcessFunction<i64, i64> for RejectNegative {
 fn an_error_returned_by_a_process_function_fails_the_job_with_its_message() {
     let env = StreamExecutionEnvironment::new();
     env.from_collection(vec![1i64, 2, -3]).process(RejectNegative).discard();
-    let err = execute_err(&env).to_string();
+    let err = execute_err(&env).report().to_string();
     assert!(
         err.contains("operator 'Process' in subtask 1/1") && err.contains("negative value -3"),
         "{err}"

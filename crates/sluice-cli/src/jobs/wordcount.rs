@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use sluice::connectors::FileSource;
 use sluice::{Data, Result, StreamRecord};
-use sluice::{DataStream, StreamExecutionEnvironment};
+use sluice::{DataStream, DecodeErrorPolicy, StreamExecutionEnvironment};
 use sluice::{RuntimeContext, Sink, SinkWriter};
 
 /// How the word count is laid out.
@@ -15,6 +16,8 @@ pub struct WordCountOptions {
     pub parallelism: Option<usize>,
     /// Parallelism of the keyed sum and the sink (default: the job's).
     pub reduce_parallelism: Option<usize>,
+    /// What to do with a line that is not UTF-8.
+    pub on_decode_error: DecodeErrorPolicy,
 }
 
 /// Splits a line into lower-case words (runs of letters and digits), as Flink's example does.
@@ -38,7 +41,8 @@ pub fn word_count(
             None => s,
         }
     }
-    let lines = at(env.read_text_file(input).name("words").uid("words"), options.parallelism);
+    let source = FileSource::lines(input).on_decode_error(options.on_decode_error);
+    let lines = at(env.from_source(source, "words").uid("words"), options.parallelism);
     let words = at(lines.flat_map(|line: String| tokenize(&line)), options.parallelism);
     let pairs = at(words.map(|w| (w, 1u64)), options.parallelism);
     let counts =

@@ -15,7 +15,7 @@ use crate::operator::Output;
 
 /// Turns a user function's error into a Sluice error.
 pub(crate) fn user_error(e: Box<dyn std::error::Error + Send + Sync>) -> SluiceError {
-    SluiceError::user(e.to_string())
+    SluiceError::UserFunction { cause: e }
 }
 
 /// Runs a process function's per-record hook over a batch and emits what it

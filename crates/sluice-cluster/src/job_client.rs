@@ -1,0 +1,186 @@
+//! The JobClient: a handle on a submitted job — its status, live counters
+//! and checkpoint statistics, savepoints, cancel — and what it reports when
+//! it ends.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{unbounded, Sender};
+use serde::Serialize;
+use sluice_checkpoint::CheckpointStats;
+use sluice_core::{Result, SluiceError};
+use sluice_runtime::execution_graph::ExecutionGraph;
+use sluice_runtime::job_graph::JobGraph;
+use sluice_runtime::metrics::TaskMetrics;
+
+use crate::job_master::JobCommand;
+use crate::job_status::JobStatus;
+
+/// What a finished job reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct JobExecutionResult {
+    /// The job id (32 hex digits, as Flink's JobID).
+    pub job_id: String,
+    /// The job's name.
+    pub job_name: String,
+    /// Wall-clock run time.
+    pub duration: Duration,
+    /// Final counters per vertex.
+    pub vertices: Vec<VertexMetrics>,
+    /// Restarts after failures.
+    pub restarts: u32,
+    /// Every checkpoint of the job.
+    pub checkpoints: Vec<CheckpointStats>,
+}
+
+/// Counters of one job vertex, summed over its subtasks.
+#[derive(Clone, Debug, Serialize)]
+pub struct VertexMetrics {
+    /// Vertex name.
+    pub name: String,
+    /// Parallelism.
+    pub parallelism: usize,
+    /// Records received from input channels.
+    pub records_in: u64,
+    /// Records sent to output channels.
+    pub records_out: u64,
+    /// Records its source produced (0 unless the vertex is a source).
+    pub source_records: u64,
+    /// Records its source could not decode and skipped or sent to the side
+    /// output (Flink's `numRecordsInErrors`).
+    pub records_in_errors: u64,
+}
+
+/// Sums the subtasks' counters per vertex.
+pub(crate) fn vertex_metrics(
+    job_graph: &JobGraph,
+    metrics: &[(usize, usize, Arc<TaskMetrics>)],
+) -> Vec<VertexMetrics> {
+    job_graph
+        .vertices
+        .iter()
+        .map(|v| {
+            let of_vertex = metrics.iter().filter(|(id, _, _)| *id == v.id);
+            VertexMetrics {
+                name: v.name.clone(),
+                parallelism: v.parallelism,
+                records_in: of_vertex.clone().map(|(_, _, m)| m.records_in()).sum(),
+                records_out: of_vertex.clone().map(|(_, _, m)| m.records_out()).sum(),
+                source_records: of_vertex.clone().map(|(_, _, m)| m.source_records()).sum(),
+                records_in_errors: of_vertex.map(|(_, _, m)| m.records_in_errors()).sum(),
+            }
+        })
+        .collect()
+}
+
+/// A handle on a submitted job: status, live counters, checkpoints, cancel, and its result.
+pub struct JobClient {
+    job_id: String,
+    job_graph: Arc<JobGraph>,
+    execution_graph: ExecutionGraph,
+    status: Arc<Mutex<JobStatus>>,
+    cancel_requested: Arc<AtomicBool>,
+    metrics: Vec<(usize, usize, Arc<TaskMetrics>)>,
+    stats: Arc<Mutex<Vec<CheckpointStats>>>,
+    commands: Sender<JobCommand>,
+    master: Option<JoinHandle<Result<JobExecutionResult>>>,
+}
+
+impl JobClient {
+    /// A client for a job whose JobMaster runs on `master`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        job_id: String,
+        job_graph: Arc<JobGraph>,
+        execution_graph: ExecutionGraph,
+        status: Arc<Mutex<JobStatus>>,
+        cancel_requested: Arc<AtomicBool>,
+        metrics: Vec<(usize, usize, Arc<TaskMetrics>)>,
+        stats: Arc<Mutex<Vec<CheckpointStats>>>,
+        commands: Sender<JobCommand>,
+        master: JoinHandle<Result<JobExecutionResult>>,
+    ) -> Self {
+        Self {
+            job_id,
+            job_graph,
+            execution_graph,
+            status,
+            cancel_requested,
+            metrics,
+            stats,
+            commands,
+            master: Some(master),
+        }
+    }
+}
+
+impl JobClient {
+    /// Takes a savepoint into directory `dir` and returns its path once written.
+    pub fn trigger_savepoint(&self, dir: &str) -> Result<String> {
+        self.savepoint(dir, false)
+    }
+
+    /// Takes a savepoint into `dir`, then stops the job ([`Self::wait`] then
+    /// returns [`SluiceError::Cancelled`]).
+    pub fn stop_with_savepoint(&self, dir: &str) -> Result<String> {
+        self.savepoint(dir, true)
+    }
+
+    fn savepoint(&self, dir: &str, stop: bool) -> Result<String> {
+        let (reply, answer) = unbounded();
+        self.commands.send(JobCommand::Savepoint { dir: dir.to_string(), stop, reply }).map_err(
+            |_| SluiceError::InvalidJob("cannot take a savepoint: the job has ended".into()),
+        )?;
+        answer.recv().map_err(|_| {
+            SluiceError::InvalidJob("cannot take a savepoint: the job ended first".into())
+        })?
+    }
+
+    /// The job id.
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    /// The job's current status.
+    pub fn status(&self) -> JobStatus {
+        *self.status.lock().expect("job status lock")
+    }
+
+    /// Where every subtask runs.
+    pub fn execution_graph(&self) -> &ExecutionGraph {
+        &self.execution_graph
+    }
+
+    /// Live counters per vertex.
+    pub fn vertex_metrics(&self) -> Vec<VertexMetrics> {
+        vertex_metrics(&self.job_graph, &self.metrics)
+    }
+
+    /// Statistics of every checkpoint so far (id, trigger time, duration, size, alignment, acks, failure).
+    pub fn checkpoint_stats(&self) -> Vec<CheckpointStats> {
+        self.stats.lock().expect("stats lock").clone()
+    }
+
+    /// Records produced by all sources so far.
+    pub fn source_records(&self) -> u64 {
+        self.metrics.iter().map(|(_, _, m)| m.source_records()).sum()
+    }
+
+    /// Asks every subtask to stop; [`Self::wait`] then returns [`SluiceError::Cancelled`].
+    pub fn cancel(&self) {
+        self.cancel_requested.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the job has ended.
+    pub fn is_done(&self) -> bool {
+        self.master.as_ref().is_none_or(|m| m.is_finished())
+    }
+
+    /// Waits for the job to end.
+    pub fn wait(mut self) -> Result<JobExecutionResult> {
+        let master = self.master.take().expect("wait is called once");
+        master.join().map_err(|_| SluiceError::Internal("the job master thread panicked".into()))?
+    }
+}

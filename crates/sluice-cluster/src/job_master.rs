@@ -1,0 +1,259 @@
+//! The JobMaster: follows one job through its attempts. It runs an attempt
+//! until every subtask ended; the first failure fails the attempt (every
+//! other subtask is cancelled), and the [`FailureHandler`] decides whether a
+//! new attempt starts from the latest completed checkpoint, after how long,
+//! or whether the job fails. Every restart is logged at WARN with its number,
+//! delay and cause, so a restarting job is never silent.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use sluice_checkpoint::OperatorSnapshot;
+use sluice_core::{Result, SluiceError};
+use sluice_runtime::task::TaskEvent;
+use tracing::{info, warn};
+
+use crate::failure_handler::{FailureDecision, FailureHandler};
+use crate::job_checkpoints::JobCheckpoints;
+use crate::job_client::{vertex_metrics, JobExecutionResult};
+use crate::job_status::JobStatus;
+use crate::scheduler::{Attempt, Scheduler};
+
+/// Operator state key → subtask snapshots, as a checkpoint holds them.
+pub(crate) type StateMap = BTreeMap<String, Vec<OperatorSnapshot>>;
+
+/// A request from a [`JobClient`](crate::JobClient) to the JobMaster.
+pub(crate) enum JobCommand {
+    /// Take a savepoint into `dir`; stop the job after it if `stop`.
+    Savepoint { dir: String, stop: bool, reply: Sender<Result<String>> },
+}
+
+/// How one attempt ended.
+enum AttemptEnd {
+    Finished,
+    Cancelled,
+    Failed(SluiceError),
+}
+
+/// Follows one job: its attempts, checkpoints and restarts.
+pub(crate) struct JobMaster {
+    pub(crate) job_id: String,
+    pub(crate) scheduler: Scheduler,
+    pub(crate) status: Arc<Mutex<JobStatus>>,
+    pub(crate) cancel_requested: Arc<AtomicBool>,
+    pub(crate) submitted: Instant,
+    pub(crate) checkpoints: JobCheckpoints,
+    pub(crate) failures: FailureHandler,
+    pub(crate) commands: Receiver<JobCommand>,
+}
+
+impl JobMaster {
+    fn name(&self) -> &str {
+        &self.scheduler.job_graph.stream_graph.job_name
+    }
+
+    fn now(&self) -> i64 {
+        self.scheduler.job_graph.stream_graph.clock.now()
+    }
+
+    fn cancel_requested(&self) -> bool {
+        self.cancel_requested.load(Ordering::Relaxed)
+    }
+
+    /// Runs the job from its first attempt to its end.
+    pub(crate) fn run(mut self, first: Attempt) -> Result<JobExecutionResult> {
+        let outcome = self.run_attempts(first);
+        self.scheduler.release_slots();
+        let final_status = match &outcome {
+            Ok(()) => JobStatus::Finished,
+            Err(SluiceError::Cancelled) => JobStatus::Canceled,
+            Err(_) => JobStatus::Failed,
+        };
+        transition(&self.status, self.name(), final_status);
+        outcome.map(|()| JobExecutionResult {
+            job_id: self.job_id.clone(),
+            job_name: self.name().to_string(),
+            duration: self.submitted.elapsed(),
+            vertices: vertex_metrics(&self.scheduler.job_graph, &self.scheduler.metrics),
+            restarts: self.failures.restarts(),
+            checkpoints: self.checkpoints.stats(),
+        })
+    }
+
+    /// The attempt loop: run, and after a failure restart or give up.
+    fn run_attempts(&mut self, first: Attempt) -> Result<()> {
+        let mut attempt = first;
+        loop {
+            let end = self.run_attempt(&mut attempt);
+            for t in std::mem::take(&mut attempt.threads) {
+                let _ = t.join();
+            }
+            let error = match end {
+                AttemptEnd::Finished => return Ok(()),
+                AttemptEnd::Cancelled => return Err(SluiceError::Cancelled),
+                AttemptEnd::Failed(e) => e,
+            };
+            let latest = self.checkpoints.latest_id();
+            let delay = match self.failures.on_failure(&error, latest, self.now()) {
+                FailureDecision::Fail { reason } => {
+                    return Err(SluiceError::JobFailed {
+                        job: self.name().to_string(),
+                        reason,
+                        cause: Box::new(error),
+                    });
+                }
+                FailureDecision::Restart { delay, restart } => {
+                    let from = match latest {
+                        Some(id) => format!("checkpoint {id}"),
+                        None => "the beginning".to_string(),
+                    };
+                    warn!(
+                        "job '{}' failed; attempt {} (restart {restart}) starts in {delay:?} from {from}. Cause: {}",
+                        self.name(),
+                        attempt.number + 2,
+                        error.report()
+                    );
+                    delay
+                }
+            };
+            transition(&self.status, self.name(), JobStatus::Restarting);
+            if self.wait_unless_cancelled(delay) {
+                transition(&self.status, self.name(), JobStatus::Cancelling);
+                return Err(SluiceError::Cancelled);
+            }
+            attempt = self.scheduler.deploy(attempt.number + 1, self.checkpoints.latest_state())?;
+            transition(&self.status, self.name(), JobStatus::Running);
+        }
+    }
+
+    /// Waits out a restart delay; true if the job was cancelled meanwhile.
+    fn wait_unless_cancelled(&self, delay: Duration) -> bool {
+        let until = Instant::now() + delay;
+        loop {
+            if self.cancel_requested() {
+                return true;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            // Savepoints cannot be taken while no attempt runs: refuse them at once.
+            while let Ok(JobCommand::Savepoint { reply, .. }) = self.commands.try_recv() {
+                let _ = reply.send(Err(SluiceError::InvalidJob(
+                    "cannot take a savepoint: the job is restarting".into(),
+                )));
+            }
+            std::thread::sleep(left.min(Duration::from_millis(10)));
+        }
+    }
+
+    fn run_attempt(&mut self, attempt: &mut Attempt) -> AttemptEnd {
+        let total = attempt.threads.len();
+        let mut finished = HashSet::new();
+        let mut failure: Option<SluiceError> = None;
+        let mut a_task_finished = false;
+        loop {
+            if finished.len() == total {
+                return match failure {
+                    Some(e) => AttemptEnd::Failed(e),
+                    None if self.cancel_requested() => AttemptEnd::Cancelled,
+                    None => AttemptEnd::Finished,
+                };
+            }
+            if self.cancel_requested() && !attempt.cancel.load(Ordering::Relaxed) {
+                transition(&self.status, self.name(), JobStatus::Cancelling);
+                attempt.cancel.store(true, Ordering::Relaxed);
+            }
+            let mut failed = None;
+            match attempt.events.recv_timeout(Duration::from_millis(10)) {
+                Ok(TaskEvent::Finished { vertex, subtask_index, result }) => {
+                    finished.insert((vertex, subtask_index));
+                    match result {
+                        Ok(()) => {
+                            // Checkpoints need every task; one has finished, so no more are taken.
+                            a_task_finished = true;
+                            let now = self.now();
+                            self.checkpoints.fail_pending(
+                                "a task finished before the checkpoint completed",
+                                now,
+                            );
+                        }
+                        Err(SluiceError::Cancelled) => {}
+                        Err(_) if self.cancel_requested() => {}
+                        Err(e) => failed = Some(e),
+                    }
+                }
+                Ok(TaskEvent::Acknowledged {
+                    vertex,
+                    subtask_index,
+                    checkpoint_id,
+                    states,
+                    durations,
+                }) => {
+                    let task = self
+                        .scheduler
+                        .metrics
+                        .iter()
+                        .position(|(v, i, _)| *v == vertex && *i == subtask_index)
+                        .unwrap_or(0);
+                    let parallelism = self.scheduler.job_graph.vertices[vertex].parallelism;
+                    let now = self.now();
+                    failed = self
+                        .checkpoints
+                        .on_ack(
+                            attempt,
+                            task,
+                            parallelism,
+                            subtask_index,
+                            checkpoint_id,
+                            states,
+                            durations,
+                            now,
+                        )
+                        .err();
+                }
+                Ok(TaskEvent::Declined { checkpoint_id, reason, .. }) => {
+                    let now = self.now();
+                    failed = self.checkpoints.on_declined(checkpoint_id, &reason, now).err();
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return AttemptEnd::Failed(SluiceError::Internal(
+                        "every task's event channel closed".into(),
+                    ));
+                }
+            }
+            if let Some(e) = failed.filter(|_| failure.is_none()) {
+                info!(job = %self.name(), error = %e.report(), "failing the attempt");
+                transition(&self.status, self.name(), JobStatus::Failing);
+                attempt.cancel.store(true, Ordering::Relaxed);
+                let now = self.now();
+                self.checkpoints.fail_pending("a task failed", now);
+                failure = Some(e);
+            }
+            let ending = failure.is_some() || a_task_finished;
+            while let Ok(JobCommand::Savepoint { dir, stop, reply }) = self.commands.try_recv() {
+                let now = self.now();
+                self.checkpoints.request_savepoint(dir, stop, reply, attempt, ending, now);
+            }
+            if !ending && !attempt.cancel.load(Ordering::Relaxed) {
+                let now = self.now();
+                self.checkpoints.maybe_trigger(attempt, now);
+            }
+        }
+    }
+}
+
+/// Moves the job to `next` if the state machine allows it, logging the transition.
+pub(crate) fn transition(status: &Mutex<JobStatus>, job: &str, next: JobStatus) {
+    let mut s = status.lock().expect("job status lock");
+    if s.can_become(next) {
+        info!(job, from = ?*s, to = ?next, "job status");
+        *s = next;
+    } else {
+        warn!(job, from = ?*s, to = ?next, "illegal job status transition ignored");
+    }
+}
