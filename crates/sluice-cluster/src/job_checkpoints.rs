@@ -17,6 +17,7 @@ use sluice_checkpoint::{
     CheckpointStorage, OperatorSnapshot,
 };
 use sluice_core::{CheckpointBarrier, Result, SluiceError};
+use sluice_runtime::split_enumerator::enumerator_key;
 use sluice_runtime::task::{SnapshotDurations, TaskControl};
 use tracing::{info, warn};
 
@@ -88,7 +89,7 @@ impl JobCheckpoints {
         dir: String,
         stop: bool,
         reply: Sender<Result<String>>,
-        attempt: &Attempt,
+        attempt: &mut Attempt,
         ending: bool,
         now: i64,
     ) {
@@ -110,8 +111,10 @@ impl JobCheckpoints {
         self.maybe_trigger(attempt, now);
     }
 
-    /// Triggers a checkpoint at the sources when one is due (or a savepoint waits).
-    pub(crate) fn maybe_trigger(&mut self, attempt: &Attempt, now: i64) {
+    /// Triggers a checkpoint when one is due (or a savepoint waits): the
+    /// split enumerators' snapshots first, then the triggers at the sources,
+    /// with no assignment in between.
+    pub(crate) fn maybe_trigger(&mut self, attempt: &mut Attempt, now: i64) {
         let Some(coordinator) = self.coordinator.as_mut() else { return };
         if let Some(outcome) = coordinator.check_timeout(now) {
             warn!(job = %self.job_name, ?outcome, "checkpoint timed out");
@@ -128,6 +131,21 @@ impl JobCheckpoints {
             s.checkpoint_id = id;
         }
         self.acked.clear();
+        for coordinator in &mut attempt.coordinators {
+            match coordinator.snapshot_state() {
+                Ok(state) => self.acked.push(SubtaskState {
+                    key: enumerator_key(coordinator.state_key()),
+                    parallelism: 1,
+                    subtask: 0,
+                    snapshot: OperatorSnapshot { keyed: Vec::new(), operator: vec![state] },
+                }),
+                Err(e) => {
+                    let reason = format!("the split enumerator cannot snapshot: {}", e.report());
+                    self.fail_pending(&reason, now);
+                    return;
+                }
+            }
+        }
         let savepoint = self.savepoint.as_ref().is_some_and(|s| s.checkpoint_id == id);
         let barrier = CheckpointBarrier { id, timestamp: now, savepoint };
         for (is_source, control) in &attempt.controls {

@@ -199,7 +199,13 @@ fn check_restored_state(
     let keys: HashSet<String> = sg.nodes.iter().map(|n| n.state_key()).collect();
     let unknown: Vec<&String> = state
         .keys()
-        .filter(|k| !keys.contains(k.strip_suffix("#in-flight").unwrap_or(k.as_str())))
+        .filter(|k| {
+            let node = ["#in-flight", "#enumerator"]
+                .iter()
+                .find_map(|suffix| k.strip_suffix(suffix))
+                .unwrap_or(k.as_str());
+            !keys.contains(node)
+        })
         .collect();
     if !unknown.is_empty() && !allow_non_restored {
         return Err(SluiceError::InvalidJob(format!(

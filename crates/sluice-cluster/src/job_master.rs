@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use sluice_checkpoint::OperatorSnapshot;
 use sluice_core::{Result, SluiceError};
 use sluice_runtime::task::TaskEvent;
@@ -21,6 +21,7 @@ use crate::job_checkpoints::JobCheckpoints;
 use crate::job_client::{vertex_metrics, JobExecutionResult};
 use crate::job_status::JobStatus;
 use crate::scheduler::{Attempt, Scheduler};
+use crate::source_coordinator::{CoordinatorEvent, SourceCoordinator};
 
 /// Operator state key → subtask snapshots, as a checkpoint holds them.
 pub(crate) type StateMap = BTreeMap<String, Vec<OperatorSnapshot>>;
@@ -150,6 +151,17 @@ impl JobMaster {
         }
     }
 
+    /// Runs `hook` on the coordinator of source `vertex`; its error fails the attempt.
+    fn on_coordinator(
+        &mut self,
+        attempt: &mut Attempt,
+        vertex: usize,
+        hook: impl FnOnce(&mut SourceCoordinator) -> Result<()>,
+    ) -> Option<SluiceError> {
+        let coordinator = attempt.coordinators.iter_mut().find(|c| c.vertex() == vertex)?;
+        hook(coordinator).err()
+    }
+
     fn run_attempt(&mut self, attempt: &mut Attempt) -> AttemptEnd {
         let total = attempt.threads.len();
         let mut finished = HashSet::new();
@@ -168,8 +180,19 @@ impl JobMaster {
                 attempt.cancel.store(true, Ordering::Relaxed);
             }
             let mut failed = None;
-            match attempt.events.recv_timeout(Duration::from_millis(10)) {
-                Ok(TaskEvent::Finished { vertex, subtask_index, result }) => {
+            let event = crossbeam_channel::select! {
+                recv(attempt.events) -> event => Some(event),
+                recv(attempt.coordinator_events) -> report => {
+                    if let Ok(CoordinatorEvent { vertex, result }) = report {
+                        failed = self.on_coordinator(attempt, vertex, |c| c.handle_discovered(result));
+                    }
+                    None
+                }
+                default(Duration::from_millis(10)) => None,
+            };
+            match event {
+                None => {}
+                Some(Ok(TaskEvent::Finished { vertex, subtask_index, result })) => {
                     finished.insert((vertex, subtask_index));
                     match result {
                         Ok(()) => {
@@ -186,13 +209,13 @@ impl JobMaster {
                         Err(e) => failed = Some(e),
                     }
                 }
-                Ok(TaskEvent::Acknowledged {
+                Some(Ok(TaskEvent::Acknowledged {
                     vertex,
                     subtask_index,
                     checkpoint_id,
                     states,
                     durations,
-                }) => {
+                })) => {
                     let task = self
                         .scheduler
                         .metrics
@@ -215,12 +238,16 @@ impl JobMaster {
                         )
                         .err();
                 }
-                Ok(TaskEvent::Declined { checkpoint_id, reason, .. }) => {
+                Some(Ok(TaskEvent::Declined { checkpoint_id, reason, .. })) => {
                     let now = self.now();
                     failed = self.checkpoints.on_declined(checkpoint_id, &reason, now).err();
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
+                Some(Ok(TaskEvent::SplitRequest { vertex, subtask_index, finished })) => {
+                    failed = self.on_coordinator(attempt, vertex, |c| {
+                        c.handle_split_request(subtask_index, &finished)
+                    });
+                }
+                Some(Err(_)) => {
                     return AttemptEnd::Failed(SluiceError::Internal(
                         "every task's event channel closed".into(),
                     ));

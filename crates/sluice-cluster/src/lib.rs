@@ -14,6 +14,7 @@ pub mod mini_cluster;
 pub mod restart_strategy;
 mod scheduler;
 pub mod shuffle;
+mod source_coordinator;
 pub mod task_manager;
 
 pub use failure_handler::{FailureDecision, FailureHandler};

@@ -16,6 +16,7 @@ use sluice_runtime::execution_graph::{ExecutionGraph, SlotId};
 use sluice_runtime::job_graph::JobGraph;
 use sluice_runtime::metrics::TaskMetrics;
 use sluice_runtime::source::SerializedSplit;
+use sluice_runtime::split_enumerator::enumerator_key;
 use sluice_runtime::stream_graph::NodeBody;
 use sluice_runtime::task::{
     in_flight_key, TaskCheckpointing, TaskControl, TaskDeployment, TaskEvent,
@@ -23,6 +24,7 @@ use sluice_runtime::task::{
 
 use crate::job_master::StateMap;
 use crate::shuffle::create_channels;
+use crate::source_coordinator::{CoordinatorEvent, SourceCoordinator};
 use crate::task_manager::TaskManager;
 
 /// One deployment of all subtasks: the JobMaster's handles on it.
@@ -37,6 +39,12 @@ pub(crate) struct Attempt {
     pub(crate) controls: Vec<(bool, Sender<TaskControl>)>,
     /// The subtasks' threads.
     pub(crate) threads: Vec<JoinHandle<()>>,
+    /// One split enumerator per source.
+    pub(crate) coordinators: Vec<SourceCoordinator>,
+    /// Reports of the coordinators' discovery threads.
+    pub(crate) coordinator_events: Receiver<CoordinatorEvent>,
+    /// Keeps `coordinator_events` open while no discovery thread runs.
+    _coordinator_sender: Sender<CoordinatorEvent>,
 }
 
 /// Deploys attempts of a job onto the slots its ExecutionGraph placed it in.
@@ -91,22 +99,31 @@ impl Scheduler {
         }
     }
 
-    /// Deploys attempt `number` of every subtask, with its share of `restore`.
+    /// Deploys attempt `number` of every subtask, with its share of
+    /// `restore`. Source enumerators start first: an error there (a missing
+    /// input path) fails the attempt before any task runs.
     pub(crate) fn deploy(&self, number: usize, restore: Option<&StateMap>) -> Result<Attempt> {
         let jg = &self.job_graph;
         let sg = &jg.stream_graph;
-        let splits = assign_splits(jg, restore)?;
         let mut channels = create_channels(jg, sg.config.channel_capacity);
+        let mut control_rx = HashMap::new();
+        let mut controls = Vec::new();
+        for (v, subtasks) in self.execution_graph.vertices.iter().enumerate() {
+            for ev in subtasks {
+                let (tx, rx) = unbounded();
+                control_rx.insert((v, ev.subtask_index), rx);
+                controls.push((jg.vertices[v].is_source, tx));
+            }
+        }
+        let (coordinator_tx, coordinator_events) = unbounded();
+        let coordinators = self.start_coordinators(&controls, restore, &coordinator_tx)?;
         let cancel = Arc::new(AtomicBool::new(false));
         let (events_tx, events) = unbounded();
-        let mut controls = Vec::new();
         let mut threads = Vec::new();
         for (v, subtasks) in self.execution_graph.vertices.iter().enumerate() {
             let vertex = &jg.vertices[v];
             for ev in subtasks {
                 let i = ev.subtask_index;
-                let (control_tx, control_rx) = unbounded();
-                controls.push((vertex.is_source, control_tx));
                 let range = sluice_core::KeyGroupRange::for_operator(
                     vertex.max_parallelism,
                     vertex.parallelism,
@@ -125,6 +142,7 @@ impl Scheduler {
                 if let Some(old) = restore.and_then(|state| state.get(&in_flight)) {
                     // In-flight data belongs to the exact channel layout it was recorded on.
                     if old.len() != vertex.parallelism {
+                        cancel.store(true, Ordering::Relaxed);
                         return Err(SluiceError::InvalidJob(format!(
                             "'{}' was checkpointed unaligned at parallelism {} with data in flight; it cannot \
                              be restored at parallelism {}: restore at the same parallelism, or rescale \
@@ -150,12 +168,12 @@ impl Scheduler {
                     attempt: number,
                     inputs: channels.inputs.remove(&(v, i)).unwrap_or_default(),
                     outputs: channels.outputs.remove(&(v, i)).unwrap_or_default(),
-                    splits: splits[v].get(i).cloned().unwrap_or_default(),
+                    control: control_rx.remove(&(v, i)).expect("a control channel per subtask"),
                     cancel: cancel.clone(),
                     metrics,
                     events: events_tx.clone(),
                     checkpointing: self.alignment.map(|(mode, alignment_timeout)| {
-                        TaskCheckpointing { control: control_rx, mode, alignment_timeout }
+                        TaskCheckpointing { mode, alignment_timeout }
                     }),
                     restore: restore_map,
                 };
@@ -168,36 +186,74 @@ impl Scheduler {
                 }
             }
         }
-        Ok(Attempt { number, cancel, events, controls, threads })
+        Ok(Attempt {
+            number,
+            cancel,
+            events,
+            controls,
+            threads,
+            coordinators,
+            coordinator_events,
+            _coordinator_sender: coordinator_tx,
+        })
     }
-}
 
-/// Splits per vertex per subtask: from the checkpoint when restoring (as
-/// the source subtasks left them), else freshly enumerated; round robin.
-pub(crate) fn assign_splits(
-    job_graph: &JobGraph,
-    restore: Option<&StateMap>,
-) -> Result<Vec<Vec<Vec<SerializedSplit>>>> {
-    let sg = &job_graph.stream_graph;
-    job_graph
-        .vertices
-        .iter()
-        .map(|v| {
-            let head = &sg.nodes[v.head];
-            let NodeBody::Source { source, .. } = &head.body else { return Ok(Vec::new()) };
-            let splits = match restore.and_then(|r| r.get(&head.state_key())) {
-                Some(old) => old
+    /// Creates and starts one coordinator per source vertex: a fresh
+    /// enumerator, or the checkpointed one given back its readers' splits.
+    /// `controls` are every subtask's control channel, in deployment order.
+    fn start_coordinators(
+        &self,
+        controls: &[(bool, Sender<TaskControl>)],
+        restore: Option<&StateMap>,
+        events: &Sender<CoordinatorEvent>,
+    ) -> Result<Vec<SourceCoordinator>> {
+        let jg = &self.job_graph;
+        let sg = &jg.stream_graph;
+        let mut coordinators = Vec::new();
+        let mut first_task = 0;
+        for (v, subtasks) in self.execution_graph.vertices.iter().enumerate() {
+            let readers: Vec<Sender<TaskControl>> = controls
+                [first_task..first_task + subtasks.len()]
+                .iter()
+                .map(|(_, c)| c.clone())
+                .collect();
+            first_task += subtasks.len();
+            let vertex = &jg.vertices[v];
+            let head = &sg.nodes[vertex.head];
+            let NodeBody::Source { source, .. } = &head.body else { continue };
+            let reader_state = restore.and_then(|r| r.get(&head.state_key()));
+            let enumerator_state = restore
+                .and_then(|r| r.get(&enumerator_key(&head.state_key())))
+                .and_then(|s| s.first())
+                .and_then(|s| s.operator.first());
+            if reader_state.is_some() && enumerator_state.is_none() {
+                return Err(SluiceError::InvalidJob(format!(
+                    "the checkpoint holds the readers of source '{}' but not its split enumerator: \
+                     it was written by an older Sluice and cannot be restored",
+                    head.name
+                )));
+            }
+            let enumerator = source
+                .create_enumerator(vertex.parallelism, enumerator_state.map(Vec::as_slice))?;
+            let mut coordinator = SourceCoordinator::new(
+                v,
+                head.name.clone(),
+                head.state_key(),
+                enumerator,
+                readers,
+                events.clone(),
+            );
+            if let Some(old) = reader_state {
+                let splits = old
                     .iter()
                     .flat_map(|s| s.operator.iter())
                     .map(|bytes| postcard::from_bytes::<SerializedSplit>(bytes).map_err(Into::into))
-                    .collect::<Result<Vec<_>>>()?,
-                None => source.create_splits(v.parallelism)?,
-            };
-            let mut per_subtask = vec![Vec::new(); v.parallelism];
-            for (i, split) in splits.into_iter().enumerate() {
-                per_subtask[i % v.parallelism].push(split);
+                    .collect::<Result<Vec<_>>>()?;
+                coordinator.add_splits_back(&splits)?;
             }
-            Ok(per_subtask)
-        })
-        .collect()
+            coordinator.start()?;
+            coordinators.push(coordinator);
+        }
+        Ok(coordinators)
+    }
 }

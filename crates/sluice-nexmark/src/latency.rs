@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use sluice_connectors::nexmark::Event;
 use sluice_core::{Data, Result, StreamRecord};
 use sluice_runtime::source::{Boundedness, InputStatus, Source, SourceOutput, SourceReader};
-use sluice_runtime::{RuntimeContext, Sink, SinkWriter};
+use sluice_runtime::{RuntimeContext, Sink, SinkWriter, SplitEnumerator};
 
 /// One source subtask's progress: (largest event time emitted, when).
 #[derive(Debug, Default)]
@@ -98,6 +98,18 @@ impl<S: Source<Event>> Source<Event> for TrackedSource<S> {
 
     fn create_splits(&self, parallelism: usize) -> Result<Vec<S::Split>> {
         self.inner.create_splits(parallelism)
+    }
+
+    fn create_enumerator(&self, parallelism: usize) -> Result<Box<dyn SplitEnumerator<S::Split>>> {
+        self.inner.create_enumerator(parallelism)
+    }
+
+    fn restore_enumerator(
+        &self,
+        parallelism: usize,
+        state: &[u8],
+    ) -> Result<Box<dyn SplitEnumerator<S::Split>>> {
+        self.inner.restore_enumerator(parallelism, state)
     }
 
     fn create_reader(

@@ -12,6 +12,9 @@ use sluice_core::{Data, RecordBatch, Result, SluiceError, StreamRecord, Timestam
 
 use crate::decode_error::{DecodeErrorPolicy, DecodeErrors, DecodeFailure, RecordLocation};
 use crate::runtime_context::RuntimeContext;
+use crate::split_enumerator::{
+    EnumeratorAdapter, ErasedSplitEnumerator, SplitEnumerator, StaticSplitEnumerator,
+};
 use crate::watermark_strategy::SplitRuns;
 
 /// Whether a source ends.
@@ -30,7 +33,9 @@ pub enum InputStatus {
     MoreAvailable,
     /// Nothing is available now; poll again after a short wait.
     NothingAvailable,
-    /// Every split this reader has is exhausted, and no more will come.
+    /// Every split this reader has is finished. More may still be added
+    /// ([`SourceReader::add_splits`]); the reader's task ends only when the
+    /// enumerator has also said that no more splits will come.
     EndOfInput,
 }
 
@@ -42,6 +47,10 @@ pub trait SourceSplit: Serialize + DeserializeOwned + Clone + Debug + Send + 'st
 
 /// A source of records of type `T`. One instance is shared by the
 /// enumerator and every reader, so it holds configuration, not state.
+///
+/// A source whose splits are fixed when the job starts implements
+/// [`Source::create_splits`]; one that discovers splits while it runs (or
+/// hands them out on request) implements [`Source::create_enumerator`].
 pub trait Source<T: Data>: Send + Sync + 'static {
     /// The split type.
     type Split: SourceSplit;
@@ -54,17 +63,44 @@ pub trait Source<T: Data>: Send + Sync + 'static {
         None
     }
 
-    /// Enumerates the splits to read when running at `parallelism`; errors
-    /// here (a missing file) fail the job before any task starts.
-    fn create_splits(&self, parallelism: usize) -> Result<Vec<Self::Split>>;
+    /// The splits to read when running at `parallelism`, for the default
+    /// enumerator (round robin, then no more splits); errors here (a missing
+    /// file) fail the job before any task starts.
+    fn create_splits(&self, parallelism: usize) -> Result<Vec<Self::Split>> {
+        let _ = parallelism;
+        Err(SluiceError::InvalidJob(
+            "the source defines neither create_splits nor create_enumerator".into(),
+        ))
+    }
 
-    /// Creates the reader of one subtask.
+    /// The enumerator of a job starting afresh at `parallelism`.
+    fn create_enumerator(
+        &self,
+        parallelism: usize,
+    ) -> Result<Box<dyn SplitEnumerator<Self::Split>>> {
+        Ok(Box::new(StaticSplitEnumerator::new(self.create_splits(parallelism)?)))
+    }
+
+    /// The enumerator of a job restoring from a checkpoint, from the state
+    /// its [`SplitEnumerator::snapshot_state`] wrote.
+    fn restore_enumerator(
+        &self,
+        parallelism: usize,
+        state: &[u8],
+    ) -> Result<Box<dyn SplitEnumerator<Self::Split>>> {
+        let _ = parallelism;
+        Ok(Box::new(StaticSplitEnumerator::<Self::Split>::restore(state)?))
+    }
+
+    /// Creates the reader of one subtask; its splits arrive through
+    /// [`SourceReader::add_splits`].
     fn create_reader(&self, ctx: &RuntimeContext) -> Result<Box<dyn SourceReader<T, Self::Split>>>;
 }
 
 /// Reads the splits of one subtask.
 pub trait SourceReader<T, S>: Send {
-    /// Adds splits to read.
+    /// Adds splits to read, after those it has; may come at any time,
+    /// also after the reader returned [`InputStatus::EndOfInput`].
     fn add_splits(&mut self, splits: Vec<S>) -> Result<()>;
 
     /// Fills `output` (until it is full, or nothing more is available now)
@@ -203,27 +239,51 @@ pub struct SerializedSplit {
     pub bytes: Vec<u8>,
 }
 
+impl SerializedSplit {
+    /// Encodes `split`.
+    pub fn of<S: SourceSplit>(split: &S) -> Result<Self> {
+        Ok(Self { id: split.split_id(), bytes: postcard::to_stdvec(split)? })
+    }
+
+    /// Decodes the split.
+    pub fn decode<S: SourceSplit>(&self) -> Result<S> {
+        Ok(postcard::from_bytes(&self.bytes)?)
+    }
+}
+
 /// A source with its record and split types erased, as the StreamGraph holds it.
 pub trait ErasedSource: Send + Sync {
     /// Whether the source ends.
     fn boundedness(&self) -> Boundedness;
     /// The largest parallelism the source supports.
     fn max_parallelism(&self) -> Option<usize>;
-    /// Enumerates the splits.
-    fn create_splits(&self, parallelism: usize) -> Result<Vec<SerializedSplit>>;
-    /// Creates one subtask's reader, already given its splits.
-    fn create_reader(
+    /// The enumerator for `parallelism` readers: fresh, or from its checkpointed `state`.
+    fn create_enumerator(
         &self,
-        ctx: &RuntimeContext,
-        splits: &[SerializedSplit],
-    ) -> Result<Box<dyn ErasedSourceReader>>;
+        parallelism: usize,
+        state: Option<&[u8]>,
+    ) -> Result<Box<dyn ErasedSplitEnumerator>>;
+    /// Creates one subtask's reader, without splits yet.
+    fn create_reader(&self, ctx: &RuntimeContext) -> Result<Box<dyn ErasedSourceReader>>;
 }
 
 /// A reader with its record type erased: it yields whole batches.
 pub trait ErasedSourceReader: Send {
+    /// Adds splits the enumerator assigned.
+    fn add_splits(&mut self, splits: Vec<SerializedSplit>) -> Result<()>;
+    /// The enumerator will assign no more splits: the reader ends after those it has.
+    fn no_more_splits(&mut self);
     /// Polls one batch (possibly empty), which split its records came from,
-    /// and the status after it.
+    /// and the status after it. [`InputStatus::EndOfInput`] only once no
+    /// more splits will come and every split is finished; a reader that ran
+    /// out of splits before reports [`InputStatus::NothingAvailable`] and
+    /// asks for more ([`Self::take_split_request`]).
     fn poll_batch(&mut self) -> Result<(RecordBatch, SplitRuns, InputStatus)>;
+    /// Whether the reader ran out of splits and has not asked for more yet:
+    /// the ids of the splits it finished since it last asked.
+    fn take_split_request(&mut self) -> Option<Vec<String>>;
+    /// Whether the reader has no split to read and waits for an assignment.
+    fn is_waiting_for_splits(&self) -> bool;
     /// Records that failed to decode since the last call and were dropped or
     /// sent to the side output, and the side output's batch of them (if any).
     fn take_decode_failures(&mut self) -> (usize, Option<RecordBatch>);
@@ -255,39 +315,86 @@ impl<T: Data, S: Source<T>> ErasedSource for SourceAdapter<T, S> {
         self.source.max_parallelism()
     }
 
-    fn create_splits(&self, parallelism: usize) -> Result<Vec<SerializedSplit>> {
-        self.source
-            .create_splits(parallelism)?
-            .into_iter()
-            .map(|s| Ok(SerializedSplit { id: s.split_id(), bytes: postcard::to_stdvec(&s)? }))
-            .collect()
+    fn create_enumerator(
+        &self,
+        parallelism: usize,
+        state: Option<&[u8]>,
+    ) -> Result<Box<dyn ErasedSplitEnumerator>> {
+        let enumerator = match state {
+            None => self.source.create_enumerator(parallelism)?,
+            Some(state) => self.source.restore_enumerator(parallelism, state)?,
+        };
+        Ok(Box::new(EnumeratorAdapter::new(enumerator, parallelism)))
     }
 
-    fn create_reader(
-        &self,
-        ctx: &RuntimeContext,
-        splits: &[SerializedSplit],
-    ) -> Result<Box<dyn ErasedSourceReader>> {
-        let mut reader = self.source.create_reader(ctx)?;
-        let splits = splits
-            .iter()
-            .map(|s| postcard::from_bytes::<S::Split>(&s.bytes).map_err(Into::into))
-            .collect::<Result<Vec<_>>>()?;
-        reader.add_splits(splits)?;
-        Ok(Box::new(ErasedReader { reader, output: SourceOutput::new(ctx.batch_size) }))
+    fn create_reader(&self, ctx: &RuntimeContext) -> Result<Box<dyn ErasedSourceReader>> {
+        Ok(Box::new(ErasedReader {
+            reader: self.source.create_reader(ctx)?,
+            output: SourceOutput::new(ctx.batch_size),
+            has_splits: false,
+            no_more_splits: false,
+            asked: false,
+            since_asked: Vec::new(),
+        }))
     }
 }
 
+/// A typed reader behind [`ErasedSourceReader`], with the split protocol:
+/// which splits it was given, whether it asked for more, whether more come.
 struct ErasedReader<T, S> {
     reader: Box<dyn SourceReader<T, S>>,
     output: SourceOutput<T>,
+    /// Whether the reader may still hold an unfinished split.
+    has_splits: bool,
+    no_more_splits: bool,
+    /// Asked for splits since it last got any.
+    asked: bool,
+    /// Ids of the splits given since the reader last asked.
+    since_asked: Vec<String>,
 }
 
 impl<T: Data, S: SourceSplit> ErasedSourceReader for ErasedReader<T, S> {
+    fn add_splits(&mut self, splits: Vec<SerializedSplit>) -> Result<()> {
+        if splits.is_empty() {
+            return Ok(());
+        }
+        self.since_asked.extend(splits.iter().map(|s| s.id.clone()));
+        let splits = splits.iter().map(SerializedSplit::decode).collect::<Result<Vec<S>>>()?;
+        self.has_splits = true;
+        self.asked = false;
+        self.reader.add_splits(splits)
+    }
+
+    fn no_more_splits(&mut self) {
+        self.no_more_splits = true;
+    }
+
     fn poll_batch(&mut self) -> Result<(RecordBatch, SplitRuns, InputStatus)> {
-        let status = self.reader.poll_next(&mut self.output)?;
+        let mut status = if self.has_splits {
+            self.reader.poll_next(&mut self.output)?
+        } else {
+            InputStatus::EndOfInput
+        };
+        if status == InputStatus::EndOfInput {
+            self.has_splits = false;
+            if !self.no_more_splits {
+                status = InputStatus::NothingAvailable;
+            }
+        }
         let (records, splits) = self.output.take();
         Ok((RecordBatch::new(records), splits, status))
+    }
+
+    fn take_split_request(&mut self) -> Option<Vec<String>> {
+        if self.has_splits || self.no_more_splits || self.asked {
+            return None;
+        }
+        self.asked = true;
+        Some(std::mem::take(&mut self.since_asked))
+    }
+
+    fn is_waiting_for_splits(&self) -> bool {
+        !self.has_splits && !self.no_more_splits
     }
 
     fn take_decode_failures(&mut self) -> (usize, Option<RecordBatch>) {
@@ -297,11 +404,7 @@ impl<T: Data, S: SourceSplit> ErasedSourceReader for ErasedReader<T, S> {
     }
 
     fn snapshot_splits(&mut self) -> Result<Vec<SerializedSplit>> {
-        self.reader
-            .snapshot_state()?
-            .into_iter()
-            .map(|s| Ok(SerializedSplit { id: s.split_id(), bytes: postcard::to_stdvec(&s)? }))
-            .collect()
+        self.reader.snapshot_state()?.iter().map(SerializedSplit::of).collect()
     }
 
     fn close(&mut self) -> Result<()> {

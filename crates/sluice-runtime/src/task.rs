@@ -32,13 +32,18 @@ use crate::watermark_strategy::SourceWatermarker;
 /// connected downstream subtask, in subtask order.
 pub type OutputChannels = HashMap<usize, Vec<ChannelSender>>;
 
-/// From the JobManager to a task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// From the JobManager to a task, in order on one channel: an assignment
+/// sent before a checkpoint's trigger reaches the reader before it.
+#[derive(Clone, Debug)]
 pub enum TaskControl {
     /// Source tasks: snapshot now and emit this barrier.
     TriggerCheckpoint(CheckpointBarrier),
     /// The checkpoint is complete everywhere.
     NotifyCheckpointComplete(u64),
+    /// Source tasks: splits the enumerator assigned to this reader.
+    AddSplits(Vec<SerializedSplit>),
+    /// Source tasks: the enumerator will assign no more splits.
+    NoMoreSplits,
 }
 
 /// From a task to the JobManager.
@@ -66,6 +71,15 @@ pub enum TaskEvent {
         /// How long alignment and the snapshot's synchronous part took.
         durations: SnapshotDurations,
     },
+    /// A source reader has no split left and asks the enumerator for more.
+    SplitRequest {
+        /// Job vertex.
+        vertex: usize,
+        /// Subtask index.
+        subtask_index: usize,
+        /// Ids of the splits it finished since it last asked.
+        finished: Vec<String>,
+    },
     /// The task cannot take part in a checkpoint.
     Declined {
         /// Job vertex.
@@ -90,8 +104,6 @@ pub struct SnapshotDurations {
 
 /// How a task takes part in checkpoints.
 pub struct TaskCheckpointing {
-    /// Triggers and completion notices from the JobManager.
-    pub control: Receiver<TaskControl>,
     /// Barrier alignment at inputs.
     pub mode: AlignmentMode,
     /// Aligned checkpoints still aligning after this continue unaligned.
@@ -117,8 +129,8 @@ pub struct TaskDeployment {
     pub inputs: Vec<InputChannel>,
     /// Output channels per outgoing job edge id, in downstream subtask order.
     pub outputs: OutputChannels,
-    /// Splits for a source task.
-    pub splits: Vec<SerializedSplit>,
+    /// Messages from the JobManager: checkpoint triggers and completions, split assignments.
+    pub control: Receiver<TaskControl>,
     /// Set when the job is cancelled or failing.
     pub cancel: Arc<AtomicBool>,
     /// The task's counters.
@@ -171,7 +183,7 @@ type TaskSnapshot = Vec<(String, PendingSnapshot)>;
 
 /// What the loops need to report checkpoints.
 struct Checkpoints<'a> {
-    control: Option<&'a Receiver<TaskControl>>,
+    control: &'a Receiver<TaskControl>,
     events: &'a Sender<TaskEvent>,
     vertex: usize,
     subtask_index: usize,
@@ -280,7 +292,20 @@ impl Checkpoints<'_> {
     }
 
     fn next_control(&self) -> Option<TaskControl> {
-        self.control.and_then(|c| c.try_recv().ok())
+        self.control.try_recv().ok()
+    }
+
+    /// Waits up to `timeout` for a message from the JobManager.
+    fn wait_control(&self, timeout: Duration) -> Option<TaskControl> {
+        self.control.recv_timeout(timeout).ok()
+    }
+
+    fn request_splits(&self, finished: Vec<String>) {
+        let _ = self.events.send(TaskEvent::SplitRequest {
+            vertex: self.vertex,
+            subtask_index: self.subtask_index,
+            finished,
+        });
     }
 }
 
@@ -311,9 +336,8 @@ fn run_task_inner(mut d: TaskDeployment, head_slot: &mut Option<Head>) -> Result
     let head = match &head_node.body {
         NodeBody::Source { source, watermarks } => {
             let ctx = make_ctx(&head_node.name);
-            let reader = source
-                .create_reader(&ctx, &d.splits)
-                .map_err(|e| task_error(&head_node.name, &subtask, e))?;
+            let reader =
+                source.create_reader(&ctx).map_err(|e| task_error(&head_node.name, &subtask, e))?;
             Head::Source {
                 reader,
                 watermarks: watermarks.as_ref().map(|make| make(&ctx)),
@@ -335,7 +359,7 @@ fn run_task_inner(mut d: TaskDeployment, head_slot: &mut Option<Head>) -> Result
     let mut ctx_for = |name: &str| make_ctx(name);
     let head_key = head_node.state_key();
     let mut checkpoints = Checkpoints {
-        control: d.checkpointing.as_ref().map(|c| &c.control),
+        control: &d.control,
         events: &d.events,
         vertex: d.vertex,
         subtask_index: d.subtask_index,
@@ -405,6 +429,19 @@ struct SourceHead<'a> {
 }
 
 impl SourceHead<'_> {
+    /// Acts on a message from the JobManager, in the order they were sent.
+    fn on_control(&mut self, msg: TaskControl, checkpoints: &Checkpoints<'_>) -> Result<()> {
+        match msg {
+            TaskControl::TriggerCheckpoint(barrier) => self.checkpoint(barrier, checkpoints),
+            TaskControl::NotifyCheckpointComplete(id) => self.output.notify_checkpoint_complete(id),
+            TaskControl::AddSplits(splits) => self.reader.add_splits(splits),
+            TaskControl::NoMoreSplits => {
+                self.reader.no_more_splits();
+                Ok(())
+            }
+        }
+    }
+
     /// Snapshots the reader's splits and the chain, acknowledges, emits the barrier.
     fn checkpoint(
         &mut self,
@@ -442,14 +479,12 @@ fn run_source(
             return Err(SluiceError::Cancelled);
         }
         while let Some(msg) = checkpoints.next_control() {
-            match msg {
-                TaskControl::TriggerCheckpoint(barrier) => s.checkpoint(barrier, checkpoints)?,
-                TaskControl::NotifyCheckpointComplete(id) => {
-                    s.output.notify_checkpoint_complete(id)?
-                }
-            }
+            s.on_control(msg, checkpoints)?;
         }
         let (mut batch, splits, status) = s.reader.poll_batch()?;
+        if let Some(finished) = s.reader.take_split_request() {
+            checkpoints.request_splits(finished);
+        }
         metrics.add_source_records(batch.len());
         let (failures, dead_letters) = s.reader.take_decode_failures();
         if failures > 0 {
@@ -482,10 +517,16 @@ fn run_source(
                     s.output.next_processing_time(),
                     s.watermarks.as_ref().map(|w| w.next_periodic()),
                 ];
-                let next = next.into_iter().flatten().min();
-                std::thread::sleep(
-                    wait_time(next, now, buffer_timeout).min(Duration::from_millis(1)),
-                );
+                let wait = wait_time(next.into_iter().flatten().min(), now, buffer_timeout);
+                if s.reader.is_waiting_for_splits() {
+                    // An assignment wakes the reader at once.
+                    if let Some(msg) = checkpoints.wait_control(wait.min(Duration::from_millis(10)))
+                    {
+                        s.on_control(msg, checkpoints)?;
+                    }
+                } else {
+                    std::thread::sleep(wait.min(Duration::from_millis(1)));
+                }
             }
             InputStatus::EndOfInput => {
                 // A bounded source ends event time: every timer and window fires.

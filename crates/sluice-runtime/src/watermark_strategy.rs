@@ -189,6 +189,8 @@ impl<T, G, A> WatermarkStrategy<T, G, A> {
             interval: auto_watermark_interval.max(1),
             next_periodic: now,
             splits: HashMap::new(),
+            last_event: now,
+            idle_without_splits: false,
             emitted: Watermark::MIN,
             idle: false,
             _records: PhantomData,
@@ -282,6 +284,10 @@ pub struct SplitWatermarks<T, G, Gen, A> {
     interval: i64,
     next_periodic: i64,
     splits: HashMap<u32, SplitState<Gen>>,
+    /// When a record of any split came last.
+    last_event: i64,
+    /// No split to read, and none for the idleness timeout (a reader waiting for splits).
+    idle_without_splits: bool,
     emitted: Watermark,
     idle: bool,
     _records: PhantomData<fn(&T)>,
@@ -304,6 +310,8 @@ where
         });
         state.last_event = now;
         state.output.mark_active();
+        self.last_event = now;
+        self.idle_without_splits = false;
         for r in records.iter_mut() {
             let ts = if ingestion { now } else { assigner(&r.value, r.timestamp.0) };
             r.timestamp = Timestamp(ts);
@@ -329,6 +337,8 @@ where
                 state.output.mark_idle();
             }
         }
+        self.idle_without_splits =
+            self.splits.is_empty() && self.idle_timeout.is_some_and(|t| now - self.last_event >= t);
         self.next_periodic = now + self.interval;
     }
 
@@ -337,7 +347,8 @@ where
         let mut update = WatermarkUpdate::default();
         let active = self.splits.values().filter(|s| !s.output.idle);
         let min = active.clone().map(|s| s.output.watermark.unwrap_or(i64::MIN)).min();
-        let all_idle = !self.splits.is_empty() && active.count() == 0;
+        let all_idle =
+            if self.splits.is_empty() { self.idle_without_splits } else { active.count() == 0 };
         if let Some(w) = min.filter(|w| *w > self.emitted.0) {
             self.emitted = Watermark(w);
             update.watermark = Some(self.emitted);
