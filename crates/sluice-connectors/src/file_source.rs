@@ -17,40 +17,25 @@
 //! number, unless the source's [`DecodeErrorPolicy`] says to skip it or send
 //! it to the decode-failures side output: nothing is dropped silently.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use sluice_core::{Data, Result, SluiceError};
-use sluice_runtime::source::{
-    Boundedness, InputStatus, Source, SourceOutput, SourceReader, SourceSplit,
-};
-use sluice_runtime::split_enumerator::{SplitEnumerator, SplitEnumeratorContext};
+use sluice_runtime::source::{Boundedness, InputStatus, Source, SourceOutput, SourceReader};
+use sluice_runtime::split_enumerator::SplitEnumerator;
 use sluice_runtime::{DecodeErrorPolicy, RecordLocation, RuntimeContext};
-use tracing::info;
+
+pub use crate::file_split_enumerator::{
+    byte_range_splits, list_files, EnumeratorState, FileCompletion, FileSplit, FileSplitEnumerator,
+    FileStatus, DEFAULT_SPLIT_SIZE,
+};
 
 /// Turns one line (without its newline) into a record.
 type Decoder<T> = fn(&str) -> std::result::Result<T, String>;
-
-/// The largest byte range one split covers unless set otherwise.
-pub const DEFAULT_SPLIT_SIZE: u64 = 64 << 20;
-
-/// The smallest byte range worth a split of its own.
-const MIN_SPLIT_SIZE: u64 = 1 << 20;
-
-/// When a file found by continuous monitoring is complete, so it can be read.
-#[derive(Clone, Copy, Debug)]
-pub enum FileCompletion {
-    /// Its size and modification time did not change over one monitoring interval.
-    Unchanged,
-    /// At once, if its path passes the filter (writers that rename a
-    /// finished file into place, or mark unfinished ones by name).
-    NameAccepted(fn(&Path) -> bool),
-}
 
 /// A file or directory of text or NDJSON files.
 #[derive(Debug)]
@@ -130,109 +115,6 @@ impl<T> FileSource<T> {
     }
 }
 
-/// A byte range of one file, and how far it has been read.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileSplit {
-    /// The file.
-    pub path: PathBuf,
-    /// Start of the range: the split owns the lines that start at or after it...
-    pub start: u64,
-    /// ...and before this (`u64::MAX`: to the end of the file).
-    pub end: u64,
-    /// Byte offset of the next line to read.
-    pub offset: u64,
-    /// Number of the next line, from 1; 0 while unknown (a range that does
-    /// not start the file counts its lines only when an error needs them).
-    pub line: u64,
-}
-
-impl FileSplit {
-    /// The whole of `path`.
-    pub fn whole(path: PathBuf) -> Self {
-        Self { path, start: 0, end: u64::MAX, offset: 0, line: 1 }
-    }
-}
-
-impl SourceSplit for FileSplit {
-    fn split_id(&self) -> String {
-        format!("{}@{}", self.path.display(), self.start)
-    }
-}
-
-/// A file found by listing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileStatus {
-    /// The file.
-    pub path: PathBuf,
-    /// Its size in bytes.
-    pub size: u64,
-    /// Its modification time, in ms since the epoch.
-    pub modified: i64,
-}
-
-/// Every visible file under `path` (itself, if it is a file).
-pub fn list_files(path: &Path) -> Result<Vec<FileStatus>> {
-    let mut out = Vec::new();
-    list_into(path, &mut out)?;
-    Ok(out)
-}
-
-fn list_into(path: &Path, out: &mut Vec<FileStatus>) -> Result<()> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| SluiceError::io("cannot read input path", path, e))?;
-    if meta.is_file() {
-        let modified = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as i64);
-        out.push(FileStatus { path: path.to_path_buf(), size: meta.len(), modified });
-        return Ok(());
-    }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| SluiceError::io("cannot list input directory", path, e))?
-        .map(|e| {
-            e.map(|e| e.path())
-                .map_err(|err| SluiceError::io("cannot list input directory", path, err))
-        })
-        .collect::<Result<_>>()?;
-    entries.sort();
-    for entry in entries {
-        let hidden = entry
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with('.') || n.starts_with('_'));
-        if !hidden {
-            list_into(&entry, out)?;
-        }
-    }
-    Ok(())
-}
-
-/// Cuts a file into byte ranges of at most `max_size`, finer when that
-/// gives each of `readers` about four of them (not below 1 MiB).
-pub fn byte_range_splits(file: &FileStatus, max_size: u64, readers: usize) -> Vec<FileSplit> {
-    let balanced = file.size.div_ceil(4 * readers.max(1) as u64).max(MIN_SPLIT_SIZE);
-    let size = max_size.min(balanced).max(1);
-    if file.size <= size {
-        return vec![FileSplit::whole(file.path.clone())];
-    }
-    let count = file.size.div_ceil(size);
-    (0..count)
-        .map(|i| {
-            let start = i * size;
-            let end = if i + 1 == count { u64::MAX } else { start + size };
-            FileSplit {
-                path: file.path.clone(),
-                start,
-                end,
-                offset: start,
-                line: u64::from(start == 0),
-            }
-        })
-        .collect()
-}
-
 impl<T: Data> Source<T> for FileSource<T> {
     type Split = FileSplit;
 
@@ -278,185 +160,6 @@ impl<T: Data> Source<T> for FileSource<T> {
             buf: Vec::with_capacity(256),
             splits_opened: 0,
         }))
-    }
-}
-
-/// What a [`FileSplitEnumerator`] checkpoints.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnumeratorState {
-    /// Splits not yet handed out, in reading order.
-    pub pending: VecDeque<FileSplit>,
-    /// Every file already cut into splits.
-    pub processed: BTreeSet<PathBuf>,
-    /// Whether the first listing was made (a bounded source lists once).
-    pub listed: bool,
-}
-
-/// Hands out the splits of a file source on request: pending splits in
-/// order, at least one and up to a split's worth of bytes per request; for
-/// a monitored directory, lists it every interval and turns complete new
-/// files into splits.
-#[derive(Debug)]
-pub struct FileSplitEnumerator {
-    path: PathBuf,
-    split_size: u64,
-    parallelism: usize,
-    monitor: Option<(Duration, FileCompletion)>,
-    state: EnumeratorState,
-    /// Readers that asked while nothing was pending.
-    waiting: BTreeSet<usize>,
-    /// Size and modification time at the previous listing, of files not yet complete.
-    last_seen: HashMap<PathBuf, (u64, i64)>,
-}
-
-impl FileSplitEnumerator {
-    /// An enumerator over `path`, from `state` (default for a fresh start).
-    pub fn new(
-        path: PathBuf,
-        split_size: u64,
-        parallelism: usize,
-        monitor: Option<(Duration, FileCompletion)>,
-        state: EnumeratorState,
-    ) -> Self {
-        Self {
-            path,
-            split_size,
-            parallelism,
-            monitor,
-            state,
-            waiting: BTreeSet::new(),
-            last_seen: HashMap::new(),
-        }
-    }
-
-    /// Turns the complete, unprocessed files among `files` into pending splits.
-    fn add_files(&mut self, mut files: Vec<FileStatus>) {
-        files.retain(|f| !self.state.processed.contains(&f.path));
-        let mut complete = Vec::new();
-        let mut seen = HashMap::new();
-        for file in files {
-            let is_complete = match self.monitor.map(|(_, c)| c) {
-                None => true,
-                Some(FileCompletion::NameAccepted(accept)) => accept(&file.path),
-                Some(FileCompletion::Unchanged) => {
-                    self.last_seen.get(&file.path) == Some(&(file.size, file.modified))
-                }
-            };
-            if is_complete {
-                complete.push(file);
-            } else {
-                seen.insert(file.path.clone(), (file.size, file.modified));
-            }
-        }
-        self.last_seen = seen;
-        complete.sort_by(|a, b| (a.modified, &a.path).cmp(&(b.modified, &b.path)));
-        for file in complete {
-            if self.monitor.is_some() {
-                info!(file = %file.path.display(), bytes = file.size, "new input file");
-            }
-            self.state.pending.extend(byte_range_splits(&file, self.split_size, self.parallelism));
-            self.state.processed.insert(file.path);
-        }
-    }
-
-    /// Gives `subtask` pending splits, or says none will come (bounded) or
-    /// remembers it (monitored). True if it got splits.
-    fn serve(&mut self, subtask: usize, ctx: &mut SplitEnumeratorContext<FileSplit>) -> bool {
-        let mut bytes = 0;
-        while bytes < self.split_size {
-            let Some(split) = self.state.pending.pop_front() else { break };
-            bytes += split.end.saturating_sub(split.offset).min(self.split_size);
-            ctx.assign_split(subtask, split);
-        }
-        if bytes > 0 {
-            return true;
-        }
-        if self.monitor.is_none() {
-            ctx.signal_no_more_splits(subtask);
-        } else {
-            self.waiting.insert(subtask);
-        }
-        false
-    }
-
-    fn serve_waiting(&mut self, ctx: &mut SplitEnumeratorContext<FileSplit>) {
-        for subtask in std::mem::take(&mut self.waiting) {
-            self.serve(subtask, ctx);
-        }
-    }
-}
-
-impl SplitEnumerator<FileSplit> for FileSplitEnumerator {
-    fn start(&mut self, ctx: &mut SplitEnumeratorContext<FileSplit>) -> Result<()> {
-        match self.monitor {
-            None if !self.state.listed => {
-                // A bounded source lists once, before any task reads: a
-                // missing path fails the job at once, naming it.
-                self.add_files(list_files(&self.path)?);
-                self.state.listed = true;
-            }
-            None => {}
-            Some((interval, _)) => {
-                let path = self.path.clone();
-                ctx.discover_periodically(
-                    interval,
-                    Box::new(move || {
-                        list_files(&path).map(|files| {
-                            files
-                                .into_iter()
-                                .map(|f| FileSplit {
-                                    // A candidate: the whole file, its size and
-                                    // modification time in place of positions.
-                                    path: f.path,
-                                    start: 0,
-                                    end: f.size,
-                                    offset: f.modified as u64,
-                                    line: 0,
-                                })
-                                .collect()
-                        })
-                    }),
-                );
-            }
-        }
-        Ok(())
-    }
-
-    fn handle_split_request(
-        &mut self,
-        subtask: usize,
-        _finished: &[String],
-        ctx: &mut SplitEnumeratorContext<FileSplit>,
-    ) -> Result<()> {
-        self.serve(subtask, ctx);
-        Ok(())
-    }
-
-    fn add_splits_back(&mut self, splits: Vec<FileSplit>) -> Result<()> {
-        // Splits in progress at the checkpoint come first, in their order.
-        for split in splits.into_iter().rev() {
-            self.state.pending.push_front(split);
-        }
-        Ok(())
-    }
-
-    fn handle_discovered(
-        &mut self,
-        candidates: Vec<FileSplit>,
-        ctx: &mut SplitEnumeratorContext<FileSplit>,
-    ) -> Result<()> {
-        let files = candidates
-            .into_iter()
-            .map(|c| FileStatus { path: c.path, size: c.end, modified: c.offset as i64 })
-            .collect();
-        self.add_files(files);
-        self.state.listed = true;
-        self.serve_waiting(ctx);
-        Ok(())
-    }
-
-    fn snapshot_state(&mut self) -> Result<Vec<u8>> {
-        Ok(postcard::to_allocvec(&self.state)?)
     }
 }
 
@@ -610,5 +313,127 @@ impl<T: Data> SourceReader<T, FileSplit> for FileReader<T> {
             }
         }
         Ok(InputStatus::MoreAvailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    /// Random lines: empty ones, long ones, some with CRLF; the last one
+    /// with or without its newline.
+    fn random_file(rng: &mut SmallRng) -> (Vec<u8>, Vec<String>) {
+        let mut bytes = Vec::new();
+        let mut lines = Vec::new();
+        let count = rng.random_range(0..60);
+        for i in 0..count {
+            let len = match rng.random_range(0..10) {
+                0 => 0,
+                1 => rng.random_range(100..400),
+                _ => rng.random_range(1..20),
+            };
+            let line: String =
+                (0..len).map(|j| (b'a' + ((i * 7 + j) % 26) as u8) as char).collect();
+            bytes.extend_from_slice(line.as_bytes());
+            let last = i + 1 == count;
+            if !last || rng.random_bool(0.5) {
+                bytes.extend_from_slice(if rng.random_bool(0.1) { b"\r\n" } else { b"\n" });
+            } else if line.is_empty() {
+                // An empty last line without a newline is no line at all.
+                break;
+            }
+            lines.push(line);
+        }
+        (bytes, lines)
+    }
+
+    /// Every line read from `split` (at most `max` lines per poll).
+    fn read(path: &Path, split: FileSplit, max: usize) -> Vec<String> {
+        let source = FileSource::lines(path);
+        let mut reader = source.create_reader(&RuntimeContext::for_test(0, 1)).unwrap();
+        reader.add_splits(vec![split]).unwrap();
+        let mut got = Vec::new();
+        loop {
+            let mut out = SourceOutput::new(max);
+            let status = reader.poll_next(&mut out).unwrap();
+            got.extend(out.take().0.into_iter().map(|r| r.value));
+            if status == InputStatus::EndOfInput {
+                return got;
+            }
+        }
+    }
+
+    fn range(path: &Path, start: u64, end: u64) -> FileSplit {
+        FileSplit {
+            path: path.to_path_buf(),
+            start,
+            end,
+            offset: start,
+            line: u64::from(start == 0),
+            modified: 0,
+        }
+    }
+
+    #[test]
+    fn byte_ranges_read_every_line_exactly_once_in_order_whatever_the_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        for seed in 0..300 {
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let (bytes, lines) = random_file(&mut rng);
+            let path = dir.path().join(format!("f{seed}.txt"));
+            std::fs::write(&path, &bytes).unwrap();
+            let size = bytes.len() as u64;
+            let mut cuts: Vec<u64> =
+                (0..rng.random_range(0..8)).map(|_| rng.random_range(0..=size)).collect();
+            cuts.extend([0, size]);
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut got = Vec::new();
+            for pair in cuts.windows(2) {
+                got.extend(read(&path, range(&path, pair[0], pair[1]), rng.random_range(1..5)));
+            }
+            assert_eq!(got, lines, "seed {seed}, cuts {cuts:?}");
+        }
+    }
+
+    #[test]
+    fn a_range_restored_mid_way_continues_after_the_last_line_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.txt");
+        let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&path, &text).unwrap();
+        let split = range(&path, 50, 400);
+        let whole = read(&path, split.clone(), 1000);
+        let source = FileSource::lines(&path);
+        let mut reader = source.create_reader(&RuntimeContext::for_test(0, 1)).unwrap();
+        reader.add_splits(vec![split]).unwrap();
+        let mut first = SourceOutput::new(7);
+        reader.poll_next(&mut first).unwrap();
+        let state = reader.snapshot_state().unwrap();
+        let mut resumed: Vec<String> = first.take().0.into_iter().map(|r| r.value).collect();
+        resumed.extend(read(&path, state[0].clone(), 1000));
+        assert_eq!(resumed, whole);
+        assert_eq!(
+            whole.first().map(String::as_str),
+            Some("line 8"),
+            "line 7 starts at byte 49, before the range"
+        );
+    }
+
+    #[test]
+    fn a_bad_line_in_a_later_range_is_named_by_its_line_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.ndjson");
+        let mut text: String = (0..50).map(|i| format!("{i}\n")).collect();
+        text.push_str("{oops\n");
+        std::fs::write(&path, &text).unwrap();
+        let source = FileSource::<u64>::ndjson(&path);
+        let mut reader = source.create_reader(&RuntimeContext::for_test(0, 1)).unwrap();
+        reader.add_splits(vec![range(&path, 100, text.len() as u64)]).unwrap();
+        let err = reader.poll_next(&mut SourceOutput::new(100)).unwrap_err();
+        assert!(err.to_string().contains("f.ndjson line 51"), "{err}");
     }
 }
