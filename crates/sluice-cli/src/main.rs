@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,8 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use sluice::{
-    DecodeErrorPolicy, JobClient, RestartStrategy, RestoreSource, StreamExecutionEnvironment,
+    DecodeErrorPolicy, JobClient, RestartStrategy, RestoreSource, SluiceError,
+    StreamExecutionEnvironment,
 };
 use sluice_cli::jobs::counting::counting;
 use sluice_cli::jobs::pipeline::pipeline;
@@ -83,6 +84,10 @@ struct JobArgs {
     /// Input file or directory (wordcount).
     #[arg(long)]
     input: Option<PathBuf>,
+    /// Keep reading new files that appear in the --input directory, listing
+    /// it this often; the job runs until Ctrl-C (wordcount).
+    #[arg(long, value_parser = parse_duration)]
+    monitor_interval: Option<Duration>,
     /// Default parallelism of the job's operators.
     #[arg(long, default_value_t = 1)]
     parallelism: usize,
@@ -274,6 +279,7 @@ fn build(args: &JobArgs) -> Result<(StreamExecutionEnvironment, Option<FinalCoun
                     OnDecodeError::Fail => DecodeErrorPolicy::Fail,
                     OnDecodeError::Skip => DecodeErrorPolicy::Skip,
                 },
+                monitor_interval: args.monitor_interval,
             };
             let counts = FinalCounts::default();
             let mut sink = word_count(&env, input, &options)
@@ -299,9 +305,12 @@ fn run_job(args: &JobArgs) -> Result<()> {
         Job::Pipeline => "pipeline",
         Job::Counting => "counting",
     };
+    let stops = stop_requests()?;
     let client = env.execute_async(name)?;
-    let result = with_progress(client)?;
-    if let Some(counts) = counts {
+    let result = follow(client, &stops, args.checkpoint_dir.as_deref());
+    let stopped =
+        matches!(&result, Err(e) if matches!(e.downcast_ref(), Some(SluiceError::Cancelled)));
+    if let Some(counts) = counts.filter(|_| result.is_ok() || stopped) {
         let mut out = std::io::stdout().lock();
         for (word, count) in counts.sorted() {
             match writeln!(out, "{word}\t{count}") {
@@ -312,6 +321,11 @@ fn run_job(args: &JobArgs) -> Result<()> {
             }
         }
     }
+    if stopped {
+        eprintln!("job '{name}' stopped");
+        return Ok(());
+    }
+    let result = result?;
     let skipped: u64 = result.vertices.iter().map(|v| v.records_in_errors).sum();
     if skipped > 0 {
         eprintln!("{skipped} input records could not be decoded and were skipped");
@@ -320,23 +334,88 @@ fn run_job(args: &JobArgs) -> Result<()> {
     Ok(())
 }
 
-/// Waits for the job; on a terminal, shows records read and records/s meanwhile.
-fn with_progress(client: JobClient) -> Result<sluice::JobExecutionResult> {
-    if !std::io::stderr().is_terminal() {
-        return Ok(client.wait()?);
-    }
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
+/// Counts Ctrl-C (SIGINT) and SIGTERM.
+fn stop_requests() -> Result<Arc<AtomicUsize>> {
+    let stops = Arc::new(AtomicUsize::new(0));
+    let seen = stops.clone();
+    ctrlc::set_handler(move || {
+        seen.fetch_add(1, Ordering::SeqCst);
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    Ok(stops)
+}
+
+/// Waits for the job; on a terminal, shows records read and records/s
+/// meanwhile. The first Ctrl-C stops the job gracefully — with a savepoint
+/// under the checkpoint directory when it checkpoints, so everything read
+/// so far is committed, as Flink's stop does — and a second one cancels it
+/// at once.
+fn follow(
+    client: JobClient,
+    stops: &AtomicUsize,
+    checkpoint_dir: Option<&str>,
+) -> Result<sluice::JobExecutionResult> {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
+        bar
+    });
     let started = Instant::now();
+    let mut handled = 0;
     while !client.is_done() {
-        let records = client.source_records();
-        let rate = records as f64 / started.elapsed().as_secs_f64().max(1e-3);
-        bar.set_message(format!("{records} records read, {rate:.0} records/s"));
-        bar.tick();
-        std::thread::sleep(Duration::from_millis(100));
+        let requested = stops.load(Ordering::SeqCst);
+        if requested > handled {
+            handled = requested;
+            if handled == 1 {
+                if let Some(bar) = &bar {
+                    bar.suspend(|| eprintln!("stopping (Ctrl-C again to cancel at once)"));
+                } else {
+                    eprintln!("stopping (Ctrl-C again to cancel at once)");
+                }
+                stop_gracefully(&client, checkpoint_dir, stops);
+            } else {
+                client.cancel();
+            }
+        }
+        if let Some(bar) = &bar {
+            let records = client.source_records();
+            let rate = records as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            bar.set_message(format!("{records} records read, {rate:.0} records/s"));
+            bar.tick();
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
-    bar.finish_and_clear();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     Ok(client.wait()?)
+}
+
+/// Takes a savepoint and stops the job, or cancels it when it does not
+/// checkpoint or the savepoint fails; a second stop request meanwhile cancels.
+fn stop_gracefully(client: &JobClient, checkpoint_dir: Option<&str>, stops: &AtomicUsize) {
+    let Some(dir) = checkpoint_dir.filter(|_| client.checkpoints_enabled()) else {
+        client.cancel();
+        return;
+    };
+    let path = format!("{}/savepoint-{}", dir.trim_end_matches('/'), client.job_id());
+    std::thread::scope(|scope| {
+        let savepoint = scope.spawn(|| client.stop_with_savepoint(&path));
+        while !savepoint.is_finished() {
+            if stops.load(Ordering::SeqCst) > 1 {
+                client.cancel();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        match savepoint.join() {
+            Ok(Ok(path)) => eprintln!("savepoint written to {path}"),
+            Ok(Err(e)) => {
+                eprintln!("no savepoint ({}); cancelling", e.report());
+                client.cancel();
+            }
+            Err(_) => client.cancel(),
+        }
+    });
 }
 
 /// A fresh directory for one run's checkpoints.

@@ -268,3 +268,66 @@ fn on_decode_error_takes_only_fail_or_skip() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("[possible values: fail, skip]"));
 }
+
+/// Waits until the child's stderr has a line containing every one of
+/// `needles`; returns everything read so far.
+fn wait_for_line(stderr: &mut impl std::io::BufRead, seen: &mut String, needles: &[&str]) {
+    loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "stderr ended before {needles:?}:\n{seen}"
+        );
+        seen.push_str(&line);
+        if needles.iter().all(|n| line.contains(n)) {
+            return;
+        }
+    }
+}
+
+/// A child process killed when the test ends, also when it fails.
+struct Running(Option<std::process::Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn a_monitored_wordcount_reads_new_files_and_ctrl_c_stops_it_with_the_counts_so_far() {
+    let input = tempfile::tempdir().unwrap();
+    let checkpoints = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "wordcount", "--input", input.path().to_str().unwrap()])
+        .args(["--monitor-interval", "50ms", "--checkpoint-interval", "100ms"])
+        .args(["--checkpoint-dir", checkpoints.path().to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let pid = child.id();
+    let mut child = Running(Some(child));
+    let mut seen = String::new();
+    wait_for_line(&mut stderr, &mut seen, &["job status", "Running"]);
+    std::fs::write(input.path().join("a.txt"), "to be or not to be\n").unwrap();
+    wait_for_line(&mut stderr, &mut seen, &["reader finished splits", "a.txt"]);
+    std::fs::create_dir(input.path().join("later")).unwrap();
+    std::fs::write(input.path().join("later").join("b.txt"), "be quick\n").unwrap();
+    wait_for_line(&mut stderr, &mut seen, &["reader finished splits", "b.txt"]);
+    let status = Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.0.take().unwrap().wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    seen.push_str(&rest);
+    assert!(out.status.success(), "{seen}");
+    assert_eq!(text(&out.stdout), "be\t3\nto\t2\nnot\t1\nor\t1\nquick\t1\n");
+    assert!(seen.contains("savepoint written to"), "{seen}");
+    assert!(seen.contains("job 'word count' stopped"), "{seen}");
+}

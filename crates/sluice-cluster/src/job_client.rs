@@ -10,7 +10,7 @@ use std::time::Duration;
 use crossbeam_channel::{unbounded, Sender};
 use serde::Serialize;
 use sluice_checkpoint::CheckpointStats;
-use sluice_core::{Result, SluiceError};
+use sluice_core::{ErrorOrigin, Result, SluiceError};
 use sluice_runtime::execution_graph::ExecutionGraph;
 use sluice_runtime::job_graph::JobGraph;
 use sluice_runtime::metrics::TaskMetrics;
@@ -33,6 +33,19 @@ pub struct JobExecutionResult {
     pub restarts: u32,
     /// Every checkpoint of the job.
     pub checkpoints: Vec<CheckpointStats>,
+}
+
+/// A failure of the job, as Flink's exception history lists it.
+#[derive(Clone, Debug, Serialize)]
+pub struct JobException {
+    /// When it happened, ms of the job's clock.
+    pub timestamp: i64,
+    /// The error with its causes.
+    pub cause: String,
+    /// Whose fault: the user's code or input, an external system, or Sluice.
+    pub origin: ErrorOrigin,
+    /// Whether the job restarted after it (else the job failed).
+    pub restarted: bool,
 }
 
 /// Counters of one job vertex, summed over its subtasks.
@@ -84,6 +97,7 @@ pub struct JobClient {
     cancel_requested: Arc<AtomicBool>,
     metrics: Vec<(usize, usize, Arc<TaskMetrics>)>,
     stats: Arc<Mutex<Vec<CheckpointStats>>>,
+    exceptions: Arc<Mutex<Vec<JobException>>>,
     commands: Sender<JobCommand>,
     master: Option<JoinHandle<Result<JobExecutionResult>>>,
 }
@@ -99,6 +113,7 @@ impl JobClient {
         cancel_requested: Arc<AtomicBool>,
         metrics: Vec<(usize, usize, Arc<TaskMetrics>)>,
         stats: Arc<Mutex<Vec<CheckpointStats>>>,
+        exceptions: Arc<Mutex<Vec<JobException>>>,
         commands: Sender<JobCommand>,
         master: JoinHandle<Result<JobExecutionResult>>,
     ) -> Self {
@@ -110,6 +125,7 @@ impl JobClient {
             cancel_requested,
             metrics,
             stats,
+            exceptions,
             commands,
             master: Some(master),
         }
@@ -138,6 +154,11 @@ impl JobClient {
         })?
     }
 
+    /// Whether the job takes checkpoints (and so savepoints).
+    pub fn checkpoints_enabled(&self) -> bool {
+        self.job_graph.stream_graph.checkpoint_config.is_some()
+    }
+
     /// The job id.
     pub fn job_id(&self) -> &str {
         &self.job_id
@@ -161,6 +182,11 @@ impl JobClient {
     /// Statistics of every checkpoint so far (id, trigger time, duration, size, alignment, acks, failure).
     pub fn checkpoint_stats(&self) -> Vec<CheckpointStats> {
         self.stats.lock().expect("stats lock").clone()
+    }
+
+    /// Every failure of the job so far, oldest first, and whether it restarted.
+    pub fn exceptions(&self) -> Vec<JobException> {
+        self.exceptions.lock().expect("exceptions lock").clone()
     }
 
     /// Records produced by all sources so far.

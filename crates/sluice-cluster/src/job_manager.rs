@@ -117,6 +117,7 @@ impl JobManager {
         });
         let total_tasks = scheduler.metrics.len();
         let stats = Arc::new(Mutex::new(Vec::new()));
+        let exceptions = Arc::new(Mutex::new(Vec::new()));
         let cancel_requested = Arc::new(AtomicBool::new(false));
         let (commands_tx, commands) = unbounded();
         let execution_graph = scheduler.execution_graph.clone();
@@ -142,6 +143,7 @@ impl JobManager {
                 options.max_identical_failures.unwrap_or(DEFAULT_MAX_IDENTICAL_FAILURES),
             ),
             commands,
+            exceptions: exceptions.clone(),
         };
         let master = std::thread::Builder::new()
             .name(format!("JobMaster {}", sg.job_name))
@@ -157,6 +159,7 @@ impl JobManager {
             cancel_requested,
             metrics,
             stats,
+            exceptions,
             commands_tx,
             master,
         ))

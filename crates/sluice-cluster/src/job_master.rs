@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::failure_handler::{FailureDecision, FailureHandler};
 use crate::job_checkpoints::JobCheckpoints;
-use crate::job_client::{vertex_metrics, JobExecutionResult};
+use crate::job_client::{vertex_metrics, JobException, JobExecutionResult};
 use crate::job_status::JobStatus;
 use crate::scheduler::{Attempt, Scheduler};
 use crate::source_coordinator::{CoordinatorEvent, SourceCoordinator};
@@ -49,6 +49,8 @@ pub(crate) struct JobMaster {
     pub(crate) checkpoints: JobCheckpoints,
     pub(crate) failures: FailureHandler,
     pub(crate) commands: Receiver<JobCommand>,
+    /// The job's failures, for its client.
+    pub(crate) exceptions: Arc<Mutex<Vec<JobException>>>,
 }
 
 impl JobMaster {
@@ -98,7 +100,14 @@ impl JobMaster {
                 AttemptEnd::Failed(e) => e,
             };
             let latest = self.checkpoints.latest_id();
-            let delay = match self.failures.on_failure(&error, latest, self.now()) {
+            let decision = self.failures.on_failure(&error, latest, self.now());
+            self.exceptions.lock().expect("exceptions lock").push(JobException {
+                timestamp: self.now(),
+                cause: error.report().to_string(),
+                origin: error.origin(),
+                restarted: matches!(decision, FailureDecision::Restart { .. }),
+            });
+            let delay = match decision {
                 FailureDecision::Fail { reason } => {
                     return Err(SluiceError::JobFailed {
                         job: self.name().to_string(),

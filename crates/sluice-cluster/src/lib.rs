@@ -18,7 +18,7 @@ mod source_coordinator;
 pub mod task_manager;
 
 pub use failure_handler::{FailureDecision, FailureHandler};
-pub use job_client::{JobClient, JobExecutionResult, VertexMetrics};
+pub use job_client::{JobClient, JobException, JobExecutionResult, VertexMetrics};
 pub use job_manager::{JobManager, JobOptions, RestoreSource};
 pub use job_status::JobStatus;
 pub use mini_cluster::{MiniCluster, MiniClusterConfig};

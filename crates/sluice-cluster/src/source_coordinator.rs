@@ -19,7 +19,7 @@ use sluice_runtime::split_enumerator::{
     EnumeratorActions, ErasedDiscoverer, ErasedDiscovery, ErasedSplitEnumerator,
 };
 use sluice_runtime::task::TaskControl;
-use tracing::warn;
+use tracing::{info, warn};
 
 /// Consecutive failed discoveries after which the attempt fails.
 const DISCOVERY_ATTEMPTS: u32 = 5;
@@ -86,6 +86,9 @@ impl SourceCoordinator {
         subtask: usize,
         finished: &[String],
     ) -> Result<()> {
+        if !finished.is_empty() {
+            info!(source = %self.name, subtask = subtask + 1, splits = ?finished, "reader finished splits");
+        }
         let actions = self.enumerator.handle_split_request(subtask, finished)?;
         self.apply(actions)
     }

@@ -220,13 +220,18 @@ impl FileSplitEnumerator {
     /// Gives `subtask` pending splits, or says none will come (bounded) or
     /// remembers it (monitored). True if it got splits.
     fn serve(&mut self, subtask: usize, ctx: &mut SplitEnumeratorContext<FileSplit>) -> bool {
-        let mut bytes = 0;
-        while bytes < self.split_size {
+        // Small files go several to a request, up to a split's worth of
+        // bytes, but never more than a fair share of what is pending: the
+        // other readers get work too.
+        let share = self.state.pending.len().div_ceil(self.parallelism.max(1));
+        let (mut bytes, mut given) = (0, 0);
+        while bytes < self.split_size && given < share {
             let Some(split) = self.state.pending.pop_front() else { break };
             bytes += split.end.saturating_sub(split.offset).max(1);
+            given += 1;
             ctx.assign_split(subtask, split);
         }
-        if bytes > 0 {
+        if given > 0 {
             return true;
         }
         if self.monitor.is_none() {
@@ -359,15 +364,15 @@ mod tests {
         let mut got = BTreeMap::new();
         let mut ended = vec![false; readers];
         while ended.contains(&false) {
-            for r in 0..readers {
-                if ended[r] {
+            for (r, ended) in ended.iter_mut().enumerate() {
+                if *ended {
                     continue;
                 }
                 let (splits, end) = ask(e, r, readers);
                 for s in splits {
                     *got.entry(s.split_id()).or_insert(0) += 1;
                 }
-                ended[r] = end;
+                *ended = end;
             }
         }
         got
@@ -415,6 +420,15 @@ mod tests {
         let mut e = bounded(files, MIB, 1);
         let (splits, _) = ask(&mut e, 0, 1);
         assert_eq!(splits.len(), 4, "4 × 300 KiB reach 1 MiB");
+    }
+
+    #[test]
+    fn a_request_takes_no_more_than_a_fair_share_of_the_pending_splits() {
+        let files = (0..4).map(|i| file(&format!("f{i}"), 1024, i)).collect();
+        let mut e = bounded(files, MIB, 2);
+        assert_eq!(ask(&mut e, 0, 2).0.len(), 2, "half of 4 for the first of 2 readers");
+        assert_eq!(ask(&mut e, 1, 2).0.len(), 1, "half of the 2 left");
+        assert_eq!(ask(&mut e, 1, 2).0.len(), 1);
     }
 
     #[test]

@@ -279,6 +279,10 @@ impl<S: SourceSplit> ErasedSplitEnumerator for EnumeratorAdapter<S> {
     }
 
     fn snapshot_state(&mut self) -> Result<Vec<u8>> {
+        // A fault point for tests: the enumerator fails to snapshot.
+        fail::fail_point!("sluice::enumerator::snapshot", |_| Err(SluiceError::Internal(
+            "injected failure in the enumerator's snapshot".into()
+        )));
         self.enumerator.snapshot_state()
     }
 }

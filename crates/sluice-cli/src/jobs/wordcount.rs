@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sluice::connectors::FileSource;
 use sluice::{Data, Result, StreamRecord};
@@ -18,6 +19,8 @@ pub struct WordCountOptions {
     pub reduce_parallelism: Option<usize>,
     /// What to do with a line that is not UTF-8.
     pub on_decode_error: DecodeErrorPolicy,
+    /// Keep watching the input directory for new files, listing it this often.
+    pub monitor_interval: Option<Duration>,
 }
 
 /// Splits a line into lower-case words (runs of letters and digits), as Flink's example does.
@@ -41,7 +44,10 @@ pub fn word_count(
             None => s,
         }
     }
-    let source = FileSource::lines(input).on_decode_error(options.on_decode_error);
+    let mut source = FileSource::lines(input).on_decode_error(options.on_decode_error);
+    if let Some(interval) = options.monitor_interval {
+        source = source.monitor_continuously(interval);
+    }
     let lines = at(env.from_source(source, "words").uid("words"), options.parallelism);
     let words = at(lines.flat_map(|line: String| tokenize(&line)), options.parallelism);
     let pairs = at(words.map(|w| (w, 1u64)), options.parallelism);
