@@ -143,3 +143,48 @@ fn every_line_of_every_new_file_is_committed_once_when_a_restore_fails() {
 fn a_monitored_directory_read_by_one_subtask_commits_every_line_once() {
     check(Fault::Reader(5 * PER_FILE + 1), 1);
 }
+
+#[test]
+fn a_monitored_directory_that_disappears_fails_the_job_naming_it_after_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let env = StreamExecutionEnvironment::new();
+    let source = FileSource::lines(&input).monitor_continuously(Duration::from_millis(10));
+    env.from_source(source, "monitored").discard();
+    let client = env.execute_async("vanishing input").unwrap();
+    while client.status() != sluice::JobStatus::Running {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::remove_dir(&input).unwrap();
+    let err = client.wait().unwrap_err();
+    let text = err.report().to_string();
+    assert!(text.contains("Source: monitored") && text.contains("enumerator"), "{text}");
+    assert!(
+        text.contains("cannot read input path") && text.contains(input.to_str().unwrap()),
+        "{text}"
+    );
+    assert_eq!(err.origin(), sluice::ErrorOrigin::External);
+}
+
+#[test]
+fn a_monitored_directory_created_after_the_job_started_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let env = StreamExecutionEnvironment::new();
+    let source = FileSource::lines(&input)
+        .monitor_continuously(Duration::from_millis(10))
+        .read_files_when(sluice::connectors::FileCompletion::NameAccepted(|_| true));
+    let out = env.from_source(source, "monitored").collect();
+    // The directory does not exist yet when the job starts.
+    let client = env.execute_async("late input").unwrap();
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("a.txt"), "hello\n").unwrap();
+    while client.source_records() < 1 {
+        assert!(!client.is_done(), "the job must wait for the directory");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    client.cancel();
+    assert!(matches!(client.wait(), Err(SluiceError::Cancelled)));
+    assert_eq!(out.take(), vec!["hello".to_string()]);
+}
