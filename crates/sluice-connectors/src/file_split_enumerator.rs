@@ -19,6 +19,9 @@ use tracing::info;
 /// The largest byte range one split covers unless set otherwise.
 pub const DEFAULT_SPLIT_SIZE: u64 = 64 << 20;
 
+/// How many ranges of one large file each reader should get.
+pub const RANGES_PER_READER: u64 = 16;
+
 /// The smallest byte range worth a split of its own.
 const MIN_SPLIT_SIZE: u64 = 1 << 20;
 
@@ -121,9 +124,11 @@ fn list_into(path: &Path, out: &mut Vec<FileStatus>) -> Result<()> {
 }
 
 /// Cuts a file into byte ranges of at most `max_size`, finer when that
-/// gives each of `readers` about four of them (not below 1 MiB).
+/// gives each of `readers` about [`RANGES_PER_READER`] of them (not below
+/// 1 MiB): readers that pull small ranges finish together.
 pub fn byte_range_splits(file: &FileStatus, max_size: u64, readers: usize) -> Vec<FileSplit> {
-    let balanced = file.size.div_ceil(4 * readers.max(1) as u64).max(MIN_SPLIT_SIZE);
+    let ranges = RANGES_PER_READER * readers.max(1) as u64;
+    let balanced = file.size.div_ceil(ranges).max(MIN_SPLIT_SIZE);
     let size = max_size.min(balanced).max(1);
     if file.size <= size {
         return vec![FileSplit::whole(file)];
@@ -386,7 +391,7 @@ mod tests {
     fn a_large_file_is_cut_into_ranges_that_cover_it_and_give_each_reader_several() {
         let big = file("big", 100 * MIB + 7, 0);
         let splits = byte_range_splits(&big, 64 * MIB, 2);
-        assert_eq!(splits.len(), 8, "about four per reader, below the 64 MiB maximum");
+        assert_eq!(splits.len(), 32, "about 16 per reader, below the 64 MiB maximum");
         assert_eq!(splits[0].start, 0);
         for pair in splits.windows(2) {
             assert_eq!(pair[0].end, pair[1].start, "the ranges touch");
@@ -395,7 +400,8 @@ mod tests {
         assert_eq!(splits[0].line, 1, "the first range counts lines from 1");
         assert!(splits[1..].iter().all(|s| s.line == 0), "later ranges count them when needed");
         assert_eq!(byte_range_splits(&file("small", 10, 0), 64 * MIB, 2).len(), 1);
-        assert_eq!(byte_range_splits(&big, 16 * MIB, 1).len(), 7, "the maximum bounds a range");
+        assert_eq!(byte_range_splits(&big, 4 * MIB, 1).len(), 26, "the maximum bounds a range");
+        assert_eq!(byte_range_splits(&file("mid", 8 * MIB, 0), 64 * MIB, 2).len(), 8, "1 MiB at least");
     }
 
     #[test]
