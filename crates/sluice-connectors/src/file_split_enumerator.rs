@@ -401,7 +401,11 @@ mod tests {
         assert!(splits[1..].iter().all(|s| s.line == 0), "later ranges count them when needed");
         assert_eq!(byte_range_splits(&file("small", 10, 0), 64 * MIB, 2).len(), 1);
         assert_eq!(byte_range_splits(&big, 4 * MIB, 1).len(), 26, "the maximum bounds a range");
-        assert_eq!(byte_range_splits(&file("mid", 8 * MIB, 0), 64 * MIB, 2).len(), 8, "1 MiB at least");
+        assert_eq!(
+            byte_range_splits(&file("mid", 8 * MIB, 0), 64 * MIB, 2).len(),
+            8,
+            "1 MiB at least"
+        );
     }
 
     #[test]
