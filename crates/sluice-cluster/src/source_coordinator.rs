@@ -129,6 +129,11 @@ impl SourceCoordinator {
                 let _ = reader.send(TaskControl::AddSplits(splits));
             }
         }
+        for (subtask, id) in actions.removals {
+            if let Some(reader) = self.readers.get(subtask) {
+                let _ = reader.send(TaskControl::RemoveSplits(vec![id]));
+            }
+        }
         for subtask in actions.no_more_splits {
             if let Some(reader) = self.readers.get(subtask) {
                 let _ = reader.send(TaskControl::NoMoreSplits);
@@ -152,8 +157,9 @@ impl SourceCoordinator {
     }
 }
 
-/// Discovers every `interval` until stopped; a failure is retried after a
-/// growing delay, and reported once it failed [`DISCOVERY_ATTEMPTS`] times in a row.
+/// Discovers every `interval` (zero: once) until stopped; an external
+/// system's failure is retried after a growing delay and reported once it
+/// failed [`DISCOVERY_ATTEMPTS`] times in a row; any other failure at once.
 fn discover_loop(
     vertex: usize,
     name: &str,
@@ -167,14 +173,17 @@ fn discover_loop(
         let wait = match discover() {
             Ok(found) => {
                 failures = 0;
-                if events.send(CoordinatorEvent { vertex, result: Ok(found) }).is_err() {
+                if events.send(CoordinatorEvent { vertex, result: Ok(found) }).is_err()
+                    || interval.is_zero()
+                {
                     return;
                 }
                 interval
             }
             Err(e) => {
                 failures += 1;
-                if failures >= DISCOVERY_ATTEMPTS {
+                // Only an external system's failure can heal by retrying.
+                if failures >= DISCOVERY_ATTEMPTS || !e.is_retriable() {
                     let _ = events.send(CoordinatorEvent { vertex, result: Err(e) });
                     return;
                 }

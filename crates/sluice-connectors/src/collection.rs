@@ -86,7 +86,7 @@ impl<T: Data + Sync> SourceReader<T, CollectionSplit> for CollectionReader<T> {
         Ok(())
     }
 
-    fn snapshot_state(&mut self) -> Result<Vec<CollectionSplit>> {
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<CollectionSplit>> {
         Ok(self.splits.iter().rev().map(|(_, s)| s.clone()).collect())
     }
 

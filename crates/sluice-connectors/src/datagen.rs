@@ -131,7 +131,7 @@ impl<T: Data, F: Fn(u64) -> T + Send + Sync> SourceReader<T, IndexRangeSplit>
         Ok(())
     }
 
-    fn snapshot_state(&mut self) -> Result<Vec<IndexRangeSplit>> {
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<IndexRangeSplit>> {
         Ok(self.splits.iter().rev().map(|(_, s)| s.clone()).collect())
     }
 

@@ -229,7 +229,7 @@ impl<T: Data> SourceReader<T, FileSplit> for FileReader<T> {
         Ok(())
     }
 
-    fn snapshot_state(&mut self) -> Result<Vec<FileSplit>> {
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<FileSplit>> {
         // The split being read, at the offset after the last line emitted, then the ones not started.
         let current = self.current.iter().map(|c| c.split.clone());
         Ok(current.chain(self.pending.iter().cloned()).collect())
@@ -412,7 +412,7 @@ mod tests {
         reader.add_splits(vec![split]).unwrap();
         let mut first = SourceOutput::new(7);
         reader.poll_next(&mut first).unwrap();
-        let state = reader.snapshot_state().unwrap();
+        let state = reader.snapshot_state(1).unwrap();
         let mut resumed: Vec<String> = first.take().0.into_iter().map(|r| r.value).collect();
         resumed.extend(read(&path, state[0].clone(), 1000));
         assert_eq!(resumed, whole);

@@ -149,8 +149,16 @@ impl<Split> SourceReader<Event, Split> for TrackedReader<Split> {
         Ok(status)
     }
 
-    fn snapshot_state(&mut self) -> Result<Vec<Split>> {
-        self.inner.snapshot_state()
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<Vec<Split>> {
+        self.inner.snapshot_state(checkpoint_id)
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        self.inner.notify_checkpoint_complete(checkpoint_id)
+    }
+
+    fn remove_splits(&mut self, split_ids: &[String]) -> Result<()> {
+        self.inner.remove_splits(split_ids)
     }
 
     fn close(&mut self) -> Result<()> {

@@ -108,13 +108,30 @@ pub trait SourceReader<T, S>: Send {
     /// I/O returns [`InputStatus::NothingAvailable`] after a few milliseconds.
     fn poll_next(&mut self, output: &mut SourceOutput<T>) -> Result<InputStatus>;
 
-    /// The splits this reader still has, at their current positions, for a
-    /// checkpoint: what a restored reader must continue from. A source that
-    /// cannot rewind (a socket) keeps this default and declines checkpoints.
-    fn snapshot_state(&mut self) -> Result<Vec<S>> {
+    /// The splits this reader still has, at their current positions, for
+    /// checkpoint `checkpoint_id`: what a restored reader must continue from.
+    /// A source that cannot rewind (a socket) keeps this default and
+    /// declines checkpoints.
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<Vec<S>> {
+        let _ = checkpoint_id;
         Err(SluiceError::InvalidJob(
             "this source cannot take part in checkpoints: it cannot rewind".into(),
         ))
+    }
+
+    /// Checkpoint `checkpoint_id` completed everywhere: the positions this
+    /// reader snapshotted for it are durable (a Kafka reader commits them to
+    /// its consumer group).
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        let _ = checkpoint_id;
+        Ok(())
+    }
+
+    /// The enumerator withdrew these splits (their partitions were deleted):
+    /// stop reading them and leave them out of snapshots.
+    fn remove_splits(&mut self, split_ids: &[String]) -> Result<()> {
+        let _ = split_ids;
+        Ok(())
     }
 
     /// Releases resources.
@@ -287,8 +304,12 @@ pub trait ErasedSourceReader: Send {
     /// Records that failed to decode since the last call and were dropped or
     /// sent to the side output, and the side output's batch of them (if any).
     fn take_decode_failures(&mut self) -> (usize, Option<RecordBatch>);
-    /// The reader's splits at their current positions.
-    fn snapshot_splits(&mut self) -> Result<Vec<SerializedSplit>>;
+    /// The reader's splits at their current positions, for checkpoint `checkpoint_id`.
+    fn snapshot_splits(&mut self, checkpoint_id: u64) -> Result<Vec<SerializedSplit>>;
+    /// See [`SourceReader::notify_checkpoint_complete`].
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()>;
+    /// See [`SourceReader::remove_splits`].
+    fn remove_splits(&mut self, split_ids: &[String]) -> Result<()>;
     /// Releases resources.
     fn close(&mut self) -> Result<()>;
 }
@@ -403,8 +424,16 @@ impl<T: Data, S: SourceSplit> ErasedSourceReader for ErasedReader<T, S> {
         (count, (!side.is_empty()).then(|| RecordBatch::new(side)))
     }
 
-    fn snapshot_splits(&mut self) -> Result<Vec<SerializedSplit>> {
-        self.reader.snapshot_state()?.iter().map(SerializedSplit::of).collect()
+    fn snapshot_splits(&mut self, checkpoint_id: u64) -> Result<Vec<SerializedSplit>> {
+        self.reader.snapshot_state(checkpoint_id)?.iter().map(SerializedSplit::of).collect()
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        self.reader.notify_checkpoint_complete(checkpoint_id)
+    }
+
+    fn remove_splits(&mut self, split_ids: &[String]) -> Result<()> {
+        self.reader.remove_splits(split_ids)
     }
 
     fn close(&mut self) -> Result<()> {

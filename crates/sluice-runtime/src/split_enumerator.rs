@@ -34,6 +34,7 @@ pub type Discoverer<S> = Box<dyn FnMut() -> Result<Vec<S>> + Send>;
 pub struct SplitEnumeratorContext<S> {
     parallelism: usize,
     assignments: Vec<(usize, S)>,
+    removals: Vec<(usize, String)>,
     no_more_splits: BTreeSet<usize>,
     discovery: Option<(Duration, Discoverer<S>)>,
 }
@@ -55,6 +56,7 @@ impl<S> SplitEnumeratorContext<S> {
         Self {
             parallelism,
             assignments: Vec::new(),
+            removals: Vec::new(),
             no_more_splits: BTreeSet::new(),
             discovery: None,
         }
@@ -71,14 +73,25 @@ impl<S> SplitEnumeratorContext<S> {
         self.assignments.push((subtask, split));
     }
 
+    /// Withdraws split `split_id` from reader `subtask` (its partition is gone).
+    pub fn remove_split(&mut self, subtask: usize, split_id: String) {
+        self.removals.push((subtask, split_id));
+    }
+
+    /// The splits withdrawn so far, leaving the context without them.
+    pub fn take_removals(&mut self) -> Vec<(usize, String)> {
+        std::mem::take(&mut self.removals)
+    }
+
     /// Tells reader `subtask` that no split will follow those it was given:
     /// it ends once it has read them.
     pub fn signal_no_more_splits(&mut self, subtask: usize) {
         self.no_more_splits.insert(subtask);
     }
 
-    /// Runs `discoverer` now and then every `interval` on a discovery
-    /// thread; each result comes back to [`SplitEnumerator::handle_discovered`].
+    /// Runs `discoverer` now and then every `interval` (zero: only once) on
+    /// a discovery thread; each result comes back to
+    /// [`SplitEnumerator::handle_discovered`].
     /// A failing discovery is retried with back-off and fails the job when
     /// it keeps failing.
     pub fn discover_periodically(&mut self, interval: Duration, discoverer: Discoverer<S>) {
@@ -186,6 +199,8 @@ pub type ErasedDiscoverer = Box<dyn FnMut() -> Result<ErasedDiscovery> + Send>;
 pub struct EnumeratorActions {
     /// Splits per reader subtask, in the order they were assigned.
     pub assignments: Vec<(usize, SerializedSplit)>,
+    /// Splits withdrawn from reader subtasks, by id.
+    pub removals: Vec<(usize, String)>,
     /// Readers told that no more splits will come.
     pub no_more_splits: BTreeSet<usize>,
     /// Periodic discovery to start.
@@ -240,6 +255,7 @@ impl<S: SourceSplit> EnumeratorAdapter<S> {
         let mut ctx = SplitEnumeratorContext::new(self.parallelism);
         hook(self.enumerator.as_mut(), &mut ctx)?;
         let (assignments, no_more_splits) = ctx.take_actions();
+        let removals = ctx.take_removals();
         let assignments = assignments
             .into_iter()
             .map(|(subtask, split)| Ok((subtask, SerializedSplit::of(&split)?)))
@@ -249,7 +265,7 @@ impl<S: SourceSplit> EnumeratorAdapter<S> {
                 Box::new(move || discover().map(|splits| Box::new(splits) as ErasedDiscovery));
             (interval, erased)
         });
-        Ok(EnumeratorActions { assignments, no_more_splits, discovery })
+        Ok(EnumeratorActions { assignments, removals, no_more_splits, discovery })
     }
 }
 

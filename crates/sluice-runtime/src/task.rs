@@ -44,6 +44,8 @@ pub enum TaskControl {
     AddSplits(Vec<SerializedSplit>),
     /// Source tasks: the enumerator will assign no more splits.
     NoMoreSplits,
+    /// Source tasks: stop reading these splits (by id); their partitions are gone.
+    RemoveSplits(Vec<String>),
 }
 
 /// From a task to the JobManager.
@@ -433,8 +435,12 @@ impl SourceHead<'_> {
     fn on_control(&mut self, msg: TaskControl, checkpoints: &Checkpoints<'_>) -> Result<()> {
         match msg {
             TaskControl::TriggerCheckpoint(barrier) => self.checkpoint(barrier, checkpoints),
-            TaskControl::NotifyCheckpointComplete(id) => self.output.notify_checkpoint_complete(id),
+            TaskControl::NotifyCheckpointComplete(id) => {
+                self.reader.notify_checkpoint_complete(id)?;
+                self.output.notify_checkpoint_complete(id)
+            }
             TaskControl::AddSplits(splits) => self.reader.add_splits(splits),
+            TaskControl::RemoveSplits(ids) => self.reader.remove_splits(&ids),
             TaskControl::NoMoreSplits => {
                 self.reader.no_more_splits();
                 Ok(())
@@ -449,7 +455,7 @@ impl SourceHead<'_> {
         checkpoints: &Checkpoints<'_>,
     ) -> Result<()> {
         let started = Instant::now();
-        let splits = match self.reader.snapshot_splits() {
+        let splits = match self.reader.snapshot_splits(barrier.id) {
             Ok(s) => s,
             Err(e) => {
                 checkpoints.decline(barrier.id, e.report().to_string());

@@ -99,7 +99,7 @@ impl SourceReader<Event, NexmarkSplit> for NexmarkReader {
         Ok(())
     }
 
-    fn snapshot_state(&mut self) -> Result<Vec<NexmarkSplit>> {
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<NexmarkSplit>> {
         Ok(self.splits.iter().map(|(_, s)| s.clone()).collect())
     }
 
@@ -188,7 +188,7 @@ mod tests {
         reader.add_splits(source.create_splits(1).unwrap()).unwrap();
         let mut first = SourceOutput::new(100);
         reader.poll_next(&mut first).unwrap();
-        let state = reader.snapshot_state().unwrap();
+        let state = reader.snapshot_state(1).unwrap();
         assert_eq!(state, vec![NexmarkSplit { next: 100, stride: 1 }]);
         let rest = drain(&source, state);
         let whole = drain(&source, source.create_splits(1).unwrap());
