@@ -187,7 +187,7 @@ fn discover_loop(
                     let _ = events.send(CoordinatorEvent { vertex, result: Err(e) });
                     return;
                 }
-                let backoff = interval.max(Duration::from_millis(100)) * (1 << failures);
+                let backoff = Duration::from_millis(100) * (1 << failures);
                 warn!(
                     "split discovery of '{name}' failed ({failures} of {DISCOVERY_ATTEMPTS} attempts); \
                      retrying in {backoff:?}: {}",

@@ -14,6 +14,7 @@ pub mod operator;
 pub mod operators;
 pub mod partitioner;
 pub mod plan;
+pub mod rate_controller;
 pub mod record_writer;
 pub mod runtime_context;
 pub mod sink;
