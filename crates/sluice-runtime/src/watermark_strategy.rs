@@ -202,6 +202,9 @@ struct SplitState<Gen> {
     generator: Gen,
     output: WatermarkOutput,
     last_event: i64,
+    /// Records arrived since the last periodic tick: the split is not idle
+    /// before a tick without records, so its watermark is emitted first.
+    since_tick: bool,
 }
 
 /// Timestamps and watermarks generated inside a source task, with the
@@ -302,13 +305,19 @@ where
     /// Assigns timestamps to records of split `split` (in place) and feeds
     /// them to its generator.
     pub fn on_records(&mut self, split: u32, records: &mut [StreamRecord<T>], now: i64) {
+        if records.is_empty() {
+            // An empty poll says nothing about a split: it must not keep it active.
+            return;
+        }
         let (assigner, ingestion, factory) = (&self.assigner, self.ingestion_time, &self.factory);
         let state = self.splits.entry(split).or_insert_with(|| SplitState {
             generator: factory(),
             output: WatermarkOutput::default(),
             last_event: now,
+            since_tick: true,
         });
         state.last_event = now;
+        state.since_tick = true;
         state.output.mark_active();
         self.last_event = now;
         self.idle_without_splits = false;
@@ -333,7 +342,8 @@ where
     pub fn on_periodic(&mut self, now: i64) {
         for state in self.splits.values_mut() {
             state.generator.on_periodic_emit(&mut state.output);
-            if self.idle_timeout.is_some_and(|t| now - state.last_event >= t) {
+            let quiet = !std::mem::take(&mut state.since_tick);
+            if quiet && self.idle_timeout.is_some_and(|t| now - state.last_event >= t) {
                 state.output.mark_idle();
             }
         }
@@ -466,5 +476,32 @@ mod tests {
         ];
         w.on_records(0, &mut rs, 0);
         assert_eq!(w.update().watermark, Some(Watermark(20)));
+    }
+
+    #[test]
+    fn an_empty_poll_does_not_keep_a_split_active_and_an_idle_reader_goes_idle() {
+        let strategy = WatermarkStrategy::for_monotonous_timestamps()
+            .with_timestamp_assigner(|v: &i64, _| *v)
+            .with_idleness(Duration::from_millis(100));
+        let mut w = strategy.create(10, 0);
+        for now in (0..200).step_by(10) {
+            w.on_records(0, &mut records(&[]), now);
+            w.on_periodic(now);
+        }
+        assert_eq!(w.update().idle, Some(true), "no record for the timeout: idle");
+    }
+
+    #[test]
+    fn a_split_emits_its_watermark_at_a_tick_before_it_goes_idle() {
+        let strategy = WatermarkStrategy::for_monotonous_timestamps()
+            .with_timestamp_assigner(|v: &i64, _| *v)
+            .with_idleness(Duration::from_millis(100));
+        let mut w = strategy.create(1000, 0);
+        w.on_records(0, &mut records(&[500]), 0);
+        // The first tick comes late, past the idleness timeout: the watermark still goes out.
+        w.on_periodic(1000);
+        assert_eq!(w.update(), WatermarkUpdate { watermark: Some(Watermark(499)), idle: None });
+        w.on_periodic(2000);
+        assert_eq!(w.update().idle, Some(true), "a tick without records after the timeout");
     }
 }

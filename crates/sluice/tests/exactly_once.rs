@@ -455,14 +455,6 @@ fn check_bad_lines(bad_lines: BadLines, seed: u64) {
     let (bad, result, failed_at) = run_with_bad_lines(dir.path(), count, seed, bad_lines);
     assert_eq!(bad.len(), 400, "1% of the lines are malformed");
     assert!(result.restarts >= 1 && failed_at > 0, "the injected failure fired");
-    eprintln!(
-        "DEBUG failed_at {failed_at} {:?}",
-        result
-            .checkpoints
-            .iter()
-            .map(|c| (c.id, c.trigger_time, c.duration_ms, format!("{:?}", c.status)))
-            .collect::<Vec<_>>()
-    );
     assert!(
         result.checkpoints.iter().any(|c| c.status == sluice::CheckpointStatus::Completed
             && c.trigger_time + c.duration_ms.unwrap_or(0) < failed_at),
