@@ -241,10 +241,10 @@ impl<D> KafkaSourceBuilder<D> {
         self
     }
 
-    /// How records become values.
+    /// How records become values; the error says what is wrong with a record.
     pub fn value_deserializer<T, F>(self, deserializer: F) -> KafkaSourceBuilder<F>
     where
-        F: KafkaDeserializer<T>,
+        F: Fn(&KafkaRecord<'_>) -> std::result::Result<T, String> + Send + Sync + 'static,
     {
         KafkaSourceBuilder {
             bootstrap_servers: self.bootstrap_servers,
