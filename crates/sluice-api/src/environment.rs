@@ -18,8 +18,8 @@ use sluice_runtime::job_graph::JobGraph;
 use sluice_runtime::plan::Plan;
 use sluice_runtime::source::{ErasedSource, Source, SourceAdapter};
 use sluice_runtime::stream_graph::{
-    ChainingStrategy, NodeBody, NodeKind, OutputType, StreamEdge, StreamGraph, StreamNode,
-    WatermarkerFactory,
+    ChainingStrategy, NodeBody, NodeKind, OutputType, SinkCheck, StreamEdge, StreamGraph,
+    StreamNode, WatermarkerFactory,
 };
 use sluice_runtime::watermark_strategy::{
     SourceWatermarker, WatermarkGenerator, WatermarkStrategy,
@@ -39,6 +39,7 @@ pub(crate) struct EnvState {
     pub(crate) checkpoint_config: Option<CheckpointConfig>,
     pub(crate) checkpoint_storage: Option<String>,
     pub(crate) options: JobOptions,
+    pub(crate) sink_checks: Vec<SinkCheck>,
 }
 
 pub(crate) type Env = Rc<RefCell<EnvState>>;
@@ -114,6 +115,7 @@ impl StreamExecutionEnvironment {
             checkpoint_config: None,
             checkpoint_storage: None,
             options: JobOptions::default(),
+            sink_checks: Vec::new(),
         };
         Self { env: Rc::new(RefCell::new(state)) }
     }
@@ -319,6 +321,7 @@ impl StreamExecutionEnvironment {
             clock: s.clock.clone(),
             checkpoint_config: s.checkpoint_config.clone(),
             checkpoint_storage: s.checkpoint_storage.clone(),
+            sink_checks: s.sink_checks.clone(),
         };
         graph.validate()?;
         Ok(graph)

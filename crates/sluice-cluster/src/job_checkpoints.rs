@@ -77,9 +77,9 @@ impl JobCheckpoints {
         self.latest.as_ref().map(|(id, _)| *id)
     }
 
-    /// The latest completed checkpoint's state.
-    pub(crate) fn latest_state(&self) -> Option<&StateMap> {
-        self.latest.as_ref().map(|(_, state)| state)
+    /// The latest completed checkpoint: its id and state.
+    pub(crate) fn latest(&self) -> Option<(u64, &StateMap)> {
+        self.latest.as_ref().map(|(id, state)| (*id, state))
     }
 
     /// Asks for a savepoint into `dir`, taken as soon as no checkpoint is

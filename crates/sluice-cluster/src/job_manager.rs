@@ -106,7 +106,7 @@ impl JobManager {
             Scheduler::new(job_graph.clone(), self.task_managers.clone(), &self.free_slots())
                 .map_err(fail)?;
         let attempt =
-            scheduler.deploy(0, restored.as_ref().map(|(_, state)| state)).map_err(fail)?;
+            scheduler.deploy(0, restored.as_ref().map(|(id, state)| (*id, state))).map_err(fail)?;
         scheduler.allocate_slots();
         transition(&status, &sg.job_name, JobStatus::Running);
 

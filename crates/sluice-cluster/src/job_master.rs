@@ -134,7 +134,7 @@ impl JobMaster {
                 transition(&self.status, self.name(), JobStatus::Cancelling);
                 return Err(SluiceError::Cancelled);
             }
-            attempt = self.scheduler.deploy(attempt.number + 1, self.checkpoints.latest_state())?;
+            attempt = self.scheduler.deploy(attempt.number + 1, self.checkpoints.latest())?;
             transition(&self.status, self.name(), JobStatus::Running);
         }
     }

@@ -102,7 +102,12 @@ impl Scheduler {
     /// Deploys attempt `number` of every subtask, with its share of
     /// `restore`. Source enumerators start first: an error there (a missing
     /// input path) fails the attempt before any task runs.
-    pub(crate) fn deploy(&self, number: usize, restore: Option<&StateMap>) -> Result<Attempt> {
+    pub(crate) fn deploy(
+        &self,
+        number: usize,
+        restored: Option<(u64, &StateMap)>,
+    ) -> Result<Attempt> {
+        let restore = restored.map(|(_, state)| state);
         let jg = &self.job_graph;
         let sg = &jg.stream_graph;
         let mut channels = create_channels(jg, sg.config.channel_capacity);
@@ -176,6 +181,7 @@ impl Scheduler {
                         TaskCheckpointing { mode, alignment_timeout }
                     }),
                     restore: restore_map,
+                    restored_checkpoint_id: restored.map(|(id, _)| id),
                 };
                 match self.task_managers[ev.slot.task_manager].submit_task(deployment) {
                     Ok(t) => threads.push(t),

@@ -28,6 +28,8 @@ pub struct RuntimeContext {
     pub clock: Arc<dyn Clock>,
     /// How often periodic watermark generators emit, in ms.
     pub auto_watermark_interval: i64,
+    /// The checkpoint this attempt restored from (Flink's `getRestoredCheckpointId`).
+    pub restored_checkpoint_id: Option<u64>,
 }
 
 impl RuntimeContext {
@@ -58,6 +60,7 @@ impl RuntimeContext {
             batch_size: 1024,
             job_parameters: Arc::default(),
             clock: Arc::new(SystemClock),
+            restored_checkpoint_id: None,
             auto_watermark_interval: 200,
         }
     }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use sluice_checkpoint::CheckpointConfig;
 use sluice_core::{Data, RecordBatch, Result, StreamRecord};
 
 use crate::operator::{Output, StreamOperator};
@@ -12,6 +13,30 @@ use crate::runtime_context::RuntimeContext;
 pub trait Sink<T: Data>: Send + Sync + 'static {
     /// Creates the writer of one subtask.
     fn create_writer(&self, ctx: &RuntimeContext) -> Result<Box<dyn SinkWriter<T>>>;
+}
+
+/// What `DataStream::sink_to` takes: any [`Sink`], or a sink that decides
+/// itself how its subtasks run (a Kafka sink runs transactions with
+/// exactly-once delivery and a plain writer otherwise).
+pub trait SinkProvider<T: Data>: Send + Sync + 'static {
+    /// Checks the sink against the job's checkpointing before the job
+    /// starts; the error says which setting to change.
+    fn validate(&self, checkpointing: Option<&CheckpointConfig>) -> Result<()> {
+        let _ = checkpointing;
+        Ok(())
+    }
+
+    /// Creates the operator of one subtask.
+    fn create_operator(sink: &Arc<Self>) -> Box<dyn StreamOperator>
+    where
+        Self: Sized;
+}
+
+impl<T: Data, S: Sink<T>> SinkProvider<T> for S {
+    fn create_operator(sink: &Arc<Self>) -> Box<dyn StreamOperator> {
+        let sink: Arc<dyn Sink<T>> = sink.clone();
+        Box::new(SinkOperator::new(sink))
+    }
 }
 
 /// Writes the records of one subtask.
@@ -70,6 +95,12 @@ impl<T: Data> StreamOperator for SinkOperator<T> {
         _out: &mut Output,
     ) -> Result<()> {
         Ok(())
+    }
+
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<crate::snapshot::PendingSnapshot> {
+        // At least once: what came before the barrier is durable before the checkpoint is.
+        self.writer().flush(false)?;
+        Ok(crate::snapshot::PendingSnapshot::Ready(crate::snapshot::OperatorSnapshot::default()))
     }
 
     fn end_input(&mut self, _input: usize, _out: &mut Output) -> Result<()> {

@@ -21,6 +21,8 @@ pub type OperatorFactory = Arc<dyn Fn() -> Box<dyn StreamOperator> + Send + Sync
 /// Creates the per-split watermark generation of one source subtask.
 pub type WatermarkerFactory =
     Arc<dyn Fn(&RuntimeContext) -> Box<dyn SourceWatermarker> + Send + Sync>;
+/// Checks a sink against the job's checkpointing before the job starts.
+pub type SinkCheck = Arc<dyn Fn(Option<&CheckpointConfig>) -> Result<()> + Send + Sync>;
 /// Creates the record writer of a keyed edge (it holds the key selector).
 pub type KeyedWriterFactory = Arc<dyn Fn(WriterSetup) -> Box<dyn RecordWriter> + Send + Sync>;
 
@@ -176,6 +178,8 @@ pub struct StreamGraph {
     pub checkpoint_config: Option<CheckpointConfig>,
     /// Where checkpoints go (a directory, `file://`, `memory://`).
     pub checkpoint_storage: Option<String>,
+    /// Checks of the job's sinks, run by [`StreamGraph::validate`].
+    pub sink_checks: Vec<SinkCheck>,
 }
 
 /// The default slot sharing group.
@@ -234,6 +238,9 @@ impl StreamGraph {
         self.config.validate()?;
         if let Some(c) = &self.checkpoint_config {
             c.validate()?;
+        }
+        for check in &self.sink_checks {
+            check(self.checkpoint_config.as_ref())?;
         }
         if !self.nodes.iter().any(|n| n.kind == NodeKind::Sink) {
             return Err(SluiceError::InvalidJob(

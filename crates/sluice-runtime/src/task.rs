@@ -143,6 +143,8 @@ pub struct TaskDeployment {
     pub checkpointing: Option<TaskCheckpointing>,
     /// State to restore, per operator state key (already redistributed to this subtask).
     pub restore: HashMap<String, OperatorSnapshot>,
+    /// The checkpoint that state comes from.
+    pub restored_checkpoint_id: Option<u64>,
 }
 
 impl TaskDeployment {
@@ -332,6 +334,7 @@ fn run_task_inner(mut d: TaskDeployment, head_slot: &mut Option<Head>) -> Result
         job_parameters: params.clone(),
         clock: sg.clock.clone(),
         auto_watermark_interval: sg.config.auto_watermark_interval.as_millis() as i64,
+        restored_checkpoint_id: d.restored_checkpoint_id,
     };
     let mut builder = ChainBuilder { d: &d, outputs };
     let head_node = &sg.nodes[vertex.head];

@@ -2,8 +2,10 @@
 //! go into a transaction; at a checkpoint barrier the transaction is
 //! pre-committed and its committable stored in the checkpoint; when the
 //! checkpoint completes it is committed. After a restore, the committables
-//! of the restored checkpoint are committed again, so commit must be
-//! idempotent. Output becomes visible exactly once, at checkpoint pace.
+//! of the restored checkpoint are committed again (so commit must be
+//! idempotent) before anything else happens: only then does the sink clean
+//! up what earlier attempts left open, and only then does the first new
+//! transaction begin. Output becomes visible exactly once, at checkpoint pace.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,13 +25,15 @@ pub trait TwoPhaseCommitSink<T: Data>: Send + Sync + 'static {
     /// What a pre-committed transaction leaves to commit (stored in checkpoints).
     type Committable: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + 'static;
 
-    /// Called once per subtask before the first transaction: clean up what
-    /// earlier attempts of this subtask left uncommitted and unreferenced.
+    /// Called once per subtask before its first transaction, after the
+    /// restored transactions were committed: clean up what earlier attempts
+    /// left uncommitted and unreferenced.
     fn recover(&self, _ctx: &RuntimeContext) -> Result<()> {
         Ok(())
     }
 
-    /// Opens the transaction that follows checkpoint `after_checkpoint` (0 at the start).
+    /// Opens the transaction that follows checkpoint `after_checkpoint` (the
+    /// restored checkpoint, or 0, for the first one).
     fn begin_transaction(
         &self,
         ctx: &RuntimeContext,
@@ -76,6 +80,18 @@ impl<T: Data, S: TwoPhaseCommitSink<T>> TwoPhaseCommitSinkOperator<T, S> {
         self.ctx.as_ref().expect("opened")
     }
 
+    /// The open transaction; the first one begins after the restore's
+    /// commits and the sink's clean-up.
+    fn current(&mut self) -> Result<&mut S::Transaction> {
+        if self.current.is_none() {
+            let ctx = self.ctx.as_ref().expect("opened");
+            self.sink.recover(ctx)?;
+            let after = ctx.restored_checkpoint_id.unwrap_or(0);
+            self.current = Some(self.sink.begin_transaction(ctx, after)?);
+        }
+        Ok(self.current.as_mut().expect("begun above"))
+    }
+
     fn commit_up_to(&mut self, checkpoint_id: u64) -> Result<()> {
         let later = self.pending.split_off(&(checkpoint_id + 1));
         for committable in std::mem::replace(&mut self.pending, later).into_values().flatten() {
@@ -89,8 +105,6 @@ impl<T: Data, S: TwoPhaseCommitSink<T>> TwoPhaseCommitSinkOperator<T, S> {
 
 impl<T: Data, S: TwoPhaseCommitSink<T>> StreamOperator for TwoPhaseCommitSinkOperator<T, S> {
     fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
-        self.sink.recover(ctx)?;
-        self.current = Some(self.sink.begin_transaction(ctx, 0)?);
         self.ctx = Some(ctx.clone());
         Ok(())
     }
@@ -102,7 +116,8 @@ impl<T: Data, S: TwoPhaseCommitSink<T>> StreamOperator for TwoPhaseCommitSinkOpe
         _out: &mut Output,
     ) -> Result<()> {
         let records = batch.into_records::<T>()?;
-        self.sink.write(self.current.as_mut().expect("opened"), records)
+        let sink = self.sink.clone();
+        sink.write(self.current()?, records)
     }
 
     fn process_watermark(
@@ -115,7 +130,8 @@ impl<T: Data, S: TwoPhaseCommitSink<T>> StreamOperator for TwoPhaseCommitSinkOpe
 
     fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot> {
         // Pre-commit at the barrier; what follows goes into a new transaction.
-        let txn = self.current.take().expect("opened");
+        self.current()?;
+        let txn = self.current.take().expect("begun above");
         if let Some(committable) = self.sink.pre_commit(txn)? {
             self.pending.entry(checkpoint_id).or_default().push(committable);
         }
@@ -146,6 +162,7 @@ impl<T: Data, S: TwoPhaseCommitSink<T>> StreamOperator for TwoPhaseCommitSinkOpe
     fn end_input(&mut self, _input: usize, _out: &mut Output) -> Result<()> {
         // No record follows: what is pending and the open transaction become visible.
         self.commit_up_to(u64::MAX - 1)?;
+        self.current()?;
         if let Some(txn) = self.current.take() {
             if let Some(committable) = self.sink.pre_commit(txn)? {
                 self.sink.commit(&committable)?;
