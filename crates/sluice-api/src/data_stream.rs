@@ -23,7 +23,7 @@ use sluice_runtime::stream_graph::{
 };
 use sluice_runtime::two_phase_commit::{TwoPhaseCommitSink, TwoPhaseCommitSinkOperator};
 use sluice_runtime::watermark_strategy::{WatermarkGenerator, WatermarkStrategy};
-use sluice_runtime::{Sink, SinkProvider};
+use sluice_runtime::Sink;
 
 use crate::connected_streams::ConnectedStreams;
 use crate::environment::Env;
@@ -360,17 +360,19 @@ impl<T: Data> DataStream<T> {
     }
 
     /// Writes the stream to `sink`.
-    pub fn sink_to<S: SinkProvider<T>>(&self, sink: S) -> DataStreamSink<T> {
-        let sink = Arc::new(sink);
-        let check = sink.clone();
-        self.env.borrow_mut().sink_checks.push(Arc::new(move |c| check.validate(c)));
-        let factory: OperatorFactory = Arc::new(move || S::create_operator(&sink));
-        DataStreamSink { stream: self.add_fed_node("Sink", NodeKind::Sink, factory) }
+    pub fn sink_to<S: Sink<T>>(&self, sink: S) -> DataStreamSink<T> {
+        self.sink_named(sink, "Sink")
     }
 
     fn sink_named<S: Sink<T>>(&self, sink: S, name: &str) -> DataStreamSink<T> {
         let sink: Arc<dyn Sink<T>> = Arc::new(sink);
-        let factory: OperatorFactory = Arc::new(move || Box::new(SinkOperator::new(sink.clone())));
+        let check = sink.clone();
+        self.env.borrow_mut().sink_checks.push(Arc::new(move |c| check.validate(c)));
+        let factory: OperatorFactory = Arc::new(move || {
+            sink.clone()
+                .create_operator()
+                .unwrap_or_else(|| Box::new(SinkOperator::new(sink.clone())))
+        });
         DataStreamSink { stream: self.add_fed_node(name, NodeKind::Sink, factory) }
     }
 

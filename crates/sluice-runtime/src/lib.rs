@@ -31,6 +31,6 @@ pub mod windowing;
 pub use decode_error::{DecodeErrorPolicy, DecodeFailure, RecordLocation, DECODE_FAILURES};
 pub use operator::{Output, StreamOperator};
 pub use runtime_context::RuntimeContext;
-pub use sink::{Sink, SinkProvider, SinkWriter};
+pub use sink::{Sink, SinkWriter};
 pub use source::{Boundedness, InputStatus, Source, SourceOutput, SourceReader, SourceSplit};
 pub use split_enumerator::{SplitEnumerator, SplitEnumeratorContext, StaticSplitEnumerator};

@@ -13,12 +13,7 @@ use crate::runtime_context::RuntimeContext;
 pub trait Sink<T: Data>: Send + Sync + 'static {
     /// Creates the writer of one subtask.
     fn create_writer(&self, ctx: &RuntimeContext) -> Result<Box<dyn SinkWriter<T>>>;
-}
 
-/// What `DataStream::sink_to` takes: any [`Sink`], or a sink that decides
-/// itself how its subtasks run (a Kafka sink runs transactions with
-/// exactly-once delivery and a plain writer otherwise).
-pub trait SinkProvider<T: Data>: Send + Sync + 'static {
     /// Checks the sink against the job's checkpointing before the job
     /// starts; the error says which setting to change.
     fn validate(&self, checkpointing: Option<&CheckpointConfig>) -> Result<()> {
@@ -26,16 +21,11 @@ pub trait SinkProvider<T: Data>: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Creates the operator of one subtask.
-    fn create_operator(sink: &Arc<Self>) -> Box<dyn StreamOperator>
-    where
-        Self: Sized;
-}
-
-impl<T: Data, S: Sink<T>> SinkProvider<T> for S {
-    fn create_operator(sink: &Arc<Self>) -> Box<dyn StreamOperator> {
-        let sink: Arc<dyn Sink<T>> = sink.clone();
-        Box::new(SinkOperator::new(sink))
+    /// An operator of the sink's own for each subtask, for a sink that runs
+    /// transactions (a [`TwoPhaseCommitSinkOperator`](crate::two_phase_commit::TwoPhaseCommitSinkOperator));
+    /// `None` runs the writer of [`Self::create_writer`].
+    fn create_operator(self: Arc<Self>) -> Option<Box<dyn StreamOperator>> {
+        None
     }
 }
 
