@@ -229,6 +229,10 @@ impl JobCheckpoints {
 
     /// Writes a checkpoint whose every subtask acknowledged, then tells the tasks.
     fn complete(&mut self, attempt: &Attempt, id: u64, now: i64) -> Result<()> {
+        // A fault point for tests: fail after every acknowledgement, before the checkpoint is complete.
+        fail::fail_point!("sluice::checkpoint::complete", |_| Err(SluiceError::Internal(
+            "injected failure before completing a checkpoint".into()
+        )));
         let states = std::mem::take(&mut self.acked);
         let mut by_key: StateMap = BTreeMap::new();
         for s in &states {

@@ -95,7 +95,10 @@ impl JobMaster {
                 let _ = t.join();
             }
             let error = match end {
-                AttemptEnd::Finished => return Ok(()),
+                AttemptEnd::Finished => match self.final_commits(&mut attempt) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => e,
+                },
                 AttemptEnd::Cancelled => return Err(SluiceError::Cancelled),
                 AttemptEnd::Failed(e) => e,
             };
@@ -137,6 +140,28 @@ impl JobMaster {
             attempt = self.scheduler.deploy(attempt.number + 1, self.checkpoints.latest())?;
             transition(&self.status, self.name(), JobStatus::Running);
         }
+    }
+
+    /// Every task finished: what transactional sinks held back becomes
+    /// visible now. Commits are idempotent, so a failed one is retried
+    /// (a restart instead would replay what other commits made visible).
+    fn final_commits(&mut self, attempt: &mut Attempt) -> Result<()> {
+        for commit in std::mem::take(&mut attempt.final_commits) {
+            let mut tries = 0;
+            while let Err(e) = commit.run() {
+                tries += 1;
+                if tries == 5 {
+                    return Err(e);
+                }
+                warn!(
+                    "job '{}': final commit failed (try {tries} of 5): {}",
+                    self.name(),
+                    e.report()
+                );
+                std::thread::sleep(Duration::from_millis(100 << tries));
+            }
+        }
+        Ok(())
     }
 
     /// Waits out a restart delay; true if the job was cancelled meanwhile.
@@ -201,8 +226,9 @@ impl JobMaster {
             };
             match event {
                 None => {}
-                Some(Ok(TaskEvent::Finished { vertex, subtask_index, result })) => {
+                Some(Ok(TaskEvent::Finished { vertex, subtask_index, result, final_commits })) => {
                     finished.insert((vertex, subtask_index));
+                    attempt.final_commits.extend(final_commits);
                     match result {
                         Ok(()) => {
                             // Checkpoints need every task; one has finished, so no more are taken.

@@ -15,6 +15,7 @@ use sluice_core::{Result, SluiceError};
 use sluice_runtime::execution_graph::{ExecutionGraph, SlotId};
 use sluice_runtime::job_graph::JobGraph;
 use sluice_runtime::metrics::TaskMetrics;
+use sluice_runtime::operator::FinalCommit;
 use sluice_runtime::source::SerializedSplit;
 use sluice_runtime::split_enumerator::enumerator_key;
 use sluice_runtime::stream_graph::NodeBody;
@@ -45,6 +46,8 @@ pub(crate) struct Attempt {
     pub(crate) coordinator_events: Receiver<CoordinatorEvent>,
     /// Keeps `coordinator_events` open while no discovery thread runs.
     _coordinator_sender: Sender<CoordinatorEvent>,
+    /// What finished tasks' transactional sinks make visible when the job finishes.
+    pub(crate) final_commits: Vec<FinalCommit>,
 }
 
 /// Deploys attempts of a job onto the slots its ExecutionGraph placed it in.
@@ -201,6 +204,7 @@ impl Scheduler {
             coordinators,
             coordinator_events,
             _coordinator_sender: coordinator_tx,
+            final_commits: Vec::new(),
         })
     }
 

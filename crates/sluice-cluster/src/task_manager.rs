@@ -72,6 +72,7 @@ impl TaskManager {
                         vertex,
                         subtask_index,
                         result: Err(task_error(&operator, &subtask, panic)),
+                        final_commits: Vec::new(),
                     });
                 }
             })

@@ -523,6 +523,8 @@ impl<T: Data, S: Fn(&T) -> ProducerRecord + Send + Sync + 'static> TwoPhaseCommi
                     unused = 0;
                     any = true;
                     aborted += 1;
+                    // A fault point for tests: fail while ending leftover transactions.
+                    fail::fail_point!("sluice::kafka::abort_leftover");
                 } else {
                     unused += 1;
                 }

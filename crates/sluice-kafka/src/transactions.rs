@@ -158,11 +158,16 @@ impl Cluster {
 
     /// The transaction coordinator of `transactional_id`.
     fn coordinator(&mut self, transactional_id: &str) -> Result<i32> {
-        let request = FindCoordinatorRequest::default()
-            .with_key(name(transactional_id))
-            .with_key_type(1)
-            .with_coordinator_keys(vec![name(transactional_id)]);
-        let response = self.any()?.call(4, request)?;
+        let conn = self.any()?;
+        let version = conn.version::<FindCoordinatorRequest>(4)?;
+        // Version 4 asks for a list of keys; earlier ones for one.
+        let request = if version >= 4 {
+            FindCoordinatorRequest::default().with_coordinator_keys(vec![name(transactional_id)])
+        } else {
+            FindCoordinatorRequest::default().with_key(name(transactional_id))
+        }
+        .with_key_type(1);
+        let response = conn.call_at(version, request)?;
         let (code, node, host, port) = match response.coordinators.first() {
             Some(c) => (c.error_code, c.node_id.0, c.host.to_string(), c.port),
             None => {

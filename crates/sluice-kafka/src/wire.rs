@@ -139,13 +139,18 @@ impl Connection {
 
     /// Sends `request` at the highest version up to `cap` and waits for its response.
     pub(crate) fn call<R: Request>(&mut self, cap: i16, request: R) -> Result<R::Response> {
+        let version =
+            if R::KEY == ApiKey::ApiVersions as i16 { cap } else { self.version::<R>(cap)? };
+        self.call_at(version, request)
+    }
+
+    /// Sends `request` at `version` and waits for its response.
+    pub(crate) fn call_at<R: Request>(&mut self, version: i16, request: R) -> Result<R::Response> {
         if !self.in_flight.is_empty() {
             return Err(SluiceError::Internal(
                 "a Kafka call on a connection with requests in flight".into(),
             ));
         }
-        let version =
-            if R::KEY == ApiKey::ApiVersions as i16 { cap } else { self.version::<R>(cap)? };
         self.send(version, &request)?;
         self.receive::<R>()
     }

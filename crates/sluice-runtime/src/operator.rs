@@ -100,6 +100,13 @@ pub trait StreamOperator: Send {
     fn close(&mut self) -> Result<()> {
         Ok(())
     }
+
+    /// After the operator's input ended: what it must make visible once the
+    /// whole job has finished, and only then (a transactional sink's last
+    /// transactions). Run by the JobManager when every task finished.
+    fn take_final_commit(&mut self) -> Option<FinalCommit> {
+        None
+    }
 }
 
 /// A boxed operator is an operator (the harness and factories hand them around).
@@ -140,6 +147,10 @@ impl StreamOperator for Box<dyn StreamOperator> {
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64, out: &mut Output) -> Result<()> {
         (**self).notify_checkpoint_complete(checkpoint_id, out)
     }
+    fn take_final_commit(&mut self) -> Option<FinalCommit> {
+        (**self).take_final_commit()
+    }
+
     fn close(&mut self) -> Result<()> {
         (**self).close()
     }
@@ -363,6 +374,15 @@ impl Output {
         Ok(())
     }
 
+    /// The final commits of every operator chained after this output.
+    pub(crate) fn take_final_commits(&mut self, into: &mut Vec<FinalCommit>) {
+        for target in self.all_targets() {
+            if let OutputTarget::Chained(op) = target {
+                op.take_final_commits(into);
+            }
+        }
+    }
+
     pub(crate) fn close(&mut self) -> Result<()> {
         let mut first = Ok(());
         let targets: Vec<&mut OutputTarget> = self.all_targets().collect();
@@ -512,12 +532,35 @@ impl ChainedOperator {
         self.output.emit_barrier(barrier)
     }
 
+    /// The final commits of this operator and everything chained after it.
+    pub fn take_final_commits(&mut self, into: &mut Vec<FinalCommit>) {
+        into.extend(self.operator.take_final_commit());
+        self.output.take_final_commits(into);
+    }
+
     /// Closes this operator and everything chained after it; reports the first error.
     pub fn close(&mut self) -> Result<()> {
         let op = &mut self.operator;
         let r = guard(&self.name, &self.subtask, || op.close());
         let rest = self.output.close();
         r.and(rest)
+    }
+}
+
+/// What a transactional sink makes visible when the job has finished; may run
+/// more than once (its commits are idempotent).
+pub struct FinalCommit(pub Box<dyn Fn() -> Result<()> + Send>);
+
+impl FinalCommit {
+    /// Makes it visible.
+    pub fn run(&self) -> Result<()> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for FinalCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FinalCommit")
     }
 }
 

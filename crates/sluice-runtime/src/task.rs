@@ -20,7 +20,7 @@ use crate::channel::{ChannelSender, GateEvent, InputChannel, InputGate};
 use crate::decode_error::DECODE_FAILURES;
 use crate::job_graph::JobGraph;
 use crate::metrics::TaskMetrics;
-use crate::operator::{task_error, ChainedOperator, Output, OutputTarget, Targets};
+use crate::operator::{task_error, ChainedOperator, FinalCommit, Output, OutputTarget, Targets};
 use crate::operators::timestamps_and_watermarks::emit_update;
 use crate::record_writer::WriterSetup;
 use crate::runtime_context::RuntimeContext;
@@ -59,6 +59,8 @@ pub enum TaskEvent {
         subtask_index: usize,
         /// Outcome.
         result: Result<()>,
+        /// What its transactional sinks make visible once the whole job finished.
+        final_commits: Vec<FinalCommit>,
     },
     /// The task snapshotted its state for a checkpoint.
     Acknowledged {
@@ -178,7 +180,15 @@ pub fn run_task(d: TaskDeployment) {
     let (vertex, subtask_index) = (d.vertex, d.subtask_index);
     let mut head = None;
     let result = run_task_inner(d, &mut head);
-    let _ = events.send(TaskEvent::Finished { vertex, subtask_index, result });
+    let mut final_commits = Vec::new();
+    if result.is_ok() {
+        match head.as_mut() {
+            Some(Head::Source { output, .. }) => output.take_final_commits(&mut final_commits),
+            Some(Head::Operator { chain, .. }) => chain.take_final_commits(&mut final_commits),
+            None => {}
+        }
+    }
+    let _ = events.send(TaskEvent::Finished { vertex, subtask_index, result, final_commits });
     drop(head);
 }
 

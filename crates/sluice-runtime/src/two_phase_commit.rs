@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sluice_core::{Data, RecordBatch, Result, StreamRecord};
 
-use crate::operator::{Output, StreamOperator};
+use crate::operator::{FinalCommit, Output, StreamOperator};
 use crate::runtime_context::RuntimeContext;
 use crate::snapshot::{OperatorSnapshot, PendingSnapshot};
 
@@ -135,6 +135,8 @@ impl<T: Data, S: TwoPhaseCommitSink<T>> StreamOperator for TwoPhaseCommitSinkOpe
         if let Some(committable) = self.sink.pre_commit(txn)? {
             self.pending.entry(checkpoint_id).or_default().push(committable);
         }
+        // A fault point for tests: fail after pre-commit, before the acknowledgement.
+        fail::fail_point!("sluice::sink::pre_commit");
         self.current = Some(self.sink.begin_transaction(self.ctx(), checkpoint_id)?);
         let operator = self
             .pending
@@ -151,6 +153,8 @@ impl<T: Data, S: TwoPhaseCommitSink<T>> StreamOperator for TwoPhaseCommitSinkOpe
         for bytes in &state.operator {
             let committable: S::Committable = postcard::from_bytes(bytes)?;
             self.sink.commit(&committable)?;
+            // A fault point for tests: fail while committing restored transactions.
+            fail::fail_point!("sluice::sink::restore_commit");
         }
         Ok(())
     }
@@ -160,15 +164,27 @@ impl<T: Data, S: TwoPhaseCommitSink<T>> StreamOperator for TwoPhaseCommitSinkOpe
     }
 
     fn end_input(&mut self, _input: usize, _out: &mut Output) -> Result<()> {
-        // No record follows: what is pending and the open transaction become visible.
-        self.commit_up_to(u64::MAX - 1)?;
+        // No record follows: the open transaction is pre-committed. Nothing
+        // becomes visible yet: another task may still fail, and the job
+        // restart from an earlier checkpoint. The JobManager commits when
+        // every task finished (`take_final_commit`).
         self.current()?;
         if let Some(txn) = self.current.take() {
             if let Some(committable) = self.sink.pre_commit(txn)? {
-                self.sink.commit(&committable)?;
+                self.pending.entry(u64::MAX).or_default().push(committable);
             }
         }
         Ok(())
+    }
+
+    fn take_final_commit(&mut self) -> Option<FinalCommit> {
+        let committables: Vec<S::Committable> =
+            std::mem::take(&mut self.pending).into_values().flatten().collect();
+        if committables.is_empty() {
+            return None;
+        }
+        let sink = self.sink.clone();
+        Some(FinalCommit(Box::new(move || committables.iter().try_for_each(|c| sink.commit(c)))))
     }
 
     fn close(&mut self) -> Result<()> {
