@@ -114,6 +114,9 @@ pub(crate) struct KafkaReader<T, D> {
     consumer: BaseConsumer<LagContext>,
     partitions: Vec<Partition>,
     next_id: u32,
+    /// Split numbers to register with, or finish in, the next output.
+    to_register: Vec<u32>,
+    to_finish: Vec<u32>,
     /// Positions snapshotted per checkpoint, committed when it completes.
     snapshots: VecDeque<(u64, Positions)>,
     clock: Instant,
@@ -156,6 +159,8 @@ impl<T, D> KafkaReader<T, D> {
             consumer,
             partitions: Vec::new(),
             next_id: 0,
+            to_register: Vec::new(),
+            to_finish: Vec::new(),
             snapshots: VecDeque::new(),
             clock: Instant::now(),
             control,
@@ -230,6 +235,7 @@ impl<T, D> KafkaReader<T, D> {
 
     fn unassign(&mut self, index: usize) -> Result<()> {
         let p = self.partitions.remove(index);
+        self.to_finish.push(p.id);
         self.consumer
             .incremental_unassign(&p.list())
             .map_err(|e| self.error("cannot unassign a partition", &e))
@@ -255,6 +261,7 @@ impl<T: Data, D: KafkaDeserializer<T>> SourceReader<T, KafkaPartitionSplit> for 
                 bucket: None,
                 paused_until: None,
             });
+            self.to_register.push(self.next_id);
             self.next_id += 1;
         }
         self.consumer
@@ -285,8 +292,13 @@ impl<T: Data, D: KafkaDeserializer<T>> SourceReader<T, KafkaPartitionSplit> for 
         self.resume_due(now)?;
         // Bounded partitions that are already at their end (or empty).
         while let Some(i) = self.partitions.iter().position(Partition::finished) {
-            output.finish_split(self.partitions[i].id);
             self.unassign(i)?;
+        }
+        for id in self.to_register.drain(..) {
+            output.register_split(id);
+        }
+        for id in self.to_finish.drain(..) {
+            output.finish_split(id);
         }
         if self.partitions.is_empty() {
             return Ok(InputStatus::EndOfInput);

@@ -262,8 +262,9 @@ impl Broker {
                 let m = m.expect("consume");
                 position.insert(m.partition(), m.offset() + 1);
                 out.push((m.partition(), m.payload().unwrap_or_default().to_vec()));
-            } else if committed_only {
-                // Transaction markers and aborted records advance no message: ask where we are.
+            } else {
+                // Transaction markers (and, read committed, aborted records)
+                // advance no message: ask where the consumer is.
                 if let Ok(pos) = consumer.position() {
                     for e in pos.elements() {
                         if let Offset::Offset(o) = e.offset() {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use sluice::connectors::DataGeneratorSource;
 use sluice::{
-    CheckpointConfig, RestartStrategy, StreamExecutionEnvironment, TumblingEventTimeWindows,
-    WatermarkStrategy,
+    CheckpointConfig, RestartStrategy, RestoreSource, StreamExecutionEnvironment,
+    TumblingEventTimeWindows, WatermarkStrategy,
 };
 use sluice_kafka::testing::{Broker, BrokerKind};
 use sluice_kafka::{
@@ -23,6 +23,33 @@ use sluice_kafka::{
 
 const KEYS: u64 = 7;
 const WINDOW_MS: u64 = 500;
+/// Event time of record 0: now, on a window boundary. Brokers delete records
+/// whose timestamps are past their retention, so event time must be recent.
+fn base_time() -> u64 {
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        let ms = now.as_millis() as u64;
+        ms - ms % WINDOW_MS
+    })
+}
+
+/// Where the first job dies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Crash {
+    /// After a subtask pre-committed, before it acknowledged the checkpoint.
+    AfterPreCommit,
+    /// After every acknowledgement, before the checkpoint completed.
+    BeforeCompletion,
+    /// After the checkpoint completed, before any commit.
+    BeforeAnyCommit,
+    /// After some sink subtasks committed and others not.
+    BetweenCommits,
+    /// While the restored job ends the transactions earlier attempts left open.
+    WhileAbortingLeftovers,
+    /// While the restored job commits the transactions its checkpoint covers.
+    WhileCommittingRestored,
+}
 
 struct Topics {
     input: String,
@@ -63,6 +90,8 @@ fn job(
     config.timeout = Duration::from_secs(20);
     env.set_parallelism(parallelism)
         .set_checkpoint_config(config)
+        .set_batch_size(64)
+        .set_batch_size(64)
         .set_checkpoint_storage(dir.join("checkpoints").to_str().unwrap());
     let source = KafkaSource::builder()
         .bootstrap_servers(&broker.bootstrap)
@@ -72,16 +101,17 @@ fn job(
         .build()
         .unwrap();
     let strategy = WatermarkStrategy::for_monotonous_timestamps()
-        .with_timestamp_assigner(|i: &u64, _| *i as i64);
+        .with_timestamp_assigner(|i: &u64, _| (base_time() + i) as i64);
     let fired = Arc::new(AtomicBool::new(false));
     let records = env.from_source_with_watermarks(source, strategy, "input").uid("input").map(
         move |i: u64| {
             if fail_at == Some(i) && !fired.swap(true, Ordering::SeqCst) {
                 panic!("injected failure at record {i}");
             }
-            if i.is_multiple_of(4) {
+            // Every partition (i % 4) equally: the readers end together.
+            if (i / 4).is_multiple_of(8) {
                 // Keeps the job running across several checkpoints.
-                std::thread::sleep(Duration::from_millis(2));
+                std::thread::sleep(Duration::from_millis(1));
             }
             (i % KEYS, i / KEYS, 0u64)
         },
@@ -137,18 +167,6 @@ fn verify(broker: &Broker, t: &Topics, records: u64) -> Result<(), String> {
         *seen.entry((key, seq)).or_insert(0) += 1;
         let expected = next.entry(key).or_insert(0);
         if count != *expected {
-            let all: Vec<(u64, u64)> = broker
-                .read_all(&t.counts, true)
-                .into_iter()
-                .map(|(_, v)| serde_json::from_slice::<(u64, u64, u64)>(&v).unwrap())
-                .filter(|r| r.0 == key)
-                .map(|r| (r.1, r.2))
-                .collect();
-            eprintln!("DEBUG key {key}: {} records: {:?}", all.len(), &all[..all.len().min(40)]);
-            eprintln!(
-                "DEBUG around: {:?}",
-                all.iter().skip_while(|r| r.0 != seq).take(5).collect::<Vec<_>>()
-            );
             return Err(format!("key {key} seq {seq}: count {count}, {expected} expected"));
         }
         *expected += 1;
@@ -169,7 +187,8 @@ fn verify(broker: &Broker, t: &Topics, records: u64) -> Result<(), String> {
     }
     let mut expected: BTreeMap<(u64, u64), u64> = BTreeMap::new();
     for i in 0..records {
-        *expected.entry((i % KEYS, i - i % WINDOW_MS)).or_insert(0) += 1;
+        let t = base_time() + i;
+        *expected.entry((i % KEYS, t - t % WINDOW_MS)).or_insert(0) += 1;
     }
     if windows != expected {
         return Err(format!(
@@ -179,6 +198,104 @@ fn verify(broker: &Broker, t: &Topics, records: u64) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A first job at `from` subtasks dies at `crash`; a second one restores
+/// its latest checkpoint at `to` subtasks and finishes.
+fn crash_and_restore(crash: Crash, from: usize, to: usize) {
+    let broker = Broker::get(BrokerKind::Noida);
+    let records = 8_000;
+    let t = topics(&broker, records);
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = Broker::unique_topic("eo");
+    let scenario = fail::FailScenario::setup();
+    // Two sinks of `from` subtasks each pre-commit once per checkpoint, and
+    // commit when their transaction holds records: the crash comes after a
+    // few completed checkpoints.
+    let skip = 3 * 2 * from;
+    let first_fault = match crash {
+        Crash::AfterPreCommit => fail::cfg(
+            "sluice::sink::pre_commit",
+            &format!("{skip}*off->1*panic(crash after pre-commit)"),
+        ),
+        Crash::BeforeCompletion => fail::cfg("sluice::checkpoint::complete", "3*off->1*return"),
+        Crash::BeforeAnyCommit => {
+            fail::cfg("sluice::sink::commit", "4*off->1*panic(crash before commit)")
+        }
+        Crash::BetweenCommits => {
+            fail::cfg("sluice::sink::commit", "5*off->1*panic(crash between commits)")
+        }
+        Crash::WhileAbortingLeftovers | Crash::WhileCommittingRestored => Ok(()),
+    };
+    first_fault.unwrap();
+    let panic_at = matches!(crash, Crash::WhileAbortingLeftovers | Crash::WhileCommittingRestored)
+        .then_some(records / 2);
+    let env = job(&broker, &t, dir.path(), from, &prefix, panic_at);
+    env.set_restart_strategy(RestartStrategy::None);
+    let died = env.execute("before the crash");
+    assert!(died.is_err(), "{crash:?}: the first job must die");
+    fail::remove("sluice::sink::pre_commit");
+    fail::remove("sluice::checkpoint::complete");
+    fail::remove("sluice::sink::commit");
+    match crash {
+        Crash::WhileAbortingLeftovers => {
+            fail::cfg("sluice::kafka::abort_leftover", "1*panic(crash while aborting)").unwrap()
+        }
+        Crash::WhileCommittingRestored => {
+            fail::cfg("sluice::sink::restore_commit", "1*panic(crash while committing restored)")
+                .unwrap()
+        }
+        _ => {}
+    }
+    let env = job(&broker, &t, dir.path(), to, &prefix, None);
+    env.set_restart_strategy(RestartStrategy::FixedDelay { attempts: 3, delay: Duration::ZERO })
+        .restore_from(RestoreSource::Latest);
+    let result = env
+        .execute("after the crash")
+        .unwrap_or_else(|e| panic!("{crash:?} {from}->{to}: {}", e.report()));
+    scenario.teardown();
+    if matches!(crash, Crash::WhileAbortingLeftovers | Crash::WhileCommittingRestored) {
+        assert!(result.restarts >= 1, "{crash:?}: the restore itself failed once");
+    }
+    if let Err(e) = verify(&broker, &t, records) {
+        panic!("{crash:?} {from}->{to}: {e}");
+    }
+}
+
+fn every_rescale(crash: Crash) {
+    for (from, to) in [(2, 2), (2, 4), (4, 2)] {
+        crash_and_restore(crash, from, to);
+    }
+}
+
+#[test]
+fn exactly_once_after_a_crash_between_pre_commit_and_acknowledgement() {
+    every_rescale(Crash::AfterPreCommit);
+}
+
+#[test]
+fn exactly_once_after_a_crash_before_the_checkpoint_completed() {
+    every_rescale(Crash::BeforeCompletion);
+}
+
+#[test]
+fn exactly_once_after_a_crash_between_completion_and_commit() {
+    every_rescale(Crash::BeforeAnyCommit);
+}
+
+#[test]
+fn exactly_once_after_a_crash_with_some_subtasks_committed() {
+    every_rescale(Crash::BetweenCommits);
+}
+
+#[test]
+fn exactly_once_after_a_crash_while_ending_leftover_transactions_on_restore() {
+    every_rescale(Crash::WhileAbortingLeftovers);
+}
+
+#[test]
+fn exactly_once_after_a_crash_while_committing_restored_transactions() {
+    every_rescale(Crash::WhileCommittingRestored);
 }
 
 #[test]

@@ -195,6 +195,12 @@ impl<T> SourceOutput<T> {
         self.splits.finished.push(split);
     }
 
+    /// Split `split` was assigned and is read alongside others: it holds
+    /// the watermark back before its first record (a Kafka partition).
+    pub fn register_split(&mut self, split: u32) {
+        self.splits.registered.push(split);
+    }
+
     /// Adds a record without event time.
     #[inline]
     pub fn collect(&mut self, value: T) {

@@ -232,6 +232,10 @@ pub struct SplitRuns {
     pub runs: Vec<(usize, u32)>,
     /// Splits that ended in this batch.
     pub finished: Vec<u32>,
+    /// Splits assigned to the reader since the last batch: they hold the
+    /// watermark back from now on, before their first record (Flink's
+    /// per-split outputs are registered at assignment).
+    pub registered: Vec<u32>,
 }
 
 impl<T, G, Gen, A> SourceWatermarker for SplitWatermarks<T, G, Gen, A>
@@ -247,6 +251,9 @@ where
         splits: &SplitRuns,
         now: i64,
     ) -> sluice_core::Result<WatermarkUpdate> {
+        for split in &splits.registered {
+            self.register_split(*split, now);
+        }
         let records = batch.records_mut::<T>()?;
         for (i, (start, split)) in splits.runs.iter().enumerate() {
             let end = splits.runs.get(i + 1).map_or(records.len(), |(next, _)| *next);
@@ -326,6 +333,18 @@ where
             r.timestamp = Timestamp(ts);
             state.generator.on_event(&r.value, ts, &mut state.output);
         }
+    }
+
+    /// Split `split` was assigned: it holds the watermark back until it has
+    /// records, ends, or (with idleness) stays silent for the timeout.
+    pub fn register_split(&mut self, split: u32, now: i64) {
+        let factory = &self.factory;
+        self.splits.entry(split).or_insert_with(|| SplitState {
+            generator: factory(),
+            output: WatermarkOutput::default(),
+            last_event: now,
+            since_tick: true,
+        });
     }
 
     /// Split `split` is exhausted: it no longer holds the watermark back.
@@ -476,6 +495,20 @@ mod tests {
         ];
         w.on_records(0, &mut rs, 0);
         assert_eq!(w.update().watermark, Some(Watermark(20)));
+    }
+
+    #[test]
+    fn a_registered_split_holds_the_watermark_back_until_its_first_record() {
+        let strategy =
+            WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|v: &i64, _| *v);
+        let mut w = strategy.create(10, 0);
+        w.register_split(1, 0);
+        w.on_records(0, &mut records(&[1000]), 0);
+        w.on_periodic(10);
+        assert_eq!(w.update().watermark, None, "split 1 has not read anything yet");
+        w.on_records(1, &mut records(&[400]), 20);
+        w.on_periodic(30);
+        assert_eq!(w.update().watermark, Some(Watermark(399)));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Flink's StatusWatermarkValve: combines the watermarks of a task's input
 //! channels. The combined watermark is the minimum over active channels;
-//! idle and ended channels are excluded; it never goes backwards.
+//! idle and ended channels are excluded; when every channel is idle, the
+//! furthest watermark among them counts, so progress made before the last
+//! one went idle is not lost (as Flink does); it never goes backwards.
 
 use sluice_core::Watermark;
 
@@ -72,11 +74,12 @@ impl StatusWatermarkValve {
     }
 
     fn advance(&mut self) -> Option<Watermark> {
-        let min =
-            self.channels.iter().filter(|c| !c.ended && !c.idle).map(|c| c.watermark).min()?;
-        (min > self.last_emitted).then(|| {
-            self.last_emitted = min;
-            min
+        let live = self.channels.iter().filter(|c| !c.ended);
+        let active_min = live.clone().filter(|c| !c.idle).map(|c| c.watermark).min();
+        let combined = active_min.or_else(|| live.map(|c| c.watermark).max())?;
+        (combined > self.last_emitted).then(|| {
+            self.last_emitted = combined;
+            combined
         })
     }
 }
@@ -113,6 +116,14 @@ mod tests {
         );
         assert_eq!(v.input_watermark(0, Watermark(200)), None, "channel 1 at 50 holds it");
         assert_eq!(v.input_watermark(1, Watermark(150)), Some(Watermark(150)));
+    }
+
+    #[test]
+    fn when_every_channel_is_idle_the_furthest_watermark_counts() {
+        let mut v = StatusWatermarkValve::new(2);
+        assert_eq!(v.input_watermark(0, Watermark(300)), None, "channel 1 holds it at MIN");
+        assert_eq!(v.input_idle(0, true), None, "channel 1, active, is still at MIN");
+        assert_eq!(v.input_idle(1, true), Some(Watermark(300)), "all idle: 300 is not lost");
     }
 
     #[test]
