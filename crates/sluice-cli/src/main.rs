@@ -16,10 +16,12 @@ use sluice::{
     StreamExecutionEnvironment,
 };
 use sluice_cli::jobs::counting::counting;
+use sluice_cli::jobs::kafka_wordcount::{kafka_word_count, KafkaWordCountOptions};
 use sluice_cli::jobs::pipeline::pipeline;
 use sluice_cli::jobs::window_count::{window_count, WindowKind};
 use sluice_cli::jobs::wordcount::{word_count, FinalCounts, WordCountOptions};
 use sluice_cli::process_stats::{cpu_time, peak_rss_bytes};
+use sluice_kafka::DeliveryGuarantee;
 
 mod nexmark_cli;
 
@@ -74,6 +76,8 @@ enum Job {
     Pipeline,
     /// Paced generator → key_by → rolling count → exactly-once NDJSON files (--output).
     Counting,
+    /// Lines from a Kafka topic → rolling word counts → another topic (--bootstrap-servers, --input-topic, --output-topic).
+    KafkaWordcount,
 }
 
 #[derive(Args)]
@@ -131,10 +135,38 @@ struct JobArgs {
     /// line that is not UTF-8): fail the job, or skip it and count it.
     #[arg(long, value_enum, default_value_t = OnDecodeError::Fail)]
     on_decode_error: OnDecodeError,
+    /// Kafka brokers, host:port[,host:port] (kafka-wordcount).
+    #[arg(long)]
+    bootstrap_servers: Option<String>,
+    /// Topic of lines to count (kafka-wordcount).
+    #[arg(long)]
+    input_topic: Option<String>,
+    /// Topic the counts go to, word → count (kafka-wordcount).
+    #[arg(long)]
+    output_topic: Option<String>,
+    /// Consumer group; its offsets follow completed checkpoints (kafka-wordcount).
+    #[arg(long, default_value = "sluice-kafka-wordcount")]
+    group_id: String,
+    /// How often new partitions and topics are looked for; 0 turns discovery off (kafka-wordcount).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    partition_discovery_interval: Duration,
+    /// What the Kafka sink promises (kafka-wordcount).
+    #[arg(long, value_enum, default_value_t = Guarantee::AtLeastOnce)]
+    delivery_guarantee: Guarantee,
     /// Fail the job once the same failure that restarting cannot heal (bad
     /// input, a bug) happened this many times since the last checkpoint.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     max_identical_failures: u32,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Guarantee {
+    /// Fire and forget.
+    None,
+    /// Every record acknowledged before its checkpoint completes.
+    AtLeastOnce,
+    /// Kafka transactions committed with checkpoints.
+    ExactlyOnce,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -209,7 +241,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 // Restarts, declined checkpoints and skipped records are
                 // warnings: a user must see them without asking.
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| "warn,sluice_kafka=info".into()),
         )
         .init();
     match run(cli) {
@@ -295,6 +327,28 @@ fn build(args: &JobArgs) -> Result<(StreamExecutionEnvironment, Option<FinalCoun
             pipeline(&env, args.events, args.keys, args.reduce_parallelism);
             Ok((env, None))
         }
+        Job::KafkaWordcount => {
+            let required = |value: &Option<String>, flag: &str| {
+                value.clone().with_context(|| format!("kafka-wordcount needs {flag}"))
+            };
+            let options = KafkaWordCountOptions {
+                bootstrap_servers: required(
+                    &args.bootstrap_servers,
+                    "--bootstrap-servers HOST:PORT",
+                )?,
+                input_topic: required(&args.input_topic, "--input-topic TOPIC")?,
+                output_topic: required(&args.output_topic, "--output-topic TOPIC")?,
+                group_id: args.group_id.clone(),
+                partition_discovery_interval: args.partition_discovery_interval,
+                delivery_guarantee: match args.delivery_guarantee {
+                    Guarantee::None => DeliveryGuarantee::None,
+                    Guarantee::AtLeastOnce => DeliveryGuarantee::AtLeastOnce,
+                    Guarantee::ExactlyOnce => DeliveryGuarantee::ExactlyOnce,
+                },
+            };
+            kafka_word_count(&env, &options)?;
+            Ok((env, None))
+        }
     }
 }
 
@@ -304,6 +358,7 @@ fn run_job(args: &JobArgs) -> Result<()> {
         Job::Wordcount => "word count",
         Job::Pipeline => "pipeline",
         Job::Counting => "counting",
+        Job::KafkaWordcount => "kafka word count",
     };
     let stops = stop_requests()?;
     let client = env.execute_async(name)?;
