@@ -95,9 +95,7 @@ fn run_with_kills(guarantee: &str) -> (BTreeMap<String, u64>, BTreeMap<String, V
     for (n, next_parallelism) in parallelisms.iter().enumerate().skip(1) {
         broker.produce(&input, (n % 4) as i32, chunk(n - 1));
         let before = latest_checkpoint(&checkpoints);
-        wait_until("checkpoints after new input", || {
-            latest_checkpoint(&checkpoints) >= before + 3
-        });
+        wait_until("checkpoints after new input", || latest_checkpoint(&checkpoints) >= before + 3);
         // The real process, by its own pid: no clean-up, no abort.
         let pid = job.0.id();
         assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
