@@ -23,6 +23,7 @@ use sluice_cli::jobs::wordcount::{word_count, FinalCounts, WordCountOptions};
 use sluice_cli::process_stats::{cpu_time, peak_rss_bytes};
 use sluice_kafka::DeliveryGuarantee;
 
+mod kafka_bench;
 mod nexmark_cli;
 
 // Records are allocated on one task thread and freed on another; mimalloc
@@ -215,6 +216,8 @@ struct BenchArgs {
     checkpoint_interval: Option<Duration>,
     #[command(flatten)]
     nexmark: nexmark_cli::NexmarkBenchArgs,
+    #[command(flatten)]
+    kafka: kafka_bench::KafkaBenchArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -230,6 +233,10 @@ enum BenchJob {
     Recovery,
     /// Nexmark queries (--query, --source) into a discarding sink, with latency and memory.
     Nexmark,
+    /// A Kafka topic into a discarding sink, against a plain librdkafka consumer loop (--bootstrap-servers).
+    KafkaSource,
+    /// Kafka -> map -> Kafka at least once and exactly once: events/s and latency (--bootstrap-servers).
+    KafkaSink,
 }
 
 fn main() -> ExitCode {
@@ -549,6 +556,23 @@ fn bench(args: &BenchArgs) -> Result<()> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
+    if let BenchJob::KafkaSource | BenchJob::KafkaSink = args.job {
+        let checkpoints = tempfile_dir()?;
+        let bench = kafka_bench::KafkaBench {
+            kafka: &args.kafka,
+            events: args.events,
+            parallelism: args.parallelism,
+            runs: args.runs,
+            checkpoint_interval: args.checkpoint_interval,
+            checkpoint_dir: &checkpoints,
+        };
+        let result = match args.job {
+            BenchJob::KafkaSource => kafka_bench::source(&bench),
+            _ => kafka_bench::sink(&bench),
+        };
+        let _ = std::fs::remove_dir_all(&checkpoints);
+        return result;
+    }
     if let BenchJob::Nexmark = args.job {
         let checkpoints = tempfile_dir()?;
         let result = nexmark_cli::bench(&nexmark_cli::BenchSettings {
@@ -567,7 +591,9 @@ fn bench(args: &BenchArgs) -> Result<()> {
         BenchJob::TumblingWindow => "tumbling-window: generator -> key_by -> 10 s tumbling event-time window count -> discard",
         BenchJob::SlidingWindow => "sliding-window: generator -> key_by -> 10 s / 2 s sliding event-time window count -> discard",
         BenchJob::Recovery => "recovery: pipeline with checkpoints, one failure half way",
-        BenchJob::Nexmark => unreachable!("handled above"),
+        BenchJob::Nexmark | BenchJob::KafkaSource | BenchJob::KafkaSink => {
+            unreachable!("handled above")
+        }
     };
     println!(
         "{description}, {} events, {} keys, parallelism {}",
@@ -603,7 +629,9 @@ fn bench(args: &BenchArgs) -> Result<()> {
             BenchJob::SlidingWindow => {
                 drop(window_count(&env, args.events, args.keys, WindowKind::Sliding))
             }
-            BenchJob::Nexmark => unreachable!("handled above"),
+            BenchJob::Nexmark | BenchJob::KafkaSource | BenchJob::KafkaSink => {
+                unreachable!("handled above")
+            }
         }
         let (cpu0, t0) = (cpu_time(), Instant::now());
         let result = env.execute("benchmark")?;

@@ -98,11 +98,17 @@ impl Cluster {
         Ok(self.connections.get_mut(&node).expect("inserted above"))
     }
 
+    /// A connection for a metadata or coordinator call: one that has no
+    /// produce request in flight, or else one whose acknowledgements are
+    /// collected first (a call's answer must be the next on its connection).
     fn any(&mut self) -> Result<&mut Connection> {
-        match self.connections.keys().next().copied() {
-            Some(node) => self.connection(node),
-            None => self.connection(BOOTSTRAP),
-        }
+        let idle = self.connections.iter().find(|(_, c)| c.in_flight() == 0).map(|(n, _)| *n);
+        let node = match idle.or_else(|| self.connections.keys().next().copied()) {
+            Some(node) => node,
+            None => BOOTSTRAP,
+        };
+        self.drain(node)?;
+        self.connection(node)
     }
 
     /// Learns the brokers, and the partitions and leaders of `topics`.

@@ -309,6 +309,45 @@ fn without_failures_each_record_is_committed_once() {
 }
 
 #[test]
+fn exactly_once_spreads_keyless_records_over_partitions_added_mid_transaction() {
+    // Each small batch of keyless records goes to the next partition, so
+    // partitions join a transaction while produce requests are in flight.
+    let broker = Broker::get(BrokerKind::Noida);
+    let out = Broker::unique_topic("eo-keyless");
+    broker.create_topic(&out, 6);
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(1)
+        .set_batch_size(16)
+        .enable_checkpointing(Duration::from_millis(100))
+        .set_restart_strategy(RestartStrategy::None);
+    let dir = tempfile::tempdir().unwrap();
+    env.set_checkpoint_storage(dir.path().to_str().unwrap());
+    let source = DataGeneratorSource::new(|i| i, Some(20_000)).with_rate(40_000.0).unwrap();
+    let topic = out.clone();
+    env.from_source(source, "numbers").sink_to(
+        KafkaSink::builder()
+            .bootstrap_servers(&broker.bootstrap)
+            .delivery_guarantee(DeliveryGuarantee::ExactlyOnce)
+            .transactional_id_prefix(Broker::unique_topic("eo-keyless"))
+            .record_serializer(move |i: &u64| {
+                ProducerRecord::to(topic.clone()).value(i.to_string())
+            })
+            .build()
+            .unwrap(),
+    );
+    env.execute("keyless exactly once").unwrap();
+    let mut seen: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut partitions = std::collections::BTreeSet::new();
+    for (p, v) in broker.read_all(&out, true) {
+        partitions.insert(p);
+        *seen.entry(String::from_utf8(v).unwrap().parse().unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 20_000, "every record committed");
+    assert!(seen.values().all(|n| *n == 1), "no record committed twice");
+    assert_eq!(partitions.len(), 6, "records spread over every partition");
+}
+
+#[test]
 fn at_least_once_loses_nothing_across_a_failure() {
     let broker = Broker::get(BrokerKind::Noida);
     let out = Broker::unique_topic("alo");
