@@ -29,6 +29,8 @@ use crate::split::{KafkaPartitionSplit, StartOffset};
 
 /// How long all brokers may be unreachable before the reader fails.
 const BROKERS_DOWN_LIMIT: Duration = Duration::from_secs(30);
+/// A rate-limited partition pauses until this many seconds' worth of records may go.
+const RATE_PAUSE_SECS: f64 = 0.05;
 
 /// Rate limits of a Kafka source.
 #[derive(Clone, Debug, Default)]
@@ -223,11 +225,21 @@ impl<T, D> KafkaReader<T, D> {
         self.apply_rates(now);
     }
 
+    /// Resumes the partitions whose pause is over, and seeks each back to
+    /// the record that went over the rate: the seek also wakes librdkafka's
+    /// fetcher, which a resume alone leaves asleep for up to a second.
     fn resume_due(&mut self, now: i64) -> Result<()> {
         for p in self.partitions.iter_mut().filter(|p| p.paused_until.is_some_and(|t| t <= now)) {
-            self.consumer.resume(&p.list()).map_err(|e| {
-                kafka_error(&self.shared.bootstrap, "cannot resume a partition", &e)
-            })?;
+            let offset = match p.next {
+                StartOffset::Offset(o) => Offset::Offset(o),
+                StartOffset::Earliest => Offset::Beginning,
+            };
+            self.consumer
+                .resume(&p.list())
+                .and_then(|()| self.consumer.seek(&p.topic, p.partition, offset, Duration::ZERO))
+                .map_err(|e| {
+                    kafka_error(&self.shared.bootstrap, "cannot resume a partition", &e)
+                })?;
             p.paused_until = None;
         }
         Ok(())
@@ -328,24 +340,19 @@ impl<T: Data, D: KafkaDeserializer<T>> SourceReader<T, KafkaPartitionSplit> for 
                 p.next = StartOffset::Offset(offset);
                 continue;
             }
+            if p.paused_until.is_some() {
+                continue; // fetched before the pause; fetched again on resume
+            }
             if let Some(bucket) = p.bucket.as_mut() {
                 if !bucket.try_take(now) {
-                    // Over the rate: rewind to this record and pause until a token is due.
-                    p.paused_until = Some(bucket.next_token_at());
-                    let list = p.list();
-                    self.consumer
-                        .pause(&list)
-                        .and_then(|()| {
-                            self.consumer.seek(
-                                topic,
-                                partition,
-                                Offset::Offset(offset),
-                                Duration::ZERO,
-                            )
-                        })
-                        .map_err(|e| {
-                            kafka_error(&self.shared.bootstrap, "cannot pause a partition", &e)
-                        })?;
+                    // Over the rate: pause until a batch's worth of tokens is
+                    // due (each pause costs a fetch round trip); the resume
+                    // rewinds to this record, which `p.next` still names.
+                    p.paused_until =
+                        Some(bucket.tokens_at((bucket.rate() * RATE_PAUSE_SECS).max(1.0)));
+                    self.consumer.pause(&p.list()).map_err(|e| {
+                        kafka_error(&self.shared.bootstrap, "cannot pause a partition", &e)
+                    })?;
                     continue;
                 }
             }

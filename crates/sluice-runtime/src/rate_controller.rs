@@ -87,8 +87,9 @@ impl PidRateEstimator {
     }
 }
 
-/// Lets through at most `rate` records per second, with up to one second's
-/// worth in a burst.
+/// Lets through at most `rate` records per second. It starts with one
+/// token, so a busy reader never runs ahead of the rate; an idle one saves
+/// up to one second's worth for a burst.
 #[derive(Clone, Debug)]
 pub struct TokenBucket {
     rate: f64,
@@ -97,9 +98,14 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
-    /// A full bucket for `rate` records per second at time `now` (ms).
+    /// A bucket holding one token for `rate` records per second at time `now` (ms).
     pub fn new(rate: f64, now: i64) -> Self {
-        Self { rate, tokens: rate.max(1.0), last: now }
+        Self { rate, tokens: 1.0, last: now }
+    }
+
+    /// Records per second.
+    pub fn rate(&self) -> f64 {
+        self.rate
     }
 
     /// Changes the rate.
@@ -125,10 +131,16 @@ impl TokenBucket {
 
     /// When (ms) the next token is due, if none is available now.
     pub fn next_token_at(&self) -> i64 {
-        if self.tokens >= 1.0 || self.rate <= 0.0 {
+        self.tokens_at(1.0)
+    }
+
+    /// When (ms) `tokens` tokens (at most a second's worth) will be there.
+    pub fn tokens_at(&self, tokens: f64) -> i64 {
+        let tokens = tokens.min(self.rate.max(1.0));
+        if self.tokens >= tokens || self.rate <= 0.0 {
             return self.last;
         }
-        self.last + ((1.0 - self.tokens) / self.rate * 1000.0).ceil() as i64
+        self.last + ((tokens - self.tokens) / self.rate * 1000.0).ceil() as i64
     }
 }
 
@@ -183,13 +195,16 @@ mod tests {
     }
 
     #[test]
-    fn a_token_bucket_allows_its_rate_and_a_one_second_burst() {
+    fn a_token_bucket_starts_with_one_token_and_saves_at_most_one_second() {
         let mut b = TokenBucket::new(10.0, 0);
-        assert_eq!((0..20).filter(|_| b.try_take(0)).count(), 10, "a full second's burst");
-        assert!(!b.try_take(50));
+        assert!(b.try_take(0), "the first record goes at once");
+        assert!(!b.try_take(0), "no burst at the start");
         assert_eq!(b.next_token_at(), 100);
+        assert!(!b.try_take(50));
         assert!(b.try_take(100), "one token per 100 ms");
         assert!(!b.try_take(100));
-        assert_eq!((0..100).filter(|_| b.try_take(10_000)).count(), 10, "never more than a burst");
+        assert_eq!((0..100).filter(|_| b.try_take(10_000)).count(), 10, "an idle second's burst");
+        assert_eq!(b.tokens_at(5.0), 10_500, "five tokens take 500 ms");
+        assert_eq!(b.tokens_at(50.0), 11_000, "never more than a second's worth");
     }
 }
