@@ -123,7 +123,10 @@ fn plain_loop(bootstrap: &str, topic: &str, partitions: i32, count: u64) -> Resu
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "sluice-bench-plain")
+        // The same client settings as the Kafka source's, so only the loop differs.
         .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
         .set("receive.message.max.bytes", RECEIVE_MAX_BYTES)
         .create()?;
     let mut tpl = TopicPartitionList::new();
