@@ -91,7 +91,6 @@ fn job(
     env.set_parallelism(parallelism)
         .set_checkpoint_config(config)
         .set_batch_size(64)
-        .set_batch_size(64)
         .set_checkpoint_storage(dir.join("checkpoints").to_str().unwrap());
     let source = KafkaSource::builder()
         .bootstrap_servers(&broker.bootstrap)

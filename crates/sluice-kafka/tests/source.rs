@@ -2,7 +2,8 @@
 //! consumer path): exact reads at several parallelisms, partitions and
 //! topics found while the job runs, restores from checkpoints and
 //! savepoints at another parallelism, committed group offsets, idle
-//! partitions, bad records, and errors a user can act on.
+//! partitions, bad records, and errors a user can act on (authorization
+//! failures on librdkafka's mock cluster).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -463,4 +464,64 @@ fn a_missing_topic_is_an_error_without_discovery_and_is_waited_for_with_it() {
     client.cancel();
     let _ = client.wait();
     assert_eq!(out.take(), vec![0, 1, 2, 3, 4]);
+}
+
+/// librdkafka's mock cluster, which can answer with any error a real broker
+/// with ACLs would (noida-db and tansu have no ACLs).
+fn denying_cluster(
+    topic: &str,
+) -> rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic(topic, 2, 1).unwrap();
+    cluster
+}
+
+#[test]
+fn a_topic_the_job_may_not_describe_fails_at_once_with_the_brokers_message() {
+    let topic = "orders";
+    let cluster = denying_cluster(topic);
+    cluster
+        .topic_error(
+            topic,
+            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        )
+        .unwrap();
+    let env = StreamExecutionEnvironment::new();
+    env.set_restart_strategy(RestartStrategy::FixedDelay { attempts: 5, delay: Duration::ZERO });
+    let source = KafkaSource::builder()
+        .bootstrap_servers(cluster.bootstrap_servers())
+        .topics([topic])
+        .value_deserializer(numbers)
+        .build()
+        .unwrap();
+    env.from_source(source, "kafka").discard();
+    let err = env.execute("denied").unwrap_err();
+    let text = err.report().to_string();
+    assert!(text.contains("not authorized") && text.contains("topic 'orders'"), "{text}");
+    assert!(text.contains("Topic authorization failed"), "the broker's message: {text}");
+    assert_eq!(err.origin(), ErrorOrigin::User, "a retry cannot help: no restart");
+}
+
+#[test]
+fn a_fetch_the_job_may_not_make_fails_the_job_without_restarts() {
+    let topic = "orders";
+    let cluster = denying_cluster(topic);
+    // Every fetch is refused, as a broker does when the ACL allows Describe
+    // but not Read.
+    let denied = [rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 64];
+    cluster.request_errors(rdkafka::types::RDKafkaApiKey::Fetch, &denied);
+    let env = StreamExecutionEnvironment::new();
+    env.set_restart_strategy(RestartStrategy::FixedDelay { attempts: 5, delay: Duration::ZERO });
+    let source = KafkaSource::builder()
+        .bootstrap_servers(cluster.bootstrap_servers())
+        .topics([topic])
+        .value_deserializer(numbers)
+        .build()
+        .unwrap();
+    env.from_source(source, "kafka").discard();
+    let err = env.execute("denied").unwrap_err();
+    let text = err.report().to_string();
+    assert!(text.contains("reading: not authorized"), "{text}");
+    assert!(text.contains("Topic authorization failed"), "the broker's message: {text}");
+    assert_eq!(err.origin(), ErrorOrigin::User, "{text}");
 }
