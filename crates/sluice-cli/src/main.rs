@@ -24,6 +24,7 @@ use sluice_cli::process_stats::{cpu_time, peak_rss_bytes};
 use sluice_kafka::DeliveryGuarantee;
 
 mod kafka_bench;
+mod kafka_tools;
 mod nexmark_cli;
 
 // Records are allocated on one task thread and freed on another; mimalloc
@@ -55,6 +56,9 @@ enum Command {
     /// Nexmark tools.
     #[command(subcommand)]
     Nexmark(NexmarkCommand),
+    /// Write lines into a Kafka topic, or print one to its end.
+    #[command(subcommand)]
+    Kafka(kafka_tools::KafkaCommand),
 }
 
 #[derive(Subcommand)]
@@ -179,7 +183,7 @@ enum OnDecodeError {
 }
 
 /// Parses `250ms`, `10s`, `2m` or a number of milliseconds.
-fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let (number, unit) = text
         .trim()
         .split_at(text.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(text.trim().len()));
@@ -274,6 +278,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(args) => bench(&args),
         Command::Nexmark(NexmarkCommand::Gen(args)) => nexmark_cli::generate(&args),
+        Command::Kafka(command) => kafka_tools::run(&command),
     }
 }
 

@@ -193,3 +193,49 @@ fn at_least_once_word_counts_lose_nothing_across_kill_9() {
     }
     eprintln!("at least once across 3 kills: {duplicates} duplicated counts");
 }
+
+#[test]
+fn kafka_produce_writes_each_line_and_consume_prints_the_topic_to_its_end() {
+    let broker = Broker::get(BrokerKind::Noida);
+    let topic = Broker::unique_topic("tools");
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    let lines: Vec<String> = (0..500).map(|i| format!("line {i}")).collect();
+    let mut produce = Command::new(sluice)
+        .args(["kafka", "produce", "--bootstrap-servers", &broker.bootstrap, "--topic", &topic])
+        .args(["--partitions", "3"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = produce.stdin.take().unwrap();
+        stdin.write_all((lines.join("\n") + "\n").as_bytes()).unwrap();
+    }
+    let produced = produce.wait_with_output().unwrap();
+    assert!(produced.status.success(), "{}", String::from_utf8_lossy(&produced.stderr));
+    assert!(String::from_utf8_lossy(&produced.stderr).contains("wrote 500 records"));
+
+    let consumed = Command::new(sluice)
+        .args(["kafka", "consume", "--bootstrap-servers", &broker.bootstrap, "--topic", &topic])
+        .arg("--read-committed")
+        .output()
+        .unwrap();
+    assert!(consumed.status.success(), "{}", String::from_utf8_lossy(&consumed.stderr));
+    let mut values: Vec<String> = String::from_utf8(consumed.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.strip_prefix('\t').expect("no key").to_string())
+        .collect();
+    values.sort_by_key(|v| v[5..].parse::<u32>().unwrap());
+    assert_eq!(values, lines, "every line once");
+
+    let missing = Command::new(sluice)
+        .args(["kafka", "consume", "--bootstrap-servers", &broker.bootstrap])
+        .args(["--topic", "no-such-topic-here"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    let text = String::from_utf8_lossy(&missing.stderr);
+    assert!(text.contains("topic 'no-such-topic-here' does not exist"), "{text}");
+}
