@@ -13,7 +13,7 @@ pub mod operator_snapshot;
 pub use barrier_aligner::{AlignerEvent, AlignmentMode, BarrierAligner};
 pub use checkpoint_config::{CheckpointConfig, CheckpointingMode};
 pub use checkpoint_coordinator::{
-    CheckpointCoordinator, CheckpointOutcome, CheckpointStats, SubtaskAck,
+    CheckpointCoordinator, CheckpointOutcome, CheckpointStats, CheckpointStatus, SubtaskAck,
 };
 pub use checkpoint_storage::{CheckpointMetadata, CheckpointStorage, RestoredCheckpoint};
 pub use operator_snapshot::{OperatorSnapshot, PendingSnapshot};

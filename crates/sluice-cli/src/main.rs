@@ -2,6 +2,7 @@
 //! print their plans, and benchmark them.
 
 use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -22,6 +23,7 @@ use sluice_cli::jobs::window_count::{window_count, WindowKind};
 use sluice_cli::jobs::wordcount::{word_count, FinalCounts, WordCountOptions};
 use sluice_cli::process_stats::{cpu_time, peak_rss_bytes};
 use sluice_kafka::DeliveryGuarantee;
+use sluice_rest::{Dashboard, RestConfig, RestServer};
 
 mod kafka_bench;
 mod kafka_tools;
@@ -37,6 +39,17 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as text, or as JSON objects with the job, vertex, subtask and attempt.
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -158,6 +171,17 @@ struct JobArgs {
     /// What the Kafka sink promises (kafka-wordcount).
     #[arg(long, value_enum, default_value_t = Guarantee::AtLeastOnce)]
     delivery_guarantee: Guarantee,
+    /// A sink that takes at most this many records per second per subtask,
+    /// to see backpressure (pipeline).
+    #[arg(long)]
+    sink_rate: Option<f64>,
+    /// Where the REST API and web UI listen, or `none`. The default port is
+    /// replaced by the next free one if taken; off loopback a token is required.
+    #[arg(long, default_value = DEFAULT_REST_ADDRESS)]
+    rest_address: String,
+    /// The bearer token the REST API requires (default: $SLUICE_REST_TOKEN).
+    #[arg(long)]
+    rest_token: Option<String>,
     /// Fail the job once the same failure that restarting cannot heal (bad
     /// input, a bug) happened this many times since the last checkpoint.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
@@ -245,16 +269,16 @@ enum BenchJob {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // Restarts, declined checkpoints and skipped records are
-                // warnings: a user must see them without asking.
-                .unwrap_or_else(|_| "warn,sluice_kafka=info".into()),
-        )
-        .init();
+    // Restarts, declined checkpoints and skipped records are warnings: a
+    // user must see them without asking.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "warn,sluice_kafka=info".into());
+    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // The task span's fields (job, vertex, subtask, attempt) on every line.
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -336,7 +360,7 @@ fn build(args: &JobArgs) -> Result<(StreamExecutionEnvironment, Option<FinalCoun
             Ok((env, Some(counts)))
         }
         Job::Pipeline => {
-            pipeline(&env, args.events, args.keys, args.reduce_parallelism);
+            pipeline(&env, args.events, args.keys, args.reduce_parallelism, args.sink_rate);
             Ok((env, None))
         }
         Job::KafkaWordcount => {
@@ -373,7 +397,11 @@ fn run_job(args: &JobArgs) -> Result<()> {
         Job::KafkaWordcount => "kafka word count",
     };
     let stops = stop_requests()?;
+    let rest = start_rest(args)?;
     let client = env.execute_async(name)?;
+    if let Some((_, dashboard)) = &rest {
+        dashboard.register(client.view());
+    }
     let result = follow(client, &stops, args.checkpoint_dir.as_deref());
     let stopped =
         matches!(&result, Err(e) if matches!(e.downcast_ref(), Some(SluiceError::Cancelled)));
@@ -399,6 +427,38 @@ fn run_job(args: &JobArgs) -> Result<()> {
     }
     eprintln!("job '{}' finished in {:.2?}", result.job_name, result.duration);
     Ok(())
+}
+
+/// The REST API's default address, as Flink's.
+const DEFAULT_REST_ADDRESS: &str = "127.0.0.1:8081";
+
+/// Starts the REST API and web UI unless `--rest-address none`; prints where.
+fn start_rest(args: &JobArgs) -> Result<Option<(RestServer, Arc<Dashboard>)>> {
+    if args.rest_address == "none" {
+        return Ok(None);
+    }
+    let address: SocketAddr = args.rest_address.parse().with_context(|| {
+        format!("--rest-address '{}' is not HOST:PORT (an IP address) or 'none'", args.rest_address)
+    })?;
+    let token = args.rest_token.clone().or_else(|| std::env::var(sluice_rest::TOKEN_ENV).ok());
+    let dashboard = Dashboard::new();
+    // Only the default port moves on when taken: a port the user named must be that port.
+    let tries = if args.rest_address == DEFAULT_REST_ADDRESS { 100 } else { 1 };
+    let mut last = None;
+    for port in (address.port()..).take(tries) {
+        let config = RestConfig { address: SocketAddr::new(address.ip(), port), token: token.clone() };
+        match RestServer::start(config, dashboard.clone()) {
+            Ok(server) => {
+                eprintln!("Web UI and REST API: {}", server.url());
+                return Ok(Some((server, dashboard)));
+            }
+            Err(e @ SluiceError::Config(_)) if e.to_string().contains("cannot listen") => {
+                last = Some(e)
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(last.expect("one try at least").into())
 }
 
 /// Counts Ctrl-C (SIGINT) and SIGTERM.
@@ -627,7 +687,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
                 });
                 recovery_pipeline(&env, args.events, args.keys, failed_at.clone());
             }
-            BenchJob::Pipeline => drop(pipeline(&env, args.events, args.keys, None)),
+            BenchJob::Pipeline => drop(pipeline(&env, args.events, args.keys, None, None)),
             BenchJob::TumblingWindow => {
                 drop(window_count(&env, args.events, args.keys, WindowKind::Tumbling))
             }

@@ -16,7 +16,8 @@ use sluice_runtime::job_graph::JobGraph;
 use sluice_runtime::metrics::TaskMetrics;
 
 use crate::job_master::JobCommand;
-use crate::job_status::JobStatus;
+use crate::job_status::{JobState, JobStatus};
+use crate::task_manager::TaskManager;
 
 /// What a finished job reports.
 #[derive(Clone, Debug, Serialize)]
@@ -88,58 +89,60 @@ pub(crate) fn vertex_metrics(
         .collect()
 }
 
-/// A handle on a submitted job: status, live counters, checkpoints, cancel, and its result.
-pub struct JobClient {
+/// What the JobManager shows of a running or ended job: status, placement,
+/// live counters, checkpoints, failures; and the commands a user may send
+/// it. Cheap to clone, and shared with the REST API.
+#[derive(Clone)]
+pub struct JobView {
     job_id: String,
     job_graph: Arc<JobGraph>,
     execution_graph: ExecutionGraph,
-    status: Arc<Mutex<JobStatus>>,
+    state: Arc<Mutex<JobState>>,
     cancel_requested: Arc<AtomicBool>,
     metrics: Vec<(usize, usize, Arc<TaskMetrics>)>,
     stats: Arc<Mutex<Vec<CheckpointStats>>>,
     exceptions: Arc<Mutex<Vec<JobException>>>,
     commands: Sender<JobCommand>,
-    master: Option<JoinHandle<Result<JobExecutionResult>>>,
+    task_managers: Vec<Arc<TaskManager>>,
 }
 
-impl JobClient {
-    /// A client for a job whose JobMaster runs on `master`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        job_id: String,
-        job_graph: Arc<JobGraph>,
-        execution_graph: ExecutionGraph,
-        status: Arc<Mutex<JobStatus>>,
-        cancel_requested: Arc<AtomicBool>,
-        metrics: Vec<(usize, usize, Arc<TaskMetrics>)>,
-        stats: Arc<Mutex<Vec<CheckpointStats>>>,
-        exceptions: Arc<Mutex<Vec<JobException>>>,
-        commands: Sender<JobCommand>,
-        master: JoinHandle<Result<JobExecutionResult>>,
-    ) -> Self {
+/// The parts a [`JobView`] is made of, as the JobManager has them.
+pub(crate) struct JobParts {
+    pub job_id: String,
+    pub job_graph: Arc<JobGraph>,
+    pub execution_graph: ExecutionGraph,
+    pub state: Arc<Mutex<JobState>>,
+    pub cancel_requested: Arc<AtomicBool>,
+    pub metrics: Vec<(usize, usize, Arc<TaskMetrics>)>,
+    pub stats: Arc<Mutex<Vec<CheckpointStats>>>,
+    pub exceptions: Arc<Mutex<Vec<JobException>>>,
+    pub commands: Sender<JobCommand>,
+    pub task_managers: Vec<Arc<TaskManager>>,
+}
+
+impl JobView {
+    pub(crate) fn new(p: JobParts) -> Self {
         Self {
-            job_id,
-            job_graph,
-            execution_graph,
-            status,
-            cancel_requested,
-            metrics,
-            stats,
-            exceptions,
-            commands,
-            master: Some(master),
+            job_id: p.job_id,
+            job_graph: p.job_graph,
+            execution_graph: p.execution_graph,
+            state: p.state,
+            cancel_requested: p.cancel_requested,
+            metrics: p.metrics,
+            stats: p.stats,
+            exceptions: p.exceptions,
+            commands: p.commands,
+            task_managers: p.task_managers,
         }
     }
-}
 
-impl JobClient {
     /// Takes a savepoint into directory `dir` and returns its path once written.
     pub fn trigger_savepoint(&self, dir: &str) -> Result<String> {
         self.savepoint(dir, false)
     }
 
-    /// Takes a savepoint into `dir`, then stops the job ([`Self::wait`] then
-    /// returns [`SluiceError::Cancelled`]).
+    /// Takes a savepoint into `dir`, then stops the job ([`JobClient::wait`]
+    /// then returns [`SluiceError::Cancelled`]).
     pub fn stop_with_savepoint(&self, dir: &str) -> Result<String> {
         self.savepoint(dir, true)
     }
@@ -164,9 +167,24 @@ impl JobClient {
         &self.job_id
     }
 
+    /// The job's name.
+    pub fn job_name(&self) -> &str {
+        &self.job_graph.stream_graph.job_name
+    }
+
     /// The job's current status.
     pub fn status(&self) -> JobStatus {
-        *self.status.lock().expect("job status lock")
+        self.state.lock().expect("job status lock").status
+    }
+
+    /// The status and when the job entered each status.
+    pub fn state(&self) -> JobState {
+        self.state.lock().expect("job status lock").clone()
+    }
+
+    /// The job's plan.
+    pub fn job_graph(&self) -> &JobGraph {
+        &self.job_graph
     }
 
     /// Where every subtask runs.
@@ -174,9 +192,19 @@ impl JobClient {
         &self.execution_graph
     }
 
+    /// The TaskManagers the job runs on.
+    pub fn task_managers(&self) -> &[Arc<TaskManager>] {
+        &self.task_managers
+    }
+
     /// Live counters per vertex.
     pub fn vertex_metrics(&self) -> Vec<VertexMetrics> {
         vertex_metrics(&self.job_graph, &self.metrics)
+    }
+
+    /// Live counters of every subtask: (vertex, subtask index, counters).
+    pub fn subtask_metrics(&self) -> &[(usize, usize, Arc<TaskMetrics>)] {
+        &self.metrics
     }
 
     /// Statistics of every checkpoint so far (id, trigger time, duration, size, alignment, acks, failure).
@@ -189,14 +217,45 @@ impl JobClient {
         self.exceptions.lock().expect("exceptions lock").clone()
     }
 
+    /// Restarts after failures so far.
+    pub fn restarts(&self) -> usize {
+        self.exceptions.lock().expect("exceptions lock").iter().filter(|e| e.restarted).count()
+    }
+
     /// Records produced by all sources so far.
     pub fn source_records(&self) -> u64 {
         self.metrics.iter().map(|(_, _, m)| m.source_records()).sum()
     }
 
-    /// Asks every subtask to stop; [`Self::wait`] then returns [`SluiceError::Cancelled`].
+    /// Asks every subtask to stop; [`JobClient::wait`] then returns [`SluiceError::Cancelled`].
     pub fn cancel(&self) {
         self.cancel_requested.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A handle on a submitted job: status, live counters, checkpoints, cancel, and its result.
+pub struct JobClient {
+    view: JobView,
+    master: Option<JoinHandle<Result<JobExecutionResult>>>,
+}
+
+impl std::ops::Deref for JobClient {
+    type Target = JobView;
+
+    fn deref(&self) -> &JobView {
+        &self.view
+    }
+}
+
+impl JobClient {
+    /// A client for a job whose JobMaster runs on `master`.
+    pub(crate) fn new(view: JobView, master: JoinHandle<Result<JobExecutionResult>>) -> Self {
+        Self { view, master: Some(master) }
+    }
+
+    /// A shareable view of the job (for the REST API).
+    pub fn view(&self) -> JobView {
+        self.view.clone()
     }
 
     /// Whether the job has ended.

@@ -18,9 +18,9 @@ use tracing::info;
 
 use crate::failure_handler::{FailureHandler, DEFAULT_MAX_IDENTICAL_FAILURES};
 use crate::job_checkpoints::JobCheckpoints;
-use crate::job_client::JobClient;
+use crate::job_client::{JobClient, JobParts, JobView};
 use crate::job_master::{transition, JobMaster, StateMap};
-use crate::job_status::JobStatus;
+use crate::job_status::{JobState, JobStatus};
 use crate::restart_strategy::RestartStrategy;
 use crate::scheduler::Scheduler;
 use crate::task_manager::TaskManager;
@@ -78,7 +78,7 @@ impl JobManager {
         let job_graph = Arc::new(job_graph);
         let job_id = format!("{:032x}", rand::rng().random::<u128>());
         let sg = &job_graph.stream_graph;
-        let status = Arc::new(Mutex::new(JobStatus::Created));
+        let status = Arc::new(Mutex::new(JobState::new()));
         info!(job = %sg.job_name, %job_id, "job submitted");
         transition(&status, &sg.job_name, JobStatus::Scheduling);
         let fail = |e: SluiceError| {
@@ -151,18 +151,19 @@ impl JobManager {
             .map_err(|e| {
                 SluiceError::Internal(format!("cannot start the job master thread: {e}"))
             })?;
-        Ok(JobClient::new(
+        let view = JobView::new(JobParts {
             job_id,
             job_graph,
             execution_graph,
-            status,
+            state: status,
             cancel_requested,
             metrics,
             stats,
             exceptions,
-            commands_tx,
-            master,
-        ))
+            commands: commands_tx,
+            task_managers: self.task_managers.clone(),
+        });
+        Ok(JobClient::new(view, master))
     }
 }
 

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use crate::failure_handler::{FailureDecision, FailureHandler};
 use crate::job_checkpoints::JobCheckpoints;
 use crate::job_client::{vertex_metrics, JobException, JobExecutionResult};
-use crate::job_status::JobStatus;
+use crate::job_status::{JobState, JobStatus};
 use crate::scheduler::{Attempt, Scheduler};
 use crate::source_coordinator::{CoordinatorEvent, SourceCoordinator};
 
@@ -43,7 +43,7 @@ enum AttemptEnd {
 pub(crate) struct JobMaster {
     pub(crate) job_id: String,
     pub(crate) scheduler: Scheduler,
-    pub(crate) status: Arc<Mutex<JobStatus>>,
+    pub(crate) status: Arc<Mutex<JobState>>,
     pub(crate) cancel_requested: Arc<AtomicBool>,
     pub(crate) submitted: Instant,
     pub(crate) checkpoints: JobCheckpoints,
@@ -310,12 +310,12 @@ impl JobMaster {
 }
 
 /// Moves the job to `next` if the state machine allows it, logging the transition.
-pub(crate) fn transition(status: &Mutex<JobStatus>, job: &str, next: JobStatus) {
-    let mut s = status.lock().expect("job status lock");
-    if s.can_become(next) {
-        info!(job, from = ?*s, to = ?next, "job status");
-        *s = next;
+pub(crate) fn transition(state: &Mutex<JobState>, job: &str, next: JobStatus) {
+    let mut s = state.lock().expect("job status lock");
+    if s.status.can_become(next) {
+        info!(job, from = ?s.status, to = ?next, "job status");
+        s.enter(next);
     } else {
-        warn!(job, from = ?*s, to = ?next, "illegal job status transition ignored");
+        warn!(job, from = ?s.status, to = ?next, "illegal job status transition ignored");
     }
 }

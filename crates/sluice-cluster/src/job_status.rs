@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 /// The state of a job, by Flink's names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum JobStatus {
     /// Submitted, not yet scheduled.
     Created,
@@ -26,7 +26,68 @@ pub enum JobStatus {
     Finished,
 }
 
+/// A job's status and when it entered each status so far (ms since the
+/// epoch), as Flink's job details report `timestamps`.
+#[derive(Clone, Debug)]
+pub struct JobState {
+    /// The current status.
+    pub status: JobStatus,
+    /// Each status entered, with its time, oldest first.
+    pub timestamps: Vec<(JobStatus, i64)>,
+}
+
+impl JobState {
+    /// A job just created.
+    pub fn new() -> Self {
+        Self { status: JobStatus::Created, timestamps: vec![(JobStatus::Created, now_ms())] }
+    }
+
+    /// Enters `next` now.
+    pub fn enter(&mut self, next: JobStatus) {
+        self.status = next;
+        self.timestamps.push((next, now_ms()));
+    }
+
+    /// When the job was created (ms since the epoch).
+    pub fn start_time(&self) -> i64 {
+        self.timestamps.first().map_or(0, |(_, t)| *t)
+    }
+
+    /// When the job ended, if it has.
+    pub fn end_time(&self) -> Option<i64> {
+        self.status.is_terminal().then(|| self.timestamps.last().map_or(0, |(_, t)| *t))
+    }
+}
+
+impl Default for JobState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Wall-clock milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 impl JobStatus {
+    /// Flink's name of the status, as the REST API reports it.
+    pub fn flink_name(self) -> &'static str {
+        match self {
+            JobStatus::Created => "CREATED",
+            JobStatus::Scheduling => "INITIALIZING",
+            JobStatus::Running => "RUNNING",
+            JobStatus::Failing => "FAILING",
+            JobStatus::Restarting => "RESTARTING",
+            JobStatus::Failed => "FAILED",
+            JobStatus::Cancelling => "CANCELLING",
+            JobStatus::Canceled => "CANCELED",
+            JobStatus::Finished => "FINISHED",
+        }
+    }
+
     /// Whether the job can go from `self` to `next`.
     pub fn can_become(self, next: JobStatus) -> bool {
         use JobStatus::*;

@@ -27,6 +27,11 @@ impl TaskManager {
         self.index
     }
 
+    /// Number of slots.
+    pub fn slots(&self) -> usize {
+        self.free.lock().expect("slot table lock").len()
+    }
+
     /// The slots that are free now.
     pub fn free_slots(&self) -> Vec<SlotId> {
         let free = self.free.lock().expect("slot table lock");

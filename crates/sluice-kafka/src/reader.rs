@@ -41,7 +41,8 @@ pub(crate) struct RateLimits {
     pub(crate) pid: Option<(Pid, Duration)>,
 }
 
-/// Keeps the consumer lag librdkafka reports in its statistics, for the rate controller.
+/// Keeps the consumer lag librdkafka reports in its statistics, for the
+/// rate controller and the source's lag metric.
 pub(crate) struct LagContext {
     lag: Arc<AtomicI64>,
 }
@@ -114,6 +115,7 @@ pub(crate) struct KafkaReader<T, D> {
     shared: Arc<Shared>,
     deserializer: Arc<D>,
     consumer: BaseConsumer<LagContext>,
+    lag: Arc<AtomicI64>,
     partitions: Vec<Partition>,
     next_id: u32,
     /// Split numbers to register with, or finish in, the next output.
@@ -135,11 +137,12 @@ impl<T, D> KafkaReader<T, D> {
         deserializer: Arc<D>,
         _ctx: &RuntimeContext,
     ) -> Result<Self> {
-        let lag = Arc::new(AtomicI64::new(0));
+        let lag = Arc::new(AtomicI64::new(-1));
         let mut config = shared.config.clone();
-        if let Some((_, interval)) = shared.rates.pid {
-            config.set("statistics.interval.ms", interval.as_millis().max(100).to_string());
-        }
+        // Statistics carry the lag: every second for the metric, more often for the PID.
+        let stats_interval =
+            shared.rates.pid.map_or(Duration::from_secs(1), |(_, i)| i.min(Duration::from_secs(1)));
+        config.set("statistics.interval.ms", stats_interval.as_millis().max(100).to_string());
         let consumer = config
             .create_with_context(LagContext { lag: lag.clone() })
             .map_err(|e| kafka_error(&shared.bootstrap, "cannot create a consumer", &e))?;
@@ -148,7 +151,7 @@ impl<T, D> KafkaReader<T, D> {
             RateControl {
                 estimator: PidRateEstimator::new(pid, interval_ms),
                 interval_ms,
-                lag,
+                lag: lag.clone(),
                 since: 0,
                 emitted: 0,
                 idle_ms: 0,
@@ -159,6 +162,7 @@ impl<T, D> KafkaReader<T, D> {
             shared,
             deserializer,
             consumer,
+            lag,
             partitions: Vec::new(),
             next_id: 0,
             to_register: Vec::new(),
@@ -213,7 +217,7 @@ impl<T, D> KafkaReader<T, D> {
         }
         let processing = (now - c.since - c.idle_ms).max(1);
         let processing_rate = c.emitted as f64 / processing as f64 * 1000.0;
-        let backlog = c.lag.load(Ordering::Relaxed) as f64;
+        let backlog = c.lag.load(Ordering::Relaxed).max(0) as f64;
         let scheduling =
             if processing_rate > 0.0 { (backlog / processing_rate * 1000.0) as i64 } else { 0 };
         if let Some(rate) = c.estimator.compute(now, c.emitted, processing, scheduling) {
@@ -293,6 +297,10 @@ impl<T: Data, D: KafkaDeserializer<T>> SourceReader<T, KafkaPartitionSplit> for 
             self.unassign(i)?;
         }
         Ok(())
+    }
+
+    fn lag(&self) -> Option<u64> {
+        u64::try_from(self.lag.load(Ordering::Relaxed)).ok()
     }
 
     fn poll_next(&mut self, output: &mut SourceOutput<T>) -> Result<InputStatus> {

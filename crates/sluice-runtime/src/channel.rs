@@ -9,7 +9,7 @@
 //! deadlock. Each channel has a single sender, so the gate can tell
 //! channels apart (watermark minimum, barrier alignment).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Select, Sender, TryRecvError};
 use std::collections::VecDeque;
@@ -52,11 +52,24 @@ pub struct Disconnected(pub StreamElement);
 
 impl ChannelSender {
     /// Sends an element; a batch of records first waits for a credit.
-    pub fn send(&self, element: StreamElement) -> std::result::Result<(), Disconnected> {
-        if matches!(element, StreamElement::Records(_)) && self.credits.recv().is_err() {
-            return Err(Disconnected(element));
+    /// Returns how long it waited (zero when a credit was there).
+    pub fn send(&self, element: StreamElement) -> std::result::Result<Duration, Disconnected> {
+        let mut waited = Duration::ZERO;
+        if matches!(element, StreamElement::Records(_)) {
+            match self.credits.try_recv() {
+                Ok(()) => {}
+                Err(TryRecvError::Empty) => {
+                    let started = Instant::now();
+                    if self.credits.recv().is_err() {
+                        return Err(Disconnected(element));
+                    }
+                    waited = started.elapsed();
+                }
+                Err(TryRecvError::Disconnected) => return Err(Disconnected(element)),
+            }
         }
-        self.data.send(element).map_err(|e| Disconnected(e.0))
+        self.data.send(element).map_err(|e| Disconnected(e.0))?;
+        Ok(waited)
     }
 }
 
@@ -156,6 +169,7 @@ pub struct InputGate {
     in_flight: Vec<(u32, Vec<u8>)>,
     alignment_timeout: Option<Duration>,
     alignment_started: Option<std::time::Instant>,
+    idle: Duration,
 }
 
 impl InputGate {
@@ -196,7 +210,13 @@ impl InputGate {
             in_flight: Vec::new(),
             alignment_timeout,
             alignment_started: None,
+            idle: Duration::ZERO,
         }
+    }
+
+    /// The time spent waiting for input since the last call.
+    pub fn take_idle(&mut self) -> Duration {
+        std::mem::take(&mut self.idle)
     }
 
     /// The codec of logical input `input`'s record type.
@@ -263,15 +283,16 @@ impl InputGate {
                 indices.push(i);
             }
         }
+        let started = Instant::now();
         if indices.is_empty() {
             // Every open channel is blocked for alignment: that cannot last, but never spin.
             std::thread::sleep(timeout.min(Duration::from_millis(1)));
+            self.idle += started.elapsed();
             return Ok(None);
         }
-        let op = match select.select_timeout(timeout) {
-            Ok(op) => op,
-            Err(_) => return Ok(None),
-        };
+        let selected = select.select_timeout(timeout);
+        self.idle += started.elapsed();
+        let Ok(op) = selected else { return Ok(None) };
         let i = indices[op.index()];
         match op.recv(&self.channels[i].receiver.data) {
             Ok(e) => {

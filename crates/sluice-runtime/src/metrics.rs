@@ -1,19 +1,89 @@
 //! Per-task counters, updated once per batch and read by the JobManager and CLI.
 //! Flink's numRecordsIn / numRecordsOut count network input and output; a
 //! source's own production is counted apart, so chaining changes no figure.
+//!
+//! Time is accounted as Flink's busy / back-pressured / idle time: a task
+//! adds the time it waited for input (idle) and for output credit
+//! (back-pressured) when it waited; busy is the rest of the wall clock. The
+//! waits are measured, not sampled, and cost nothing while a task does not wait.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Counters of one subtask.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TaskMetrics {
     records_in: AtomicU64,
     records_out: AtomicU64,
     source_records: AtomicU64,
     records_in_errors: AtomicU64,
+    idle_nanos: AtomicU64,
+    back_pressured_nanos: AtomicU64,
+    watermark: AtomicI64,
+    source_lag: AtomicI64,
+}
+
+impl Default for TaskMetrics {
+    fn default() -> Self {
+        Self {
+            records_in: AtomicU64::new(0),
+            records_out: AtomicU64::new(0),
+            source_records: AtomicU64::new(0),
+            records_in_errors: AtomicU64::new(0),
+            idle_nanos: AtomicU64::new(0),
+            back_pressured_nanos: AtomicU64::new(0),
+            watermark: AtomicI64::new(i64::MIN),
+            source_lag: AtomicI64::new(-1),
+        }
+    }
 }
 
 impl TaskMetrics {
+    /// Adds time spent waiting for input.
+    #[inline]
+    pub fn add_idle(&self, waited: Duration) {
+        self.idle_nanos.fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Adds time spent waiting for output credit (downstream is slower).
+    #[inline]
+    pub fn add_back_pressured(&self, waited: Duration) {
+        self.back_pressured_nanos.fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Time spent waiting for input so far, in nanoseconds.
+    pub fn idle_nanos(&self) -> u64 {
+        self.idle_nanos.load(Ordering::Relaxed)
+    }
+
+    /// Time spent waiting for output credit so far, in nanoseconds.
+    pub fn back_pressured_nanos(&self) -> u64 {
+        self.back_pressured_nanos.load(Ordering::Relaxed)
+    }
+
+    /// Sets the task's current watermark: its input watermark, or for a
+    /// source the watermark it emitted.
+    #[inline]
+    pub fn set_watermark(&self, watermark: i64) {
+        self.watermark.store(watermark, Ordering::Relaxed);
+    }
+
+    /// The current watermark, if any arrived yet.
+    pub fn watermark(&self) -> Option<i64> {
+        Some(self.watermark.load(Ordering::Relaxed)).filter(|w| *w != i64::MIN)
+    }
+
+    /// Sets how many records the source is behind the end of its input.
+    #[inline]
+    pub fn set_source_lag(&self, records: u64) {
+        self.source_lag.store(records as i64, Ordering::Relaxed);
+    }
+
+    /// Records the source is behind, where the source knows it (Kafka: records behind the partitions' ends).
+    pub fn source_lag(&self) -> Option<u64> {
+        u64::try_from(self.source_lag.load(Ordering::Relaxed)).ok()
+    }
+
     /// Adds to the records received from input channels.
     #[inline]
     pub fn add_records_in(&self, n: usize) {

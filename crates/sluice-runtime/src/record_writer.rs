@@ -114,14 +114,18 @@ impl<T: Send + 'static> ChannelBuffers<T> {
     }
 
     fn send(&self, channel: usize, element: StreamElement) -> Result<()> {
-        self.senders[channel].send(element).map_err(|e| {
+        let waited = self.senders[channel].send(element).map_err(|e| {
             SluiceError::Internal(format!(
                 "edge {}: downstream subtask {} is gone (it failed or was cancelled) while sending {}",
                 self.edge_name,
                 channel,
                 e.0.kind()
             ))
-        })
+        })?;
+        if !waited.is_zero() {
+            self.metrics.add_back_pressured(waited);
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {

@@ -134,6 +134,12 @@ pub trait SourceReader<T, S>: Send {
         Ok(())
     }
 
+    /// How many records the reader is behind the end of its splits, if it
+    /// knows (Kafka: the partitions' ends minus the positions).
+    fn lag(&self) -> Option<u64> {
+        None
+    }
+
     /// Releases resources.
     fn close(&mut self) -> Result<()> {
         Ok(())
@@ -316,6 +322,8 @@ pub trait ErasedSourceReader: Send {
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()>;
     /// See [`SourceReader::remove_splits`].
     fn remove_splits(&mut self, split_ids: &[String]) -> Result<()>;
+    /// See [`SourceReader::lag`].
+    fn lag(&self) -> Option<u64>;
     /// Releases resources.
     fn close(&mut self) -> Result<()>;
 }
@@ -440,6 +448,10 @@ impl<T: Data, S: SourceSplit> ErasedSourceReader for ErasedReader<T, S> {
 
     fn remove_splits(&mut self, split_ids: &[String]) -> Result<()> {
         self.reader.remove_splits(split_ids)
+    }
+
+    fn lag(&self) -> Option<u64> {
+        self.reader.lag()
     }
 
     fn close(&mut self) -> Result<()> {

@@ -176,6 +176,15 @@ enum Head {
 /// the operator and subtask) while the task's channel ends are still open:
 /// a root cause is reported before the failures it causes downstream.
 pub fn run_task(d: TaskDeployment) {
+    // Every log line of the task carries its coordinates (JSON logs show them).
+    let span = tracing::info_span!(
+        "task",
+        job = %d.job_graph.stream_graph.job_name,
+        vertex = %d.job_graph.vertices[d.vertex].name,
+        subtask = d.subtask_index,
+        attempt = d.attempt,
+    );
+    let _entered = span.enter();
     let events = d.events.clone();
     let (vertex, subtask_index) = (d.vertex, d.subtask_index);
     let mut head = None;
@@ -505,6 +514,9 @@ fn run_source(
             checkpoints.request_splits(finished);
         }
         metrics.add_source_records(batch.len());
+        if let Some(lag) = s.reader.lag() {
+            metrics.set_source_lag(lag);
+        }
         let (failures, dead_letters) = s.reader.take_decode_failures();
         if failures > 0 {
             metrics.add_records_in_errors(failures);
@@ -519,11 +531,18 @@ fn run_source(
         };
         s.output.emit(batch)?;
         if let Some(update) = update {
+            if let Some(w) = update.watermark {
+                metrics.set_watermark(w.0);
+            }
             emit_update(update, s.output)?;
         }
         now = now.max(clock.now());
         if let Some(w) = s.watermarks.as_deref_mut().filter(|w| w.next_periodic() <= now) {
-            emit_update(w.on_periodic(now), s.output)?;
+            let update = w.on_periodic(now);
+            if let Some(w) = update.watermark {
+                metrics.set_watermark(w.0);
+            }
+            emit_update(update, s.output)?;
         }
         if s.output.next_processing_time().is_some_and(|t| t <= now) {
             s.output.on_processing_time(now)?;
@@ -537,14 +556,17 @@ fn run_source(
                     s.watermarks.as_ref().map(|w| w.next_periodic()),
                 ];
                 let wait = wait_time(next.into_iter().flatten().min(), now, buffer_timeout);
+                let started = Instant::now();
                 if s.reader.is_waiting_for_splits() {
                     // An assignment wakes the reader at once.
-                    if let Some(msg) = checkpoints.wait_control(wait.min(Duration::from_millis(10)))
-                    {
+                    let msg = checkpoints.wait_control(wait.min(Duration::from_millis(10)));
+                    metrics.add_idle(started.elapsed());
+                    if let Some(msg) = msg {
                         s.on_control(msg, checkpoints)?;
                     }
                 } else {
                     std::thread::sleep(wait.min(Duration::from_millis(1)));
+                    metrics.add_idle(started.elapsed());
                 }
             }
             InputStatus::EndOfInput => {
@@ -578,12 +600,20 @@ fn run_operator(
                 chain.notify_checkpoint_complete(id)?;
             }
         }
-        match gate.next(wait_time(chain.next_processing_time(), now, buffer_timeout))? {
+        let event = gate.next(wait_time(chain.next_processing_time(), now, buffer_timeout))?;
+        let idle = gate.take_idle();
+        if !idle.is_zero() {
+            metrics.add_idle(idle);
+        }
+        match event {
             GateEvent::Records { input, batch } => {
                 metrics.add_records_in(batch.len());
                 chain.process_batch(input, batch)?;
             }
-            GateEvent::Watermark(w) => chain.process_watermark(w)?,
+            GateEvent::Watermark(w) => {
+                metrics.set_watermark(w.0);
+                chain.process_watermark(w)?
+            }
             GateEvent::IdleStatus(idle) => chain.process_idle_status(idle)?,
             GateEvent::AlignmentStarted => checkpoints.aligning_since = Some(Instant::now()),
             GateEvent::Barrier { barrier, complete } => {
