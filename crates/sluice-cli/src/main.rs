@@ -446,7 +446,8 @@ fn start_rest(args: &JobArgs) -> Result<Option<(RestServer, Arc<Dashboard>)>> {
     let tries = if args.rest_address == DEFAULT_REST_ADDRESS { 100 } else { 1 };
     let mut last = None;
     for port in (address.port()..).take(tries) {
-        let config = RestConfig { address: SocketAddr::new(address.ip(), port), token: token.clone() };
+        let config =
+            RestConfig { address: SocketAddr::new(address.ip(), port), token: token.clone() };
         match RestServer::start(config, dashboard.clone()) {
             Ok(server) => {
                 eprintln!("Web UI and REST API: {}", server.url());

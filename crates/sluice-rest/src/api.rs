@@ -505,7 +505,7 @@ async fn checkpoints(State(d): Shared, Path(id): Path<String>) -> Reply {
         "latest": {
             "completed": completed.last().map(|c| checkpoint_json(c, subtasks)),
             "savepoint": Value::Null,
-            "failed": failed.last().map(|c| checkpoint_json(c, subtasks)),
+            "failed": failed.clone().next_back().map(|c| checkpoint_json(c, subtasks)),
             "restored": Value::Null,
         },
         "history": history,

@@ -184,6 +184,9 @@ const BOX_H: usize = 112;
 const GAP_X: usize = 90;
 const GAP_Y: usize = 30;
 
+/// The job graph as inline SVG. Its elements are closed explicitly (`{}`):
+/// inside `<svg>` a browser does not treat `<rect>` or `<path>` as void, so
+/// an unclosed one would swallow the text after it.
 fn graph(d: &Dashboard, job: &JobView) -> Markup {
     let jg = job.job_graph();
     let places = layout(job);
@@ -197,7 +200,7 @@ fn graph(d: &Dashboard, job: &JobView) -> Markup {
         svg id="job-graph" xmlns="http://www.w3.org/2000/svg" width=(width) height=(height) {
             defs {
                 marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto" {
-                    path d="M0 0 L10 5 L0 10 z" fill="#555";
+                    path d="M0 0 L10 5 L0 10 z" fill="#555" {}
                 }
             }
             @for e in &jg.edges {
@@ -206,7 +209,7 @@ fn graph(d: &Dashboard, job: &JobView) -> Markup {
                 @let (sx, sy, tx, ty) = (x1 + BOX_W, y1 + BOX_H / 2, x2, y2 + BOX_H / 2);
                 g class="edge" data-partitioner=(ship_strategy(e.partitioner)) {
                     path d={ "M" (sx) " " (sy) " C" (sx + GAP_X / 2) " " (sy) " " (tx - GAP_X / 2) " " (ty) " " (tx) " " (ty) }
-                        stroke="#555" fill="none" marker-end="url(#arrow)";
+                        stroke="#555" fill="none" marker-end="url(#arrow)" {}
                     text x=((sx + tx) / 2) y=((sy + ty) / 2 - 6) text-anchor="middle" font-size="11" fill="#333" {
                         (ship_strategy(e.partitioner))
                     }
@@ -217,7 +220,7 @@ fn graph(d: &Dashboard, job: &JobView) -> Markup {
                 @let f = vertex_figures(d, job, v.id);
                 @let fill = match f.level { BackPressureLevel::Ok => "#d8f0dc", BackPressureLevel::Low => "#fff1c2", BackPressureLevel::High => "#f7c9c9" };
                 g class="vertex" data-vertex-id=(v.id) data-backpressure=(f.level.label()) {
-                    rect x=(x) y=(y) width=(BOX_W) height=(BOX_H) rx="6" fill=(fill) stroke="#444";
+                    rect x=(x) y=(y) width=(BOX_W) height=(BOX_H) rx="6" fill=(fill) stroke="#444" {}
                     @for (i, node) in v.nodes.iter().take(3).enumerate() {
                         text x=(x + 8) y=(y + 16 + i * 14) font-size="12" font-weight=(if i == 0 { "bold" } else { "normal" }) {
                             (truncate(&jg.stream_graph.nodes[*node].name, 34))

@@ -176,8 +176,10 @@ enum Head {
 /// the operator and subtask) while the task's channel ends are still open:
 /// a root cause is reported before the failures it causes downstream.
 pub fn run_task(d: TaskDeployment) {
-    // Every log line of the task carries its coordinates (JSON logs show them).
-    let span = tracing::info_span!(
+    // Every log line of the task carries its coordinates (JSON logs show
+    // them). At the error level, so that no log filter drops the span while
+    // it lets the task's warnings through.
+    let span = tracing::error_span!(
         "task",
         job = %d.job_graph.stream_graph.job_name,
         vertex = %d.job_graph.vertices[d.vertex].name,
