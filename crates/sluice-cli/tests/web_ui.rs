@@ -104,3 +104,25 @@ fn json_logs_carry_the_job_vertex_subtask_and_attempt_of_the_task() {
     assert_eq!(span["subtask"], 0, "{skipped}");
     assert_eq!(span["attempt"], 0, "{skipped}");
 }
+
+#[test]
+fn a_bad_rest_address_or_a_public_one_without_a_token_is_refused_before_the_job_starts() {
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", "pipeline", "--events", "10"])
+            .args(extra)
+            .env_remove("SLUICE_REST_TOKEN")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (code, stderr) = run(&["--rest-address", "localhost-ish"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("--rest-address 'localhost-ish'"), "{stderr}");
+    let (code, stderr) = run(&["--rest-address", "0.0.0.0:0"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("not loopback") && stderr.contains("--rest-token"), "{stderr}");
+    let (code, stderr) = run(&["--rest-address", "0.0.0.0:0", "--rest-token", "t0ken"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("Web UI and REST API: http://0.0.0.0:"), "{stderr}");
+}

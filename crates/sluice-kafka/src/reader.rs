@@ -49,13 +49,21 @@ pub(crate) struct LagContext {
 
 impl ClientContext for LagContext {
     fn stats(&self, statistics: Statistics) {
+        // librdkafka's own `consumer_lag` counts from the committed offset,
+        // which moves only with checkpoints: the lag that matters is from
+        // the position the reader consumed to the partition's (stable) end.
         let lag = statistics
             .topics
             .values()
             .flat_map(|t| t.partitions.values())
-            .map(|p| p.consumer_lag.max(0))
-            .sum();
-        self.lag.store(lag, Ordering::Relaxed);
+            .filter(|p| p.partition >= 0 && p.desired)
+            .filter_map(|p| {
+                let end = if p.ls_offset >= 0 { p.ls_offset } else { p.hi_offset };
+                (end >= 0 && p.app_offset >= 0).then(|| (end - p.app_offset).max(0))
+            })
+            .fold(None, |sum: Option<i64>, lag| Some(sum.unwrap_or(0) + lag));
+        // Unknown (−1) until the reader consumed from a partition.
+        self.lag.store(lag.unwrap_or(-1), Ordering::Relaxed);
     }
 }
 

@@ -108,7 +108,7 @@ fn job(
                 panic!("injected failure at record {i}");
             }
             // Every partition (i % 4) equally: the readers end together.
-            if (i / 4).is_multiple_of(8) {
+            if (i / 4).is_multiple_of(4) {
                 // Keeps the job running across several checkpoints.
                 std::thread::sleep(Duration::from_millis(1));
             }

@@ -525,3 +525,28 @@ fn a_fetch_the_job_may_not_make_fails_the_job_without_restarts() {
     assert!(text.contains("Topic authorization failed"), "the broker's message: {text}");
     assert_eq!(err.origin(), ErrorOrigin::User, "{text}");
 }
+
+#[test]
+fn a_reader_reports_how_many_records_it_is_behind_the_partitions_ends() {
+    let broker = Broker::get(BrokerKind::Noida);
+    let topic = Broker::unique_topic("lag");
+    broker.create_topic(&topic, 2);
+    fill(&broker, &topic, 2, 0..2_000);
+    let env = StreamExecutionEnvironment::new();
+    // 50 records per second per partition: the backlog drains slowly.
+    let source = KafkaSource::builder()
+        .bootstrap_servers(&broker.bootstrap)
+        .topics([topic.as_str()])
+        .max_records_per_partition_per_second(50.0)
+        .value_deserializer(numbers)
+        .build()
+        .unwrap();
+    env.from_source(source, "kafka").discard();
+    let client = env.execute_async("lag").unwrap();
+    let lag = || client.subtask_metrics().iter().find_map(|(_, _, m)| m.source_lag());
+    wait_until("the reader's lag", Duration::from_secs(30), || lag().is_some_and(|l| l > 0));
+    let behind = lag().unwrap();
+    assert!((1_000..=2_000).contains(&behind), "{behind} records behind of 2000 written");
+    client.cancel();
+    let _ = client.wait();
+}
