@@ -11,6 +11,10 @@ All three read the same NDJSON file written by `sluice nexmark gen`:
 * Hand-written: `nexmark-handwritten`, one thread, no framework: the limit
   the engine's overhead is measured against.
 
+--shapes runs the whole table on several shapes of data (SHAPES below): the
+generator's defaults, 10x and 100x the auctions and people in flight, and a
+uniform one with no hot auction, seller or bidder.
+
 Every figure is the min and median of --runs runs. The table gives events
 per wall-clock second and per CPU-second (user + system of the engine's
 processes, the JVM included), peak RSS, and the ratios Sluice/Flink and
@@ -27,6 +31,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL = "q0,q1,q2,q3,q4,q5,q7,q8,q9,q11,q12,q13,q14,q15,q16,q17,q18,q19,q20,q21,q22"
+# `sluice nexmark gen` options of each shape of data.
+SHAPES = {
+    "default": [],
+    "keys-10x": ["--in-flight-auctions", "1000", "--active-people", "10000"],
+    "keys-100x": ["--in-flight-auctions", "10000", "--active-people", "100000"],
+    "uniform": ["--hot-auction-ratio", "1", "--hot-seller-ratio", "1", "--hot-bidder-ratio", "1"],
+}
 
 
 def run(cmd, log):
@@ -74,7 +85,8 @@ def fmt_ratio(a, b):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=2_000_000, help="events in the generated file")
-    parser.add_argument("--file", type=Path, help="NDJSON file (default: bench/data/nexmark-<events>.ndjson, generated if missing)")
+    parser.add_argument("--file", type=Path, help="NDJSON file (default: bench/data/nexmark-<shape>-<events>.ndjson, generated if missing)")
+    parser.add_argument("--shapes", default="default", help=f"comma-separated shapes of data: {', '.join(SHAPES)} (default: default)")
     parser.add_argument("--queries", default=ALL, help="comma-separated queries (default: all)")
     parser.add_argument("--parallelism", default="1,2", help="comma-separated parallelisms (default: 1,2)")
     parser.add_argument("--runs", type=int, default=3)
@@ -86,69 +98,83 @@ def main():
     bin_dir = ROOT / "target" / ("debug" if args.debug else "release")
     queries = args.queries.split(",")
     parallelisms = [int(p) for p in args.parallelism.split(",")]
-    path = args.file or ROOT / "bench" / "data" / f"nexmark-{args.events}.ndjson"
+    shapes = args.shapes.split(",")
+    for shape in shapes:
+        if shape not in SHAPES:
+            sys.exit(f"unknown shape {shape!r}: expected one of {', '.join(SHAPES)}")
+    if args.file and len(shapes) > 1:
+        sys.exit("--file gives one input: use it with one shape")
     args.log.parent.mkdir(parents=True, exist_ok=True)
     with open(args.log, "w") as log:
         run(["cargo", "build", *release, "-p", "sluice-cli", "-p", "nexmark-handwritten"], log)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            run([bin_dir / "sluice", "nexmark", "gen", "--events", str(args.events), "--out", path], log)
-        events = sum(1 for _ in open(path, "rb"))
-        print(f"input: {path}, {events} events, {path.stat().st_size / 2**20:.0f} MiB", flush=True)
+        for shape in shapes:
+            path = args.file or ROOT / "bench" / "data" / f"nexmark-{shape}-{args.events}.ndjson"
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                run([bin_dir / "sluice", "nexmark", "gen", "--events", str(args.events), "--out", path,
+                     *SHAPES[shape]], log)
+            table(args, shape, path, queries, parallelisms, bin_dir, log)
 
-        results = {}  # (engine, query, parallelism) -> (per-run fields, peak MiB)
+
+def table(args, shape, path, queries, parallelisms, bin_dir, log):
+    """Runs every engine on one input and prints its table."""
+    events = sum(1 for _ in open(path, "rb"))
+    print(f"input: {path}, {events} events, {path.stat().st_size / 2**20:.0f} MiB", flush=True)
+
+    results = {}  # (engine, query, parallelism) -> (per-run fields, peak MiB)
+    for q in queries:
+        lines = run([bin_dir / "nexmark-handwritten", "--query", q, "--input", path, "--runs", str(args.runs)], log)
+        results[("handwritten", q, 1)] = records(lines, "handwritten")
+    for p in parallelisms:
         for q in queries:
-            lines = run([bin_dir / "nexmark-handwritten", "--query", q, "--input", path, "--runs", str(args.runs)], log)
-            results[("handwritten", q, 1)] = records(lines, "handwritten")
-        for p in parallelisms:
-            for q in queries:
-                lines = run([bin_dir / "sluice", "bench", "nexmark", "--query", q, "--source", path,
-                             "--parallelism", str(p), "--runs", str(args.runs)], log)
-                results[("sluice", q, p)] = records(lines, "sluice")
-        if not args.skip_flink:
-            run(["bash", ROOT / "bench" / "flink" / "setup.sh"], log)
-            python = ROOT / "bench" / ".venv" / "bin" / "python"
-            lines = run([python, ROOT / "bench" / "flink" / "nexmark_flink.py", "--input", path,
-                         "--queries", ",".join(queries), "--parallelism", ",".join(map(str, parallelisms)),
-                         "--runs", str(args.runs), "--events", str(events)], log)
-            for fields in records(lines, "flink"):
-                results.setdefault(("flink", fields["query"], int(fields["parallelism"])), []).append(fields)
+            lines = run([bin_dir / "sluice", "bench", "nexmark", "--query", q, "--source", path,
+                         "--parallelism", str(p), "--runs", str(args.runs)], log)
+            results[("sluice", q, p)] = records(lines, "sluice")
+    if not args.skip_flink:
+        run(["bash", ROOT / "bench" / "flink" / "setup.sh"], log)
+        python = ROOT / "bench" / ".venv" / "bin" / "python"
+        lines = run([python, ROOT / "bench" / "flink" / "nexmark_flink.py", "--input", path,
+                     "--queries", ",".join(queries), "--parallelism", ",".join(map(str, parallelisms)),
+                     "--runs", str(args.runs), "--events", str(events)], log)
+        for fields in records(lines, "flink"):
+            results.setdefault(("flink", fields["query"], int(fields["parallelism"])), []).append(fields)
 
-        def figure(engine, q, p, key):
-            runs = results.get((engine, q, p), [])
-            return min_median([float(r[key]) for r in runs if r.get(key) not in (None, "-")])
+    def figure(engine, q, p, key):
+        runs = results.get((engine, q, p), [])
+        return min_median([float(r[key]) for r in runs if r.get(key) not in (None, "-")])
 
-        def per_cpu(engine, q, p):
-            runs = results.get((engine, q, p), [])
-            return min_median([float(r["events"]) / float(r["cpu_seconds"]) for r in runs
-                               if float(r.get("cpu_seconds", 0) or 0) > 0])
+    def per_cpu(engine, q, p):
+        runs = results.get((engine, q, p), [])
+        return min_median([float(r["events"]) / float(r["cpu_seconds"]) for r in runs
+                           if float(r.get("cpu_seconds", 0) or 0) > 0])
 
-        header = ["query", "p", "flink ev/s", "flink ev/cpu-s", "flink MiB", "sluice ev/s", "sluice ev/cpu-s",
-                  "sluice MiB", "hand ev/s", "sluice/flink", "per cpu", "sluice/hand", "flink/sluice MiB"]
-        rows = []
-        for p in parallelisms:
-            for q in queries:
-                f_rate = figure("flink", q, p, "events_per_second")
-                f_cpu = per_cpu("flink", q, p)
-                f_mem = figure("flink", q, p, "peak_rss_mib")
-                s_rate = figure("sluice", q, p, "events_per_second")
-                s_cpu = per_cpu("sluice", q, p)
-                s_mem = figure("sluice", q, p, "peak_rss_mib")
-                h_rate = figure("handwritten", q, 1, "events_per_second")
-                rows.append([q, str(p),
-                             f"{fmt_rate(f_rate[0])} / {fmt_rate(f_rate[1])}", fmt_rate(f_cpu[1]),
-                             "-" if f_mem[1] is None else f"{f_mem[1]:.0f}",
-                             f"{fmt_rate(s_rate[0])} / {fmt_rate(s_rate[1])}", fmt_rate(s_cpu[1]),
-                             "-" if s_mem[1] is None else f"{s_mem[1]:.0f}",
-                             f"{fmt_rate(h_rate[0])} / {fmt_rate(h_rate[1])}",
-                             fmt_ratio(s_rate[1], f_rate[1]), fmt_ratio(s_cpu[1], f_cpu[1]),
-                             fmt_ratio(s_rate[1], h_rate[1]), fmt_ratio(f_mem[1], s_mem[1])])
-        print()
-        print(f"Nexmark side by side: {events} events from {path.name}; events/s as min / median of {args.runs} runs;"
-              " per cpu and MiB are medians")
-        widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-        for row in [header] + rows:
-            print("  ".join(str(c).rjust(w) for c, w in zip(row, widths)))
+    header = ["query", "p", "flink ev/s", "flink ev/cpu-s", "flink MiB", "sluice ev/s", "sluice ev/cpu-s",
+              "sluice MiB", "hand ev/s", "sluice/flink", "per cpu", "sluice/hand", "flink/sluice MiB"]
+    rows = []
+    for p in parallelisms:
+        for q in queries:
+            f_rate = figure("flink", q, p, "events_per_second")
+            f_cpu = per_cpu("flink", q, p)
+            f_mem = figure("flink", q, p, "peak_rss_mib")
+            s_rate = figure("sluice", q, p, "events_per_second")
+            s_cpu = per_cpu("sluice", q, p)
+            s_mem = figure("sluice", q, p, "peak_rss_mib")
+            h_rate = figure("handwritten", q, 1, "events_per_second")
+            rows.append([q, str(p),
+                         f"{fmt_rate(f_rate[0])} / {fmt_rate(f_rate[1])}", fmt_rate(f_cpu[1]),
+                         "-" if f_mem[1] is None else f"{f_mem[1]:.0f}",
+                         f"{fmt_rate(s_rate[0])} / {fmt_rate(s_rate[1])}", fmt_rate(s_cpu[1]),
+                         "-" if s_mem[1] is None else f"{s_mem[1]:.0f}",
+                         f"{fmt_rate(h_rate[0])} / {fmt_rate(h_rate[1])}",
+                         fmt_ratio(s_rate[1], f_rate[1]), fmt_ratio(s_cpu[1], f_cpu[1]),
+                         fmt_ratio(s_rate[1], h_rate[1]), fmt_ratio(f_mem[1], s_mem[1])])
+    print()
+    print(f"Nexmark side by side, shape {shape}: {events} events from {path.name}; events/s as min / median of {args.runs} runs;"
+          " per cpu and MiB are medians")
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(str(c).rjust(w) for c, w in zip(row, widths)))
+
 
 
 if __name__ == "__main__":

@@ -29,6 +29,24 @@ pub struct GeneratorArgs {
     /// Shuffle events within groups of this many (1: in order).
     #[arg(long, default_value_t = 1)]
     out_of_order_group_size: u64,
+    /// People who bid and sell at any time (the person keys in flight).
+    #[arg(long, default_value_t = 1000)]
+    active_people: u64,
+    /// Auctions open at any time (the auction keys in flight).
+    #[arg(long, default_value_t = 100)]
+    in_flight_auctions: u64,
+    /// A bid goes to a hot auction with probability 1 − 1/R (1: no hot set, uniform).
+    #[arg(long, default_value_t = 2)]
+    hot_auction_ratio: u32,
+    /// An auction has a hot seller with probability 1 − 1/R (1: uniform).
+    #[arg(long, default_value_t = 4)]
+    hot_seller_ratio: u32,
+    /// A bid has a hot bidder with probability 1 − 1/R (1: uniform).
+    #[arg(long, default_value_t = 4)]
+    hot_bidder_ratio: u32,
+    /// Number of distinct bid channels besides the four hot ones (at most 10000).
+    #[arg(long, default_value_t = 10_000)]
+    channels: usize,
 }
 
 impl GeneratorArgs {
@@ -37,6 +55,12 @@ impl GeneratorArgs {
             seed: self.seed,
             event_rate: self.event_rate,
             out_of_order_group_size: self.out_of_order_group_size,
+            num_active_people: self.active_people,
+            num_in_flight_auctions: self.in_flight_auctions,
+            hot_auction_ratio: self.hot_auction_ratio,
+            hot_sellers_ratio: self.hot_seller_ratio,
+            hot_bidders_ratio: self.hot_bidder_ratio,
+            num_channels: self.channels,
             ..GeneratorConfig::default()
         }
     }

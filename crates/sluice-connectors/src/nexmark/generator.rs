@@ -74,6 +74,8 @@ pub struct GeneratorConfig {
     pub hot_sellers_ratio: u32,
     /// One in this many bids has a cold bidder.
     pub hot_bidders_ratio: u32,
+    /// Distinct cold bid channels, at most 10000 (besides the four hot ones).
+    pub num_channels: usize,
     /// Average size of a person in bytes.
     pub avg_person_bytes: usize,
     /// Average size of an auction in bytes.
@@ -97,6 +99,7 @@ impl Default for GeneratorConfig {
             hot_auction_ratio: 2,
             hot_sellers_ratio: 4,
             hot_bidders_ratio: 4,
+            num_channels: CHANNELS,
             avg_person_bytes: 200,
             avg_auction_bytes: 500,
             avg_bid_bytes: 100,
@@ -130,6 +133,12 @@ impl GeneratorConfig {
             if value == 0 {
                 return Err(SluiceError::Config(format!("nexmark {name} must be at least 1")));
             }
+        }
+        if self.num_channels == 0 || self.num_channels > CHANNELS {
+            return Err(SluiceError::Config(format!(
+                "nexmark num_channels {} must be between 1 and {CHANNELS}",
+                self.num_channels
+            )));
         }
         if self.out_of_order_group_size.is_multiple_of(953) {
             return Err(SluiceError::Config(format!(
@@ -317,7 +326,7 @@ impl GeneratorConfig {
             let i = rng.random_range(0..HOT_CHANNELS.len());
             (HOT_CHANNELS[i], CHANNEL_CACHE.hot_urls[i].as_str())
         } else {
-            let (channel, url) = &CHANNEL_CACHE.channels[rng.random_range(0..CHANNELS)];
+            let (channel, url) = &CHANNEL_CACHE.channels[rng.random_range(0..self.num_channels)];
             (channel.as_str(), url.as_str())
         };
         let extra = next_extra(rng, 32, self.avg_bid_bytes);
@@ -474,6 +483,53 @@ mod tests {
         let share = hot as f64 / bids.len() as f64;
         // 1/2 hot, plus the cold bids that land on a multiple of 100 by chance.
         assert!((0.49..0.53).contains(&share), "{share}");
+    }
+
+    /// Distinct auctions, bidders and channels among the bids of the last
+    /// 20,000 of `n` events (the keys in flight), and the top auction's share.
+    fn bid_shape(config: &GeneratorConfig, n: u64) -> (usize, usize, usize, f64) {
+        let all = events(config, n);
+        let bids: Vec<Bid> =
+            all.into_iter().skip(n as usize - 20_000).filter_map(Event::into_bid).collect();
+        let mut per_auction: std::collections::HashMap<u64, usize> =
+            std::collections::HashMap::new();
+        for b in &bids {
+            *per_auction.entry(b.auction).or_default() += 1;
+        }
+        let bidders: std::collections::HashSet<u64> = bids.iter().map(|b| b.bidder).collect();
+        let channels: std::collections::HashSet<&str> = bids.iter().map(|b| &*b.channel).collect();
+        let top = per_auction.values().max().copied().unwrap_or(0) as f64 / bids.len() as f64;
+        (per_auction.len(), bidders.len(), channels.len(), top)
+    }
+
+    #[test]
+    fn the_shape_options_set_the_keys_in_flight_the_hot_set_and_the_channels() {
+        let n = 200_000;
+        let (auctions, bidders, channels, top) = bid_shape(&GeneratorConfig::default(), n);
+        let wide = GeneratorConfig {
+            num_in_flight_auctions: 10_000,
+            num_active_people: 100_000,
+            ..GeneratorConfig::default()
+        };
+        let (w_auctions, w_bidders, ..) = bid_shape(&wide, n);
+        assert!(w_auctions > 3 * auctions, "{w_auctions} vs {auctions} auctions");
+        // Bounded by the 4,000 people created so far.
+        assert!(w_bidders > 2 * bidders, "{w_bidders} vs {bidders} bidders");
+        // No hot set: no auction stands out.
+        let uniform = GeneratorConfig {
+            hot_auction_ratio: 1,
+            hot_bidders_ratio: 1,
+            hot_sellers_ratio: 1,
+            ..GeneratorConfig::default()
+        };
+        let (.., u_top) = bid_shape(&uniform, n);
+        assert!(top > 10.0 * u_top, "top auction's share: {top} hot, {u_top} uniform");
+        let few = GeneratorConfig { num_channels: 3, ..GeneratorConfig::default() };
+        let (.., f_channels, _) = bid_shape(&few, n);
+        assert_eq!(f_channels, 3 + HOT_CHANNELS.len());
+        assert!(channels > 1000, "{channels}");
+        let bad = GeneratorConfig { num_channels: 10_001, ..GeneratorConfig::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("num_channels 10001"));
     }
 
     #[test]
