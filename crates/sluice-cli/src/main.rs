@@ -265,6 +265,8 @@ enum BenchJob {
     KafkaSource,
     /// Kafka -> map -> Kafka at least once and exactly once: events/s and latency (--bootstrap-servers).
     KafkaSink,
+    /// Decoding a Nexmark NDJSON file (--source FILE) with serde_json and with sonic-rs.
+    NexmarkDecode,
 }
 
 fn main() -> ExitCode {
@@ -639,6 +641,9 @@ fn bench(args: &BenchArgs) -> Result<()> {
         let _ = std::fs::remove_dir_all(&checkpoints);
         return result;
     }
+    if let BenchJob::NexmarkDecode = args.job {
+        return nexmark_cli::decode_bench(&args.nexmark, args.runs);
+    }
     if let BenchJob::Nexmark = args.job {
         let checkpoints = tempfile_dir()?;
         let result = nexmark_cli::bench(&nexmark_cli::BenchSettings {
@@ -657,7 +662,10 @@ fn bench(args: &BenchArgs) -> Result<()> {
         BenchJob::TumblingWindow => "tumbling-window: generator -> key_by -> 10 s tumbling event-time window count -> discard",
         BenchJob::SlidingWindow => "sliding-window: generator -> key_by -> 10 s / 2 s sliding event-time window count -> discard",
         BenchJob::Recovery => "recovery: pipeline with checkpoints, one failure half way",
-        BenchJob::Nexmark | BenchJob::KafkaSource | BenchJob::KafkaSink => {
+        BenchJob::Nexmark
+            | BenchJob::NexmarkDecode
+            | BenchJob::KafkaSource
+            | BenchJob::KafkaSink => {
             unreachable!("handled above")
         }
     };
@@ -695,7 +703,10 @@ fn bench(args: &BenchArgs) -> Result<()> {
             BenchJob::SlidingWindow => {
                 drop(window_count(&env, args.events, args.keys, WindowKind::Sliding))
             }
-            BenchJob::Nexmark | BenchJob::KafkaSource | BenchJob::KafkaSink => {
+            BenchJob::Nexmark
+            | BenchJob::NexmarkDecode
+            | BenchJob::KafkaSource
+            | BenchJob::KafkaSink => {
                 unreachable!("handled above")
             }
         }

@@ -314,3 +314,68 @@ fn bench_query(query: Query, settings: &BenchSettings<'_>) -> Result<()> {
     );
     Ok(())
 }
+
+/// Times decoding every line of a Nexmark NDJSON file, held in memory, with
+/// serde_json (what the file source uses) and with sonic-rs; checks that
+/// both give the same events. sonic-rs did not pay (bench/RESULTS.md), so it
+/// is only a dependency of this command.
+pub fn decode_bench(args: &NexmarkBenchArgs, runs: usize) -> Result<()> {
+    if args.source == "generator" {
+        bail!(
+            "bench nexmark-decode needs --source FILE (an NDJSON file from `sluice nexmark gen`)"
+        );
+    }
+    let text = std::fs::read_to_string(&args.source)
+        .with_context(|| format!("cannot read {}", args.source))?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    println!(
+        "nexmark-decode: {} events, {:.0} MiB, from {}",
+        lines.len(),
+        text.len() as f64 / (1 << 20) as f64,
+        args.source
+    );
+    type Decoder = fn(&str) -> std::result::Result<sluice::connectors::nexmark::Event, String>;
+    let decoders: [(&str, Decoder); 2] =
+        [("serde_json", json::parse_event), ("sonic-rs", parse_event_sonic)];
+    // The same events from both, or the comparison means nothing.
+    for (n, line) in lines.iter().enumerate() {
+        let (a, b) = (json::parse_event(line), parse_event_sonic(line));
+        if a != b {
+            bail!("line {}: serde_json and sonic-rs disagree: {a:?} / {b:?}", n + 1);
+        }
+    }
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); decoders.len()];
+    for run in 1..=runs {
+        // In turn, so that the host's drift touches both alike.
+        for (i, (name, decode)) in decoders.iter().enumerate() {
+            let started = Instant::now();
+            let mut events = 0usize;
+            for line in &lines {
+                std::hint::black_box(decode(line).map_err(anyhow::Error::msg)?);
+                events += 1;
+            }
+            let rate = events as f64 / started.elapsed().as_secs_f64();
+            println!("run {run}: {name} {rate:.0} events/s");
+            rates[i].push(rate);
+        }
+    }
+    let mut ratios: Vec<f64> = rates[1].iter().zip(&rates[0]).map(|(s, j)| s / j).collect();
+    for (i, (name, _)) in decoders.iter().enumerate() {
+        rates[i].sort_by(f64::total_cmp);
+        println!(
+            "{name}: min {:.0}, median {:.0} events/s",
+            rates[i][0],
+            rates[i][rates[i].len() / 2]
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!("sonic-rs / serde_json: min {:.2}, median {:.2}", ratios[0], ratios[ratios.len() / 2]);
+    Ok(())
+}
+
+/// [`json::parse_event`] with sonic-rs, a SIMD JSON parser, instead of serde_json.
+fn parse_event_sonic(
+    line: &str,
+) -> std::result::Result<sluice::connectors::nexmark::Event, String> {
+    json::event(sonic_rs::from_str(line).map_err(|e| e.to_string())?)
+}

@@ -48,8 +48,10 @@ struct EventRef<'a> {
     bid: Option<&'a Bid>,
 }
 
-#[derive(Deserialize)]
-struct EventLine {
+/// One line of the file as JSON gives it, before its type and object are
+/// checked ([`event`]); public so that other JSON parsers can be tried on it.
+#[derive(Debug, Deserialize)]
+pub struct EventLine {
     event_type: u8,
     person: Option<Person>,
     auction: Option<Auction>,
@@ -69,8 +71,12 @@ pub fn write_event(event: &Event, out: &mut impl Write) -> std::io::Result<()> {
 
 /// Parses one line; the error says what is wrong with it.
 pub fn parse_event(line: &str) -> Result<Event, String> {
-    let EventLine { event_type, person, auction, bid } =
-        serde_json::from_str(line).map_err(|e| e.to_string())?;
+    event(serde_json::from_str(line).map_err(|e| e.to_string())?)
+}
+
+/// The event a parsed line holds, if its type and object agree.
+pub fn event(line: EventLine) -> Result<Event, String> {
+    let EventLine { event_type, person, auction, bid } = line;
     match (event_type, person, auction, bid) {
         (0, Some(p), None, None) => Ok(Event::Person(Box::new(p))),
         (1, None, Some(a), None) => Ok(Event::Auction(Box::new(a))),
