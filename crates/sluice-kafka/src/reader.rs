@@ -136,6 +136,8 @@ pub(crate) struct KafkaReader<T, D> {
     /// When the last poll found nothing (idle time for the rate controller).
     idle_since: Option<i64>,
     brokers_down_since: Option<Instant>,
+    /// Time blocked in `poll` waiting for a first record (idle time).
+    waited: Duration,
     _records: PhantomData<fn() -> T>,
 }
 
@@ -180,6 +182,7 @@ impl<T, D> KafkaReader<T, D> {
             control,
             idle_since: None,
             brokers_down_since: None,
+            waited: Duration::ZERO,
             _records: PhantomData,
         })
     }
@@ -311,6 +314,10 @@ impl<T: Data, D: KafkaDeserializer<T>> SourceReader<T, KafkaPartitionSplit> for 
         u64::try_from(self.lag.load(Ordering::Relaxed)).ok()
     }
 
+    fn take_idle(&mut self) -> Duration {
+        std::mem::take(&mut self.waited)
+    }
+
     fn poll_next(&mut self, output: &mut SourceOutput<T>) -> Result<InputStatus> {
         let now = self.now();
         if let (Some(since), Some(c)) = (self.idle_since.take(), self.control.as_mut()) {
@@ -335,7 +342,15 @@ impl<T: Data, D: KafkaDeserializer<T>> SourceReader<T, KafkaPartitionSplit> for 
         while !output.is_full() {
             // Wait a little for the first record of a batch, never for later ones.
             let wait = if output.is_empty() { Duration::from_millis(5) } else { Duration::ZERO };
-            let message = match self.consumer.poll(wait) {
+            let polled = if wait.is_zero() {
+                self.consumer.poll(wait)
+            } else {
+                let started = Instant::now();
+                let polled = self.consumer.poll(wait);
+                self.waited += started.elapsed();
+                polled
+            };
+            let message = match polled {
                 None => break,
                 Some(Ok(message)) => message,
                 Some(Err(e)) => {

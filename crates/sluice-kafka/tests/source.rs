@@ -550,3 +550,21 @@ fn a_reader_reports_how_many_records_it_is_behind_the_partitions_ends() {
     client.cancel();
     let _ = client.wait();
 }
+
+#[test]
+fn a_reader_waiting_for_records_counts_as_idle_not_busy() {
+    let broker = Broker::get(BrokerKind::Noida);
+    let topic = Broker::unique_topic("idle");
+    broker.create_topic(&topic, 1);
+    let env = StreamExecutionEnvironment::new();
+    env.from_source(unbounded_source(&broker, &topic, None), "kafka").discard();
+    let client = env.execute_async("idle").unwrap();
+    let started = Instant::now();
+    let idle = || client.subtask_metrics()[0].2.idle_nanos() as f64 / 1e9;
+    // An empty topic: nearly all of the reader's time is waiting.
+    wait_until("a second of idle time", Duration::from_secs(30), || idle() >= 1.0);
+    let share = idle() / started.elapsed().as_secs_f64();
+    assert!(share > 0.5, "idle {share:.2} of the time");
+    client.cancel();
+    let _ = client.wait();
+}

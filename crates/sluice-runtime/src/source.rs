@@ -140,6 +140,13 @@ pub trait SourceReader<T, S>: Send {
         None
     }
 
+    /// Time spent blocked waiting for input inside [`Self::poll_next`] since
+    /// the last call (a reader that waits in its client, as Kafka's does),
+    /// counted as idle time rather than busy.
+    fn take_idle(&mut self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
     /// Releases resources.
     fn close(&mut self) -> Result<()> {
         Ok(())
@@ -324,6 +331,8 @@ pub trait ErasedSourceReader: Send {
     fn remove_splits(&mut self, split_ids: &[String]) -> Result<()>;
     /// See [`SourceReader::lag`].
     fn lag(&self) -> Option<u64>;
+    /// See [`SourceReader::take_idle`].
+    fn take_idle(&mut self) -> std::time::Duration;
     /// Releases resources.
     fn close(&mut self) -> Result<()>;
 }
@@ -452,6 +461,10 @@ impl<T: Data, S: SourceSplit> ErasedSourceReader for ErasedReader<T, S> {
 
     fn lag(&self) -> Option<u64> {
         self.reader.lag()
+    }
+
+    fn take_idle(&mut self) -> std::time::Duration {
+        self.reader.take_idle()
     }
 
     fn close(&mut self) -> Result<()> {

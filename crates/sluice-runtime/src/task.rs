@@ -519,6 +519,10 @@ fn run_source(
         if let Some(lag) = s.reader.lag() {
             metrics.set_source_lag(lag);
         }
+        let waited = s.reader.take_idle();
+        if !waited.is_zero() {
+            metrics.add_idle(waited);
+        }
         let (failures, dead_letters) = s.reader.take_decode_failures();
         if failures > 0 {
             metrics.add_records_in_errors(failures);
