@@ -95,6 +95,12 @@ fn duration(ms: i64) -> String {
     }
 }
 
+/// Milliseconds since the epoch as a UTC time, e.g. `2026-11-30T08:57:39.123Z`.
+fn time(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
 fn watermark(w: Option<i64>) -> String {
     match w {
         None => "–".into(),
@@ -134,7 +140,7 @@ async fn overview(State(d): Shared) -> Html<String> {
                         td { a href={ "/ui/jobs/" (j.job_id()) } { (j.job_name()) } }
                         td { code { (j.job_id()) } }
                         td class=(j.status().flink_name()) { (j.status().flink_name()) }
-                        td { (state.start_time()) }
+                        td { (time(state.start_time())) }
                         td { (duration(state.end_time().unwrap_or_else(sluice_cluster::job_status::now_ms) - state.start_time())) }
                         td { (j.job_graph().vertices.iter().map(|v| v.parallelism).sum::<usize>()) }
                     }
@@ -358,7 +364,7 @@ async fn checkpoints(State(d): Shared, Path(id): Path<String>) -> Response {
                             @if let CheckpointStatus::Failed(why) = &c.status { ": " (why) }
                         }
                         td { (c.acks.len()) "/" (tasks) }
-                        td { (c.trigger_time) }
+                        td { (time(c.trigger_time)) }
                         td { (c.duration_ms.map_or("–".to_string(), |ms| format!("{ms} ms"))) }
                         td { (bytes(c.state_size)) }
                         td { (c.alignment_ms) " ms" }
@@ -395,7 +401,7 @@ async fn checkpoint(State(d): Shared, Path((id, checkpoint)): Path<(String, Stri
                     @let name = subtasks.get(a.task).map(|(v, s, _)| format!("{} ({}/{})", vertices[*v].name, s + 1, vertices[*v].parallelism)).unwrap_or_default();
                     tr class="ack" {
                         td { (name) }
-                        td { (a.ack_time) }
+                        td { (time(a.ack_time)) }
                         td { (a.ack_time - c.trigger_time) " ms" }
                         td { (bytes(a.state_size)) }
                         td { (a.alignment_ms) " ms" }
@@ -425,7 +431,7 @@ async fn exceptions(State(d): Shared, Path(id): Path<String>) -> Response {
                 tr { th { "Time" } th { "Origin" } th { "Then" } th { "Cause" } }
                 @for e in list.iter().rev() {
                     tr class="exception" {
-                        td { (e.timestamp) }
+                        td { (time(e.timestamp)) }
                         td { (format!("{:?}", e.origin)) }
                         td { (if e.restarted { "restarted" } else { "failed" }) }
                         td { pre { (e.cause) } }
