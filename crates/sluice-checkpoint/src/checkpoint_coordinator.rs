@@ -55,6 +55,8 @@ pub struct CheckpointStats {
     pub acks: Vec<SubtaskAck>,
     /// Status.
     pub status: CheckpointStatus,
+    /// Whether a user asked for it as a savepoint.
+    pub is_savepoint: bool,
 }
 
 /// What a coordinator step decided.
@@ -131,8 +133,16 @@ impl CheckpointCoordinator {
             sync_ms: 0,
             acks: Vec::new(),
             status: CheckpointStatus::InProgress,
+            is_savepoint: false,
         });
         id
+    }
+
+    /// Marks the pending checkpoint `id` as a savepoint.
+    pub fn mark_savepoint(&mut self, id: u64) {
+        if let Some(p) = self.pending.as_mut().filter(|p| p.id == id) {
+            p.is_savepoint = true;
+        }
     }
 
     /// The pending checkpoint, if any.

@@ -129,6 +129,7 @@ impl JobCheckpoints {
         let id = coordinator.trigger(now);
         if let Some(s) = self.savepoint.as_mut().filter(|s| s.checkpoint_id == 0) {
             s.checkpoint_id = id;
+            coordinator.mark_savepoint(id);
         }
         self.acked.clear();
         for coordinator in &mut attempt.coordinators {

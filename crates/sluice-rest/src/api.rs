@@ -454,7 +454,7 @@ fn checkpoint_json(c: &CheckpointStats, subtasks: usize) -> Value {
     json!({
         "id": c.id,
         "status": checkpoint_status(&c.status),
-        "is_savepoint": false,
+        "is_savepoint": c.is_savepoint,
         "trigger_timestamp": c.trigger_time,
         "latest_ack_timestamp": c.acks.iter().map(|a| a.ack_time).max().unwrap_or(-1),
         "state_size": c.state_size,
@@ -503,8 +503,8 @@ async fn checkpoints(State(d): Shared, Path(id): Path<String>) -> Reply {
             "alignment_duration": min_max_avg(completed.iter().map(|c| c.alignment_ms)),
         },
         "latest": {
-            "completed": completed.last().map(|c| checkpoint_json(c, subtasks)),
-            "savepoint": Value::Null,
+            "completed": completed.iter().rev().find(|c| !c.is_savepoint).map(|c| checkpoint_json(c, subtasks)),
+            "savepoint": completed.iter().rev().find(|c| c.is_savepoint).map(|c| checkpoint_json(c, subtasks)),
             "failed": failed.clone().next_back().map(|c| checkpoint_json(c, subtasks)),
             "restored": Value::Null,
         },

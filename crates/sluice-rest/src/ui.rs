@@ -361,6 +361,7 @@ async fn checkpoints(State(d): Shared, Path(id): Path<String>) -> Response {
                         td { a href={ "/ui/jobs/" (job.job_id()) "/checkpoints/" (c.id) } { (c.id) } }
                         td class=(checkpoint_status(&c.status)) {
                             (checkpoint_status(&c.status))
+                            @if c.is_savepoint { " (savepoint)" }
                             @if let CheckpointStatus::Failed(why) = &c.status { ": " (why) }
                         }
                         td { (c.acks.len()) "/" (tasks) }

@@ -230,6 +230,9 @@ fn every_route_answers_with_flinks_fields_and_unknown_ids_are_404_with_a_message
         false
     });
     assert!(std::path::Path::new(&location).join("_metadata").exists(), "{location}");
+    let checkpoints = get(&s, &format!("/jobs/{id}/checkpoints"));
+    assert_eq!(checkpoints["latest"]["savepoint"]["is_savepoint"], true, "{checkpoints}");
+    assert_eq!(checkpoints["latest"]["completed"]["is_savepoint"], false);
     let (status, _) = call("PATCH", &s.url(&format!("/jobs/{id}?mode=cancel")), None, None);
     assert_eq!(status, 202);
     wait_until("the job to cancel", || get(&s, "/jobs/overview")["jobs"][0]["state"] == "CANCELED");
