@@ -118,6 +118,16 @@ fn fill(bootstrap: &str, topic: &str, partitions: i32, count: u64, bytes: usize)
     Ok(())
 }
 
+/// Assigns every partition of `topic` to `consumer`, from its first record.
+fn assign_from_start(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Result<()> {
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    Ok(())
+}
+
 /// A plain librdkafka consumer loop: every partition from the start, until `count` records.
 fn plain_loop(bootstrap: &str, topic: &str, partitions: i32, count: u64) -> Result<f64> {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -129,11 +139,7 @@ fn plain_loop(bootstrap: &str, topic: &str, partitions: i32, count: u64) -> Resu
         .set("enable.partition.eof", "false")
         .set("receive.message.max.bytes", RECEIVE_MAX_BYTES)
         .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
+    assign_from_start(&consumer, topic, partitions)?;
     let started = Instant::now();
     let (mut seen, mut bytes) = (0u64, 0usize);
     while seen < count {
@@ -272,11 +278,7 @@ fn latencies(
         .set("isolation.level", "read_committed")
         .set("receive.message.max.bytes", RECEIVE_MAX_BYTES)
         .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
+    assign_from_start(&consumer, topic, partitions)?;
     let mut samples = Vec::new();
     while samples.len() < expected && !stop.load(Ordering::Relaxed) {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {

@@ -476,6 +476,23 @@ fn denying_cluster(
     cluster
 }
 
+/// Reads `topic` from the mock cluster with restarts allowed; the job's error.
+fn run_denied(
+    cluster: &rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    topic: &str,
+) -> SluiceError {
+    let env = StreamExecutionEnvironment::new();
+    env.set_restart_strategy(RestartStrategy::FixedDelay { attempts: 5, delay: Duration::ZERO });
+    let source = KafkaSource::builder()
+        .bootstrap_servers(cluster.bootstrap_servers())
+        .topics([topic])
+        .value_deserializer(numbers)
+        .build()
+        .unwrap();
+    env.from_source(source, "kafka").discard();
+    env.execute("denied").unwrap_err()
+}
+
 #[test]
 fn a_topic_the_job_may_not_describe_fails_at_once_with_the_brokers_message() {
     let topic = "orders";
@@ -486,16 +503,7 @@ fn a_topic_the_job_may_not_describe_fails_at_once_with_the_brokers_message() {
             rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
         )
         .unwrap();
-    let env = StreamExecutionEnvironment::new();
-    env.set_restart_strategy(RestartStrategy::FixedDelay { attempts: 5, delay: Duration::ZERO });
-    let source = KafkaSource::builder()
-        .bootstrap_servers(cluster.bootstrap_servers())
-        .topics([topic])
-        .value_deserializer(numbers)
-        .build()
-        .unwrap();
-    env.from_source(source, "kafka").discard();
-    let err = env.execute("denied").unwrap_err();
+    let err = run_denied(&cluster, topic);
     let text = err.report().to_string();
     assert!(text.contains("not authorized") && text.contains("topic 'orders'"), "{text}");
     assert!(text.contains("Topic authorization failed"), "the broker's message: {text}");
@@ -510,16 +518,7 @@ fn a_fetch_the_job_may_not_make_fails_the_job_without_restarts() {
     // but not Read.
     let denied = [rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 64];
     cluster.request_errors(rdkafka::types::RDKafkaApiKey::Fetch, &denied);
-    let env = StreamExecutionEnvironment::new();
-    env.set_restart_strategy(RestartStrategy::FixedDelay { attempts: 5, delay: Duration::ZERO });
-    let source = KafkaSource::builder()
-        .bootstrap_servers(cluster.bootstrap_servers())
-        .topics([topic])
-        .value_deserializer(numbers)
-        .build()
-        .unwrap();
-    env.from_source(source, "kafka").discard();
-    let err = env.execute("denied").unwrap_err();
+    let err = run_denied(&cluster, topic);
     let text = err.report().to_string();
     assert!(text.contains("reading: not authorized"), "{text}");
     assert!(text.contains("Topic authorization failed"), "the broker's message: {text}");

@@ -12,7 +12,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sluice_checkpoint::{CheckpointStats, CheckpointStatus};
 use sluice_cluster::{JobStatus, JobView};
-use sluice_runtime::partitioner::PartitionerKind;
 
 use crate::rates::BackPressureLevel;
 use crate::{Dashboard, SavepointTrigger};
@@ -244,17 +243,6 @@ async fn job(State(d): Shared, Path(id): Path<String>) -> Reply {
     })))
 }
 
-pub(crate) fn ship_strategy(p: PartitionerKind) -> &'static str {
-    match p {
-        PartitionerKind::Forward => "FORWARD",
-        PartitionerKind::Rebalance => "REBALANCE",
-        PartitionerKind::Rescale => "RESCALE",
-        PartitionerKind::Shuffle => "SHUFFLE",
-        PartitionerKind::Broadcast => "BROADCAST",
-        PartitionerKind::Hash => "HASH",
-    }
-}
-
 fn plan_json(job: &JobView) -> Value {
     let jg = job.job_graph();
     let nodes: Vec<Value> = jg
@@ -270,7 +258,7 @@ fn plan_json(job: &JobView) -> Value {
                     json!({
                         "num": num,
                         "id": e.source_vertex.to_string(),
-                        "ship_strategy": ship_strategy(e.partitioner),
+                        "ship_strategy": e.partitioner.name(),
                         "exchange": "pipelined_bounded",
                     })
                 })
@@ -659,16 +647,7 @@ async fn trigger_savepoint(
     body: Option<Json<SavepointRequest>>,
 ) -> Response {
     let request = body.map(|b| b.0).unwrap_or_default();
-    let job = match find_job(&d, &id) {
-        Ok(job) => job,
-        Err(r) => return r,
-    };
-    match start_savepoint(&d, job, request.target_directory, request.cancel_job) {
-        Ok(trigger) => {
-            (StatusCode::ACCEPTED, Json(json!({ "request-id": trigger }))).into_response()
-        }
-        Err(r) => r,
-    }
+    savepoint_request(&d, &id, request.target_directory, request.cancel_job)
 }
 
 async fn stop_with_savepoint(
@@ -677,11 +656,13 @@ async fn stop_with_savepoint(
     body: Option<Json<SavepointRequest>>,
 ) -> Response {
     let request = body.map(|b| b.0).unwrap_or_default();
-    let job = match find_job(&d, &id) {
-        Ok(job) => job,
-        Err(r) => return r,
-    };
-    match start_savepoint(&d, job, request.target_directory, true) {
+    savepoint_request(&d, &id, request.target_directory, true)
+}
+
+/// Starts a savepoint (then a stop, with `stop`) and answers with its request id.
+fn savepoint_request(d: &Arc<Dashboard>, id: &str, dir: Option<String>, stop: bool) -> Response {
+    let started = find_job(d, id).and_then(|job| start_savepoint(d, job, dir, stop));
+    match started {
         Ok(trigger) => {
             (StatusCode::ACCEPTED, Json(json!({ "request-id": trigger }))).into_response()
         }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use sluice_checkpoint::CheckpointStatus;
 use sluice_cluster::JobView;
 
-use crate::api::{self, checkpoint_status, ship_strategy, task_manager_id, vertex_figures};
+use crate::api::{self, checkpoint_status, task_manager_id, vertex_figures};
 use crate::rates::BackPressureLevel;
 use crate::Dashboard;
 
@@ -213,11 +213,11 @@ fn graph(d: &Dashboard, job: &JobView) -> Markup {
                 @let (x1, y1) = at(e.source_vertex);
                 @let (x2, y2) = at(e.target_vertex);
                 @let (sx, sy, tx, ty) = (x1 + BOX_W, y1 + BOX_H / 2, x2, y2 + BOX_H / 2);
-                g class="edge" data-partitioner=(ship_strategy(e.partitioner)) {
+                g class="edge" data-partitioner=(e.partitioner.name()) {
                     path d={ "M" (sx) " " (sy) " C" (sx + GAP_X / 2) " " (sy) " " (tx - GAP_X / 2) " " (ty) " " (tx) " " (ty) }
                         stroke="#555" fill="none" marker-end="url(#arrow)" {}
                     text x=((sx + tx) / 2) y=((sy + ty) / 2 - 6) text-anchor="middle" font-size="11" fill="#333" {
-                        (ship_strategy(e.partitioner))
+                        (e.partitioner.name())
                     }
                 }
             }
