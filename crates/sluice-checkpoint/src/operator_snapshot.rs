@@ -9,7 +9,7 @@ use sluice_state::{
     restore_key_groups, serialize_key_groups, snapshot_key_groups, view_key_groups, KeyGroupedState,
 };
 
-/// An operator's snapshot at a barrier: ready, or a copy-on-write view
+/// An operator's snapshot at a barrier: ready, or views of its state
 /// still to be serialized off the task thread.
 pub enum PendingSnapshot {
     /// Already complete.
@@ -62,8 +62,8 @@ impl OperatorSnapshot {
         Ok(Self { keyed: snapshot_key_groups(parts)?, operator: Vec::new() })
     }
 
-    /// A snapshot of keyed state parts: views taken now (cheap,
-    /// copy-on-write), serialized later off the task thread.
+    /// A snapshot of keyed state parts: views taken now (cheap: nothing is
+    /// copied), serialized later off the task thread.
     pub fn deferred_keyed(parts: &mut [&mut dyn KeyGroupedState]) -> PendingSnapshot {
         let views = view_key_groups(parts);
         PendingSnapshot::Deferred(Box::new(move || {

@@ -72,7 +72,7 @@ pub trait StreamOperator: Send {
 
     /// Takes the operator's state for checkpoint `checkpoint_id`. Called
     /// when the barrier reached this task, between two batches; keyed state
-    /// should return a deferred copy-on-write view
+    /// should return deferred views
     /// ([`OperatorSnapshot::deferred_keyed`]) so the task is not held up by
     /// serialization.
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot> {

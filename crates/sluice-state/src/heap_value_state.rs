@@ -6,7 +6,7 @@
 use std::hash::Hash;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
@@ -21,22 +21,42 @@ pub type KeyGroupEntries<K, V> = (usize, Vec<(K, V)>);
 
 /// One value per key for the key groups of one subtask.
 ///
-/// Copy-on-write per key group: a snapshot view shares each group's map,
-/// and the first write to a group that a view still holds copies that group
-/// only. A group no view holds is a plain map, so reads and writes between
-/// checkpoints touch no reference count.
+/// Snapshots are *serialize-on-write*: a view taken at a barrier freezes each
+/// non-empty key group, and the group's bytes are written once, by whichever
+/// comes first: the view, serializing off the task thread, or the task, just
+/// before it next writes to the group. So a group is never copied, the task
+/// serializes only the groups it writes while a snapshot is in flight (work a
+/// synchronous snapshot would have done anyway), and a group not written
+/// since the last barrier keeps its bytes for the next one. A group no view
+/// holds is a plain map: reads and writes between checkpoints touch no
+/// reference count.
 #[derive(Debug)]
 pub struct HeapValueState<K, V> {
     range: KeyGroupRange,
     groups: Vec<Group<K, V>>,
 }
 
-/// One key group's map: owned, or shared with the snapshot views taken since
+/// A key group's bytes in a snapshot, written at most once.
+type GroupBytes = Arc<OnceLock<std::result::Result<Vec<u8>, String>>>;
+
+/// Writes a key group's entries.
+type SerializeGroup<K, V> = fn(&HashMap<K, V>) -> std::result::Result<Vec<u8>, String>;
+
+/// One key group's map: owned, or frozen for the snapshot views taken since
 /// it was last written.
 #[derive(Debug)]
 enum Group<K, V> {
     Owned(HashMap<K, V>),
-    Shared(Arc<HashMap<K, V>>),
+    Frozen(Frozen<K, V>),
+}
+
+/// A key group frozen at a barrier. The views hold the map weakly, so the
+/// task takes it back without a copy once the bytes are written.
+#[derive(Debug)]
+struct Frozen<K, V> {
+    map: Arc<HashMap<K, V>>,
+    bytes: GroupBytes,
+    serialize: SerializeGroup<K, V>,
 }
 
 impl<K: Clone, V: Clone> Group<K, V> {
@@ -44,39 +64,71 @@ impl<K: Clone, V: Clone> Group<K, V> {
     fn map(&self) -> &HashMap<K, V> {
         match self {
             Group::Owned(map) => map,
-            Group::Shared(map) => map,
+            Group::Frozen(f) => &f.map,
         }
     }
 
     #[inline]
     fn map_mut(&mut self) -> &mut HashMap<K, V> {
-        if let Group::Shared(_) = self {
-            self.unshare();
+        if let Group::Frozen(_) = self {
+            self.thaw();
         }
         match self {
             Group::Owned(map) => map,
-            Group::Shared(_) => unreachable!("unshared above"),
+            Group::Frozen(_) => unreachable!("thawed above"),
         }
     }
 
-    /// Takes the map back from the views: moved if they are gone, copied if not.
+    /// Takes the map back for a write: first writes its bytes if a view
+    /// still wants them and none has yet.
     #[cold]
-    fn unshare(&mut self) {
-        if let Group::Shared(map) = std::mem::replace(self, Group::Owned(HashMap::new())) {
-            *self = Group::Owned(Arc::try_unwrap(map).unwrap_or_else(|map| (*map).clone()));
+    fn thaw(&mut self) {
+        if let Group::Frozen(f) = std::mem::replace(self, Group::Owned(HashMap::new())) {
+            if Arc::strong_count(&f.bytes) > 1 {
+                f.bytes.get_or_init(|| (f.serialize)(&f.map));
+            }
+            // A view upgrades its weak reference only while writing the
+            // bytes, which are written by now, so the map is not copied.
+            *self = Group::Owned(Arc::try_unwrap(f.map).unwrap_or_else(|map| (*map).clone()));
         }
     }
+}
 
-    /// The map, shared with a view.
-    fn share(&mut self) -> Arc<HashMap<K, V>> {
+impl<K, V> Group<K, V>
+where
+    K: Serialize,
+    V: Serialize,
+{
+    /// Freezes the group for a view: its map, weakly, and the slot of its
+    /// bytes. `None` for an empty group, which a snapshot leaves out.
+    fn freeze(&mut self, key_group: usize) -> Option<FrozenRef<K, V>> {
         if let Group::Owned(map) = self {
-            *self = Group::Shared(Arc::new(std::mem::take(map)));
+            if map.is_empty() {
+                return None;
+            }
+            *self = Group::Frozen(Frozen {
+                map: Arc::new(std::mem::take(map)),
+                bytes: Arc::default(),
+                serialize: serialize_group::<K, V>,
+            });
         }
         match self {
-            Group::Shared(map) => map.clone(),
-            Group::Owned(_) => unreachable!("shared above"),
+            Group::Frozen(f) => Some(FrozenRef {
+                key_group,
+                map: Arc::downgrade(&f.map),
+                bytes: f.bytes.clone(),
+                serialize: f.serialize,
+            }),
+            Group::Owned(_) => unreachable!("frozen above"),
         }
     }
+}
+
+fn serialize_group<K: Serialize, V: Serialize>(
+    map: &HashMap<K, V>,
+) -> std::result::Result<Vec<u8>, String> {
+    let entries: Vec<(&K, &V)> = map.iter().collect();
+    postcard::to_allocvec(&entries).map_err(|e| e.to_string())
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> HeapValueState<K, V> {
@@ -193,22 +245,31 @@ impl<K: Eq + Hash + Clone, V: Clone> HeapValueState<K, V> {
     }
 }
 
-/// The key groups of a [`HeapValueState`] as they were when the view was taken.
-struct HeapValueStateView<K, V> {
-    start: usize,
-    groups: Vec<Arc<HashMap<K, V>>>,
+/// A view's hold on one frozen key group.
+struct FrozenRef<K, V> {
+    key_group: usize,
+    map: Weak<HashMap<K, V>>,
+    bytes: GroupBytes,
+    serialize: SerializeGroup<K, V>,
 }
 
-impl<K: Serialize + Send + Sync, V: Serialize + Send + Sync> KeyGroupedView
-    for HeapValueStateView<K, V>
-{
+/// The key groups of a [`HeapValueState`] as they were when the view was taken.
+struct HeapValueStateView<K, V> {
+    groups: Vec<FrozenRef<K, V>>,
+}
+
+impl<K: Send + Sync, V: Send + Sync> KeyGroupedView for HeapValueStateView<K, V> {
     fn snapshot_groups(&self) -> Result<BTreeMap<usize, Vec<u8>>> {
         let mut out = BTreeMap::new();
-        for (i, map) in self.groups.iter().enumerate() {
-            if !map.is_empty() {
-                let entries: Vec<(&K, &V)> = map.iter().collect();
-                out.insert(self.start + i, postcard::to_allocvec(&entries)?);
-            }
+        for FrozenRef { key_group, map, bytes, serialize } in &self.groups {
+            let written = bytes.get_or_init(|| match map.upgrade() {
+                Some(map) => serialize(&map),
+                None => Err("the task took the map back before writing its bytes".into()),
+            });
+            let written = written
+                .as_ref()
+                .map_err(|e| SluiceError::Serialization(format!("key group {key_group}: {e}")))?;
+            out.insert(*key_group, written.clone());
         }
         Ok(out)
     }
@@ -220,8 +281,10 @@ where
     V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     fn view(&mut self) -> Box<dyn KeyGroupedView> {
-        let groups = self.groups.iter_mut().map(Group::share).collect();
-        Box::new(HeapValueStateView { start: self.range.start, groups })
+        let start = self.range.start;
+        let groups =
+            self.groups.iter_mut().enumerate().filter_map(|(i, g)| g.freeze(start + i)).collect();
+        Box::new(HeapValueStateView { groups })
     }
 
     fn restore_group(&mut self, key_group: usize, bytes: &[u8]) -> Result<()> {
@@ -301,6 +364,88 @@ mod tests {
         assert_eq!(bytes(second), bytes(view_key_groups(&mut [&mut expected])));
         assert_eq!(state.get(1, &1u32), Some(&3));
         assert_eq!(state.len(), 2);
+    }
+
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+    /// A value that must never be copied, and counts in its test's counter
+    /// how often it is written.
+    #[derive(Debug)]
+    struct NoCopy(u64, &'static AtomicUsize);
+
+    impl PartialEq for NoCopy {
+        fn eq(&self, other: &Self) -> bool {
+            self.0 == other.0
+        }
+    }
+
+    impl Clone for NoCopy {
+        fn clone(&self) -> Self {
+            panic!("state entry {} was copied", self.0)
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for NoCopy {
+        fn deserialize<D: serde::Deserializer<'de>>(_: D) -> std::result::Result<Self, D::Error> {
+            Err(serde::de::Error::custom("these tests restore NoCopy entries as u64"))
+        }
+    }
+
+    impl Serialize for NoCopy {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            self.1.fetch_add(1, Relaxed);
+            s.serialize_u64(self.0)
+        }
+    }
+
+    #[test]
+    fn writes_while_a_snapshot_is_in_flight_copy_nothing_and_each_entry_is_written_once() {
+        use crate::key_grouped::{serialize_key_groups, view_key_groups};
+        static WRITES: AtomicUsize = AtomicUsize::new(0);
+        let groups = 8;
+        let mut state = HeapValueState::new(KeyGroupRange::new(0, groups));
+        for k in 0..64u64 {
+            state.put(k as usize % groups, k, NoCopy(k, &WRITES));
+        }
+        let views = view_key_groups(&mut [&mut state]);
+        // The task writes to half the groups before the view is serialized:
+        // it writes their bytes itself, then takes its maps back unchanged.
+        for k in (0..64u64).filter(|k| k % 8 < 4) {
+            *state.get_mut(k as usize % groups, &k).expect("present") = NoCopy(k + 100, &WRITES);
+        }
+        let bytes = std::thread::spawn(move || serialize_key_groups(&views)).join().unwrap();
+        assert_eq!(WRITES.load(Relaxed), 64, "each entry written once");
+        let mut restored = HeapValueState::<u64, u64>::new(KeyGroupRange::new(0, groups));
+        crate::key_grouped::restore_key_groups(&mut [&mut restored], &bytes.unwrap()).unwrap();
+        assert!((0..64u64).all(|k| restored.get(k as usize % groups, &k) == Some(&k)));
+        assert_eq!(state.get(0, &0), Some(&NoCopy(100, &WRITES)));
+    }
+
+    #[test]
+    fn a_key_group_not_written_since_the_last_barrier_keeps_its_bytes_for_the_next() {
+        use crate::key_grouped::{serialize_key_groups, view_key_groups};
+        let mut state = HeapValueState::new(KeyGroupRange::new(0, 4));
+        state.put(1, 1u32, 1u64);
+        state.put(2, 2u32, 2u64);
+        let first = serialize_key_groups(&view_key_groups(&mut [&mut state])).unwrap();
+        let views = view_key_groups(&mut [&mut state]);
+        state.put(2, 2u32, 3);
+        let second = serialize_key_groups(&views).unwrap();
+        assert_eq!(first, second, "the second view saw the state of its barrier");
+        let third = serialize_key_groups(&view_key_groups(&mut [&mut state])).unwrap();
+        assert_eq!(third[0], first[0], "group 1 kept its bytes");
+        assert_ne!(third[1], first[1], "group 2 was written again");
+    }
+
+    #[test]
+    fn a_snapshot_dropped_unserialized_costs_the_task_nothing() {
+        use crate::key_grouped::view_key_groups;
+        static WRITES: AtomicUsize = AtomicUsize::new(0);
+        let mut state = HeapValueState::new(KeyGroupRange::new(0, 4));
+        state.put(3, 3u32, NoCopy(3, &WRITES));
+        drop(view_key_groups(&mut [&mut state]));
+        state.put(3, 3u32, NoCopy(4, &WRITES));
+        assert_eq!(WRITES.load(Relaxed), 0);
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub trait KeyGroupedView: Send {
 
 /// A piece of keyed state that snapshots and restores per key group.
 pub trait KeyGroupedState {
-    /// A view of the state now; cheap (copy-on-write), so the barrier does
+    /// A view of the state now; cheap, so the barrier does
     /// not wait for serialization.
     fn view(&mut self) -> Box<dyn KeyGroupedView>;
     /// Adds the entries of one key group written by a view's `snapshot_groups`.
