@@ -5,7 +5,8 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde::Deserialize;
+use serde::Serializer;
+use serde::{Deserialize, Serialize};
 
 /// Milliseconds in a UTC day.
 pub const DAY_MS: i64 = 86_400_000;
@@ -13,7 +14,7 @@ pub const DAY_MS: i64 = 86_400_000;
 /// A person registering to buy or sell.
 // Strings borrow from the line unless they contain escapes; `Cow` keeps escaped text correct
 // without paying an allocation for the common case.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Person<'a> {
     /// Person id.
@@ -34,7 +35,7 @@ pub struct Person<'a> {
     #[serde(borrow)]
     pub state: Cow<'a, str>,
     /// Event time, epoch milliseconds.
-    #[serde(deserialize_with = "de_timestamp")]
+    #[serde(deserialize_with = "de_timestamp", serialize_with = "ser_timestamp")]
     pub date_time: i64,
     /// Padding.
     #[serde(borrow)]
@@ -42,7 +43,7 @@ pub struct Person<'a> {
 }
 
 /// An auction opened by a seller.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Auction<'a> {
     /// Auction id.
@@ -58,10 +59,10 @@ pub struct Auction<'a> {
     /// Reserve price.
     pub reserve: i64,
     /// Event time, epoch milliseconds.
-    #[serde(deserialize_with = "de_timestamp")]
+    #[serde(deserialize_with = "de_timestamp", serialize_with = "ser_timestamp")]
     pub date_time: i64,
     /// Closing time, epoch milliseconds.
-    #[serde(deserialize_with = "de_timestamp")]
+    #[serde(deserialize_with = "de_timestamp", serialize_with = "ser_timestamp")]
     pub expires: i64,
     /// Person id of the seller.
     pub seller: i64,
@@ -73,7 +74,7 @@ pub struct Auction<'a> {
 }
 
 /// A bid on an auction.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Bid<'a> {
     /// Auction id.
@@ -89,7 +90,7 @@ pub struct Bid<'a> {
     #[serde(borrow)]
     pub url: Cow<'a, str>,
     /// Event time, epoch milliseconds.
-    #[serde(deserialize_with = "de_timestamp")]
+    #[serde(deserialize_with = "de_timestamp", serialize_with = "ser_timestamp")]
     pub date_time: i64,
     /// Padding.
     #[serde(borrow)]
@@ -284,6 +285,13 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
+/// Writes epoch milliseconds as the file has them, `yyyy-MM-dd HH:mm:ss.SSS` (UTC).
+fn ser_timestamp<S: Serializer>(t: &i64, s: S) -> Result<S::Ok, S::Error> {
+    let ms = t.rem_euclid(DAY_MS);
+    let (h, m, sec, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    s.collect_str(&format_args!("{} {h:02}:{m:02}:{sec:02}.{milli:03}", format_day(*t)))
+}
+
 /// `yyyy-MM-dd` of the UTC day containing epoch millisecond `t`.
 pub fn format_day(t: i64) -> String {
     let (y, m, d) = civil_from_days(t.div_euclid(DAY_MS));
@@ -347,6 +355,9 @@ mod tests {
         assert_eq!(hour_of(t), 19);
         assert_eq!(format_hh_mm(t), "19:05");
         assert_eq!(format_day(-1), "1969-12-31");
+        let mut json = serde_json::Serializer::new(Vec::new());
+        ser_timestamp(&t, &mut json).unwrap();
+        assert_eq!(json.into_inner(), b"\"2015-07-15 19:05:42.001\"");
         assert_eq!(format_hh_mm(-1), "23:59");
     }
 

@@ -12,6 +12,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
+use serde::Serialize;
+use sluice_nexmark::answer::{flatten_row, Answer};
 
 use crate::event::{parse_line, Event, Events};
 use crate::queries::{Count, Sink, QUERIES};
@@ -34,7 +36,9 @@ struct Cli {
     /// Runs per query.
     #[arg(long, default_value_t = 3)]
     runs: u32,
-    /// Write the output rows to stdout (the per-run summary goes to stderr then).
+    /// Write the query's answer to stdout in the format of `sluice nexmark run --output`
+    /// (one JSON array per row, changelog applied, sorted), so that the two can be compared;
+    /// the per-run summary goes to stderr then.
     #[arg(long)]
     print: bool,
 }
@@ -88,20 +92,19 @@ impl<R: Read> Events for Ndjson<R> {
     }
 }
 
-/// Writes rows in Debug format, one per line; keeps the first write error for the end.
-struct Print<W: Write> {
-    out: W,
+/// Gathers the rows into the query's answer; keeps the first error for the end.
+struct Print {
+    answer: Answer,
     rows: u64,
-    error: Option<io::Error>,
+    error: Option<anyhow::Error>,
 }
 
-impl<W: Write> Sink for Print<W> {
-    fn emit<R: Debug>(&mut self, row: R) {
+impl Sink for Print {
+    fn emit<R: Serialize + Debug>(&mut self, row: R) {
         self.rows += 1;
         if self.error.is_none() {
-            if let Err(e) = writeln!(self.out, "{row:?}") {
-                self.error = Some(e);
-            }
+            let applied = flatten_row(&row).and_then(|row| self.answer.apply(row));
+            self.error = applied.err().map(anyhow::Error::from);
         }
     }
 }
@@ -111,13 +114,14 @@ fn run_once(query: &str, input: &Path, print: bool) -> Result<(u64, u64)> {
     let file = File::open(input).with_context(|| format!("opening {}", input.display()))?;
     let events = Ndjson { reader: file, buffer: 4 << 20 };
     if print {
-        let out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
-        let mut sink = Print { out, rows: 0, error: None };
+        let rows = query.parse::<sluice_nexmark::Query>()?.rows();
+        let mut sink = Print { answer: Answer::new(rows), rows: 0, error: None };
         let n = queries::run(query, events, &mut sink)?;
-        let written = match sink.error {
-            Some(e) => Err(e),
-            None => sink.out.flush(),
-        };
+        if let Some(e) = sink.error {
+            return Err(e.context("building the answer"));
+        }
+        let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+        let written = sink.answer.write_to(&mut out).and_then(|()| out.flush());
         if written.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::BrokenPipe) {
             // The reader (`| head`, say) has all it wants: stop as quietly as `head` itself.
             std::process::exit(0);

@@ -14,6 +14,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Result};
 use hashbrown::hash_map::Entry;
 use hashbrown::{HashMap, HashSet};
+use serde::Serialize;
 
 use crate::event::{
     format_day, format_hh_mm, hour_of, Auction, Bid, Event, Events, Watermark, DAY_MS,
@@ -27,8 +28,8 @@ pub const QUERIES: &[&str] = &[
 
 /// Where a query's output rows go.
 pub trait Sink {
-    /// Takes one output row.
-    fn emit<R: Debug>(&mut self, row: R);
+    /// Takes one output row (Debug for the tests' expectations).
+    fn emit<R: Serialize + Debug>(&mut self, row: R);
 }
 
 /// Counts rows, passing each through `black_box` so that building it is not optimised away.
@@ -37,14 +38,14 @@ pub struct Count(pub u64);
 
 impl Sink for Count {
     #[inline]
-    fn emit<R: Debug>(&mut self, row: R) {
+    fn emit<R: Serialize + Debug>(&mut self, row: R) {
         black_box(row);
         self.0 += 1;
     }
 }
 
 /// The kind of a changelog row, as Flink's `RowKind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum RowKind {
     /// `+I`
     Insert,
@@ -882,7 +883,7 @@ struct DistinctStats {
 }
 
 /// q15's columns after the day: `[total, price < 10k, < 1M, ≥ 1M]` each.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DistinctCounts {
     /// Bid counts.
     pub bids: [u64; 4],
@@ -1051,12 +1052,17 @@ pub fn q18(events: impl Events, out: &mut impl Sink) -> Result<u64> {
 /// q19: per auction, the ten highest bids, as a changelog.
 pub fn q19(events: impl Events, out: &mut impl Sink) -> Result<u64> {
     const TOP: usize = 10;
-    // Highest price first; among equal prices the earlier arrival comes first, so it stays.
+    // Highest price first; among equal prices the earlier bid, then the lower bidder id.
+    let rank =
+        |price: i64, date_time: i64, bidder: i64| (price, Reverse(date_time), Reverse(bidder));
     let mut tops: HashMap<i64, Vec<OwnedBid>> = HashMap::new();
     events.for_each_event(|e| {
         let Event::Bid(b) = e else { return };
         let top = tops.entry(b.auction).or_default();
-        if top.len() == TOP && b.price <= top[TOP - 1].price {
+        let new = rank(b.price, b.date_time, b.bidder);
+        if top.len() == TOP
+            && new <= rank(top[TOP - 1].price, top[TOP - 1].date_time, top[TOP - 1].bidder)
+        {
             return;
         }
         let pushed_out = if top.len() == TOP { top.pop() } else { None };
@@ -1071,7 +1077,7 @@ pub fn q19(events: impl Events, out: &mut impl Sink) -> Result<u64> {
             }
             None => OwnedBid::new(&b),
         };
-        let at = top.partition_point(|kept| kept.price >= b.price);
+        let at = top.partition_point(|k| rank(k.price, k.date_time, k.bidder) >= new);
         top.insert(at, kept);
     })
 }
@@ -1106,7 +1112,7 @@ mod tests {
     struct Collect(Vec<(usize, String)>, Rc<Cell<usize>>);
 
     impl Sink for Collect {
-        fn emit<R: Debug>(&mut self, row: R) {
+        fn emit<R: Serialize + Debug>(&mut self, row: R) {
             self.0.push((self.1.get(), format!("{row:?}")));
         }
     }

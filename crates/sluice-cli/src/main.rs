@@ -78,6 +78,8 @@ enum Command {
 enum NexmarkCommand {
     /// Write generated Nexmark events as NDJSON (the reference field names) for other engines.
     Gen(nexmark_cli::GenArgs),
+    /// Run one query and write its answer (changelog applied, sorted, NDJSON) to a file.
+    Run(nexmark_cli::RunArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -304,6 +306,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(args) => bench(&args),
         Command::Nexmark(NexmarkCommand::Gen(args)) => nexmark_cli::generate(&args),
+        Command::Nexmark(NexmarkCommand::Run(args)) => nexmark_cli::run(&args),
         Command::Kafka(command) => kafka_tools::run(&command),
     }
 }

@@ -1,6 +1,7 @@
 //! Keyed aggregations: per-day statistics (q15, q16, q17), deduplication
 //! (q18) and top-k (q19).
 
+use std::cmp::Reverse;
 use std::time::Duration;
 
 use hashbrown::HashSet;
@@ -359,8 +360,15 @@ pub fn q19(events: &DataStream<Event>) -> DataStream<Change<Bid>> {
 
 #[derive(Clone, Default)]
 struct TopBids {
-    /// Highest price first; among equal prices, the earlier arrival first.
+    /// Highest [`top_rank`] first.
     top: Option<ValueState<Vec<Bid>>>,
+}
+
+/// How q19 ranks an auction's bids: by price, and among equal prices the
+/// earlier bid, then the lower bidder id, first. A total order, so the answer
+/// does not depend on the order in which parallel readers deliver bids.
+fn top_rank(b: &Bid) -> (u64, Reverse<i64>, Reverse<u64>) {
+    (b.price, Reverse(b.date_time), Reverse(b.bidder))
 }
 
 impl KeyedProcessFunction<u64, Bid, Change<Bid>> for TopBids {
@@ -381,10 +389,11 @@ impl KeyedProcessFunction<u64, Bid, Change<Bid>> for TopBids {
             state.update(vec![bid]);
             return Ok(());
         };
-        if top.len() == TOP_BIDS && bid.price <= top[TOP_BIDS - 1].price {
+        let rank = top_rank(&bid);
+        if top.len() == TOP_BIDS && rank <= top_rank(&top[TOP_BIDS - 1]) {
             return Ok(());
         }
-        let at = top.partition_point(|b| b.price >= bid.price);
+        let at = top.partition_point(|b| top_rank(b) >= rank);
         top.insert(at, bid.clone());
         out.collect(Change { kind: RowKind::Insert, row: bid });
         if top.len() > TOP_BIDS {

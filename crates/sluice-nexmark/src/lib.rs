@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 mod aggregations;
+pub mod answer;
 mod joins;
 pub mod latency;
 mod stateless;
@@ -115,6 +116,16 @@ impl Query {
     /// Whether results follow processing time rather than event time.
     pub fn is_processing_time(self) -> bool {
         self == Query::Q12
+    }
+
+    /// How the rows the query emits make up its answer.
+    pub fn rows(self) -> answer::Rows {
+        match self {
+            Query::Q18 | Query::Q19 => answer::Rows::Changelog,
+            // The average so far of a category (q4) or seller (q6).
+            Query::Q4 | Query::Q6 => answer::Rows::Upserts { key_fields: 1 },
+            _ => answer::Rows::Inserts,
+        }
     }
 
     /// Adds the query to the job reading `events` and hands its results to `sink`.

@@ -105,8 +105,9 @@ pub fn q13(events: &DataStream<Event>) -> DataStream<Q13Out> {
         .name("q13: side input lookup")
 }
 
-/// When in the day a bid was made (q14).
+/// When in the day a bid was made (q14), written as Flink's query names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum BidTimeType {
     /// 08:00 to 18:59.
     DayTime,

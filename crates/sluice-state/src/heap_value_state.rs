@@ -96,7 +96,7 @@ impl<K: Clone, V: Clone> Group<K, V> {
 
 impl<K, V> Group<K, V>
 where
-    K: Serialize,
+    K: Serialize + Eq + Hash,
     V: Serialize,
 {
     /// Freezes the group for a view: its map, weakly, and the slot of its
@@ -124,11 +124,12 @@ where
     }
 }
 
-fn serialize_group<K: Serialize, V: Serialize>(
+fn serialize_group<K: Serialize + Eq + Hash, V: Serialize>(
     map: &HashMap<K, V>,
 ) -> std::result::Result<Vec<u8>, String> {
-    let entries: Vec<(&K, &V)> = map.iter().collect();
-    postcard::to_allocvec(&entries).map_err(|e| e.to_string())
+    // postcard writes a map as it writes a sequence of pairs, which is what
+    // `restore_group` reads.
+    postcard::to_allocvec(map).map_err(|e| e.to_string())
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> HeapValueState<K, V> {
