@@ -185,6 +185,44 @@ fn bench_nexmark_refuses_an_unknown_query_and_a_missing_source_by_name() {
 }
 
 #[test]
+fn nexmark_run_writes_the_answer_sorted_and_the_same_at_any_parallelism() {
+    let dir = tempfile::tempdir().unwrap();
+    let answer = |parallelism: &str| {
+        let file = dir.path().join(format!("q7-p{parallelism}.ndjson"));
+        let path = file.to_str().unwrap();
+        let args = ["--events", "30000", "--event-rate", "1000", "--parallelism", parallelism];
+        let out =
+            sluice(&[&["nexmark", "run", "--query", "q7", "--output", path][..], &args].concat());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("rows in the answer"), "{}", text(&out.stderr));
+        std::fs::read_to_string(file).unwrap()
+    };
+    let one = answer("1");
+    let rows: Vec<serde_json::Value> =
+        one.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // q7: the highest bid of each 10 s window of 30 s: auction, price, bidder, time, extra.
+    assert!(rows.len() >= 3, "{one}");
+    assert!(rows.iter().all(|r| r.as_array().is_some_and(|r| r.len() == 5)), "{one}");
+    let mut sorted: Vec<&str> = one.lines().collect();
+    sorted.sort_unstable();
+    assert_eq!(sorted, one.lines().collect::<Vec<_>>());
+    assert_eq!(answer("2"), one);
+}
+
+#[test]
+fn nexmark_run_refuses_a_processing_time_query_and_a_missing_source_by_name() {
+    let out = sluice(&["nexmark", "run", "--query", "q12", "--output", "/tmp/unused"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("q12 follows processing time"), "{err}");
+
+    let args = ["nexmark", "run", "--query", "q0", "--source", "/no/such/file", "--output", "x"];
+    let out = sluice(&args);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--source '/no/such/file'"), "{}", text(&out.stderr));
+}
+
+#[test]
 fn nexmark_gen_refuses_a_zero_event_rate() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("events.ndjson");
