@@ -15,10 +15,12 @@ All three read the same NDJSON file written by `sluice nexmark gen`:
 generator's defaults, 10x and 100x the auctions and people in flight, and a
 uniform one with no hot auction, seller or bidder.
 
-Every figure is the min and median of --runs runs. The table gives events
-per wall-clock second and per CPU-second (user + system of the engine's
-processes, the JVM included), peak RSS, and the ratios Sluice/Flink and
-Sluice/hand-written. Raw lines go to --log.
+Every figure is the min and median of --runs runs, each in a fresh process.
+The table gives events per wall-clock second and per CPU-second (user +
+system of the engine's processes, the JVM included), peak RSS, and the ratios
+Sluice/Flink and Sluice/hand-written; the latter is paired: Sluice and the
+hand-written loop run in turn, and the ratio is the median of the ratios of
+neighbouring runs. Raw lines go to --log.
 """
 
 import argparse
@@ -121,15 +123,19 @@ def table(args, shape, path, queries, parallelisms, bin_dir, log):
     events = sum(1 for _ in open(path, "rb"))
     print(f"input: {path}, {events} events, {path.stat().st_size / 2**20:.0f} MiB", flush=True)
 
-    results = {}  # (engine, query, parallelism) -> (per-run fields, peak MiB)
+    results = {}  # (engine, query, parallelism) -> per-run fields
+    # Sluice and the hand-written loop run in turn, a fresh process per run, so
+    # that each Sluice run has a hand-written run next to it: the host's speed
+    # drifts by more than the effects measured, and a ratio of two runs taken
+    # minutes apart would show the drift.
     for q in queries:
-        lines = run([bin_dir / "nexmark-handwritten", "--query", q, "--input", path, "--runs", str(args.runs)], log)
-        results[("handwritten", q, 1)] = records(lines, "handwritten")
-    for p in parallelisms:
-        for q in queries:
-            lines = run([bin_dir / "sluice", "bench", "nexmark", "--query", q, "--source", path,
-                         "--parallelism", str(p), "--runs", str(args.runs)], log)
-            results[("sluice", q, p)] = records(lines, "sluice")
+        for _ in range(args.runs):
+            lines = run([bin_dir / "nexmark-handwritten", "--query", q, "--input", path, "--runs", "1"], log)
+            results.setdefault(("handwritten", q, 1), []).extend(records(lines, "handwritten"))
+            for p in parallelisms:
+                lines = run([bin_dir / "sluice", "bench", "nexmark", "--query", q, "--source", path,
+                             "--parallelism", str(p), "--runs", "1"], log)
+                results.setdefault(("sluice", q, p), []).extend(records(lines, "sluice"))
     if not args.skip_flink:
         run(["bash", ROOT / "bench" / "flink" / "setup.sh"], log)
         python = ROOT / "bench" / ".venv" / "bin" / "python"
@@ -142,6 +148,12 @@ def table(args, shape, path, queries, parallelisms, bin_dir, log):
     def figure(engine, q, p, key):
         runs = results.get((engine, q, p), [])
         return min_median([float(r[key]) for r in runs if r.get(key) not in (None, "-")])
+
+    def paired_ratio(q, p):
+        """Median over runs of Sluice's events/s over the hand-written run next to it."""
+        pairs = zip(results.get(("sluice", q, p), []), results.get(("handwritten", q, 1), []))
+        ratios = sorted(float(s["events_per_second"]) / float(h["events_per_second"]) for s, h in pairs)
+        return f"{statistics.median(ratios):.2f}x" if ratios else "-"
 
     def per_cpu(engine, q, p):
         runs = results.get((engine, q, p), [])
@@ -167,10 +179,10 @@ def table(args, shape, path, queries, parallelisms, bin_dir, log):
                          "-" if s_mem[1] is None else f"{s_mem[1]:.0f}",
                          f"{fmt_rate(h_rate[0])} / {fmt_rate(h_rate[1])}",
                          fmt_ratio(s_rate[1], f_rate[1]), fmt_ratio(s_cpu[1], f_cpu[1]),
-                         fmt_ratio(s_rate[1], h_rate[1]), fmt_ratio(f_mem[1], s_mem[1])])
+                         paired_ratio(q, p), fmt_ratio(f_mem[1], s_mem[1])])
     print()
     print(f"Nexmark side by side, shape {shape}: {events} events from {path.name}; events/s as min / median of {args.runs} runs;"
-          " per cpu and MiB are medians")
+          " per cpu and MiB are medians; sluice/hand is the median of the ratios of runs taken in turn")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         print("  ".join(str(c).rjust(w) for c, w in zip(row, widths)))
