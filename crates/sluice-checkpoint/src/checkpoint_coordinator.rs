@@ -98,6 +98,14 @@ impl CheckpointCoordinator {
         }
     }
 
+    /// Starts the periodic trigger for a new attempt at `now`: its first
+    /// checkpoint is due one interval later, as Flink's scheduler waits an
+    /// initial delay. A checkpoint taken the moment an attempt starts holds
+    /// no progress, yet it would count as progress for the failure handler.
+    pub fn start_scheduler(&mut self, now: i64) {
+        self.last_trigger = Some(now);
+    }
+
     /// Whether a checkpoint should be triggered at `now`.
     pub fn trigger_due(&self, now: i64) -> bool {
         let interval = self.config.interval.as_millis() as i64;
@@ -246,6 +254,18 @@ mod tests {
         assert!(!c.trigger_due(100), "interval passed, but only 10 ms since the last one ended");
         assert_eq!(c.next_trigger_time(), Some(170));
         assert!(c.trigger_due(170));
+    }
+
+    #[test]
+    fn an_attempt_takes_its_first_checkpoint_one_interval_after_it_starts() {
+        let mut c = CheckpointCoordinator::new(config(1000), 1, 1);
+        c.trigger(0);
+        c.acknowledge(1, ack(0, 10));
+        // The attempt failed; the next one starts long after the interval passed.
+        c.start_scheduler(5_000);
+        assert!(!c.trigger_due(5_000));
+        assert!(!c.trigger_due(5_999));
+        assert!(c.trigger_due(6_000));
     }
 
     #[test]

@@ -111,6 +111,13 @@ impl JobCheckpoints {
         self.maybe_trigger(attempt, now);
     }
 
+    /// A new attempt runs from `now`: its first checkpoint is one interval away.
+    pub(crate) fn start_attempt(&mut self, now: i64) {
+        if let Some(coordinator) = self.coordinator.as_mut() {
+            coordinator.start_scheduler(now);
+        }
+    }
+
     /// Triggers a checkpoint when one is due (or a savepoint waits): the
     /// split enumerators' snapshots first, then the triggers at the sources,
     /// with no assignment in between.

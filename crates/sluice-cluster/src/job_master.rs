@@ -197,6 +197,8 @@ impl JobMaster {
     }
 
     fn run_attempt(&mut self, attempt: &mut Attempt) -> AttemptEnd {
+        let now = self.now();
+        self.checkpoints.start_attempt(now);
         let total = attempt.threads.len();
         let mut finished = HashSet::new();
         let mut failure: Option<SluiceError> = None;
