@@ -28,16 +28,35 @@ type KeysAt<K> = IndexMap<K, usize, hashbrown::DefaultHashBuilder>;
 /// Timers of one domain: by timestamp, then by key in registration order.
 /// The keys of the timestamp being fired are taken out whole and drained
 /// from the back of a reversed map, so each firing is O(1).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct TimerQueue<K> {
     by_time: BTreeMap<i64, KeysAt<K>>,
     draining: Option<(i64, KeysAt<K>)>,
     len: usize,
+    /// Emptied key maps, reused for the next new timestamp: when each timer
+    /// has a timestamp of its own (session windows), registering would
+    /// otherwise build and drop a map per timer.
+    spare: Vec<KeysAt<K>>,
+}
+
+/// How many emptied key maps a queue keeps for reuse.
+const SPARE_KEY_MAPS: usize = 16;
+
+impl<K: Clone> Clone for TimerQueue<K> {
+    fn clone(&self) -> Self {
+        // The spare maps are empty: a copy (a snapshot's view) needs none.
+        Self {
+            by_time: self.by_time.clone(),
+            draining: self.draining.clone(),
+            len: self.len,
+            spare: Vec::new(),
+        }
+    }
 }
 
 impl<K: Eq + Hash + Clone> TimerQueue<K> {
     fn new() -> Self {
-        Self { by_time: BTreeMap::new(), draining: None, len: 0 }
+        Self { by_time: BTreeMap::new(), draining: None, len: 0, spare: Vec::new() }
     }
 
     fn register(&mut self, time: i64, key: K, key_group: usize) {
@@ -46,7 +65,9 @@ impl<K: Eq + Hash + Clone> TimerQueue<K> {
                 return;
             }
         }
-        if self.by_time.entry(time).or_default().insert(key, key_group).is_none() {
+        let spare = &mut self.spare;
+        let keys = self.by_time.entry(time).or_insert_with(|| spare.pop().unwrap_or_default());
+        if keys.insert(key, key_group).is_none() {
             self.len += 1;
         }
     }
@@ -58,13 +79,21 @@ impl<K: Eq + Hash + Clone> TimerQueue<K> {
                 return;
             }
         }
-        if let Some(keys) = self.by_time.get_mut(&time) {
-            if keys.shift_remove(key).is_some() {
-                self.len -= 1;
-            }
-            if keys.is_empty() {
-                self.by_time.remove(&time);
-            }
+        let Some(keys) = self.by_time.get_mut(&time) else { return };
+        if keys.shift_remove(key).is_some() {
+            self.len -= 1;
+        }
+        if keys.is_empty() {
+            let keys = self.by_time.remove(&time).expect("present");
+            self.recycle(keys);
+        }
+    }
+
+    /// Keeps an emptied key map for the next new timestamp.
+    fn recycle(&mut self, keys: KeysAt<K>) {
+        debug_assert!(keys.is_empty());
+        if self.spare.len() < SPARE_KEY_MAPS {
+            self.spare.push(keys);
         }
     }
 
@@ -85,7 +114,9 @@ impl<K: Eq + Hash + Clone> TimerQueue<K> {
                         self.len -= 1;
                         return Some((*time, key, group));
                     }
-                    self.draining = None;
+                    if let Some((_, keys)) = self.draining.take() {
+                        self.recycle(keys);
+                    }
                 }
             }
             let (&time, _) = self.by_time.first_key_value()?;
@@ -312,6 +343,31 @@ mod tests {
         assert_eq!(t.pop_due(EventTime, 20), Some((8, "c", 0)));
         assert_eq!(t.pop_due(EventTime, 20), Some((10, "b", 0)));
         assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn timers_moved_to_later_times_one_by_one_fire_once_each_in_time_order() {
+        // As session windows do: every record moves its key's timer later.
+        let mut t = InternalTimerService::new();
+        for step in 0..100i64 {
+            for key in 0..5u32 {
+                if step > 0 {
+                    t.delete(EventTime, step * 10 + key as i64 - 10, &key);
+                }
+                t.register(EventTime, step * 10 + key as i64, key, 0);
+            }
+            if step == 50 {
+                // Fire nothing yet, but drain a timestamp's map empty once.
+                assert_eq!(t.pop_due(EventTime, 0), None);
+            }
+        }
+        assert_eq!(t.len(), 5);
+        let fired: Vec<(i64, u32)> = std::iter::from_fn(|| t.pop_due(EventTime, i64::MAX))
+            .map(|(at, k, _)| (at, k))
+            .collect();
+        assert_eq!(fired, (0..5u32).map(|k| (990 + k as i64, k)).collect::<Vec<_>>());
+        t.register(EventTime, 5, 9, 0);
+        assert_eq!(t.pop_due(EventTime, 5), Some((5, 9, 0)));
     }
 
     #[test]
