@@ -107,6 +107,13 @@ impl JobManager {
                 .map_err(fail)?;
         let attempt =
             scheduler.deploy(0, restored.as_ref().map(|(id, state)| (*id, state))).map_err(fail)?;
+        if let Some((id, _)) = &restored {
+            let path = match &options.restore {
+                Some(RestoreSource::Path(path)) => Some(path.clone()),
+                _ => None,
+            };
+            status.lock().expect("job status lock").restored(*id, path);
+        }
         scheduler.allocate_slots();
         transition(&status, &sg.job_name, JobStatus::Running);
 

@@ -138,6 +138,9 @@ impl JobMaster {
                 return Err(SluiceError::Cancelled);
             }
             attempt = self.scheduler.deploy(attempt.number + 1, self.checkpoints.latest())?;
+            if let Some(id) = self.checkpoints.latest_id() {
+                self.status.lock().expect("job status lock").restored(id, None);
+            }
             transition(&self.status, self.name(), JobStatus::Running);
         }
     }

@@ -34,12 +34,35 @@ pub struct JobState {
     pub status: JobStatus,
     /// Each status entered, with its time, oldest first.
     pub timestamps: Vec<(JobStatus, i64)>,
+    /// Each attempt that started from a checkpoint or savepoint, oldest first.
+    pub restores: Vec<Restore>,
+}
+
+/// An attempt started from a checkpoint or savepoint (Flink's restored checkpoint).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Restore {
+    /// The checkpoint's id.
+    pub checkpoint_id: u64,
+    /// When the attempt was deployed from it (ms since the epoch).
+    pub timestamp: i64,
+    /// The directory the job was submitted to restore from; `None` for a
+    /// restart from the job's own latest checkpoint.
+    pub external_path: Option<String>,
 }
 
 impl JobState {
     /// A job just created.
     pub fn new() -> Self {
-        Self { status: JobStatus::Created, timestamps: vec![(JobStatus::Created, now_ms())] }
+        Self {
+            status: JobStatus::Created,
+            timestamps: vec![(JobStatus::Created, now_ms())],
+            restores: Vec::new(),
+        }
+    }
+
+    /// Records that an attempt was deployed from checkpoint `checkpoint_id`.
+    pub fn restored(&mut self, checkpoint_id: u64, external_path: Option<String>) {
+        self.restores.push(Restore { checkpoint_id, timestamp: now_ms(), external_path });
     }
 
     /// Enters `next` now.

@@ -472,6 +472,15 @@ fn min_max_avg(values: impl Iterator<Item = i64> + Clone) -> Value {
 async fn checkpoints(State(d): Shared, Path(id): Path<String>) -> Reply {
     let job = find_job(&d, &id)?;
     let stats = job.checkpoint_stats();
+    let restores = job.state().restores;
+    let latest_restore = restores.last().map(|r| {
+        json!({
+            "id": r.checkpoint_id,
+            "restore_timestamp": r.timestamp,
+            "is_savepoint": stats.iter().any(|c| c.id == r.checkpoint_id && c.is_savepoint),
+            "external_path": r.external_path,
+        })
+    });
     let subtasks = job.subtask_metrics().len();
     let completed: Vec<&CheckpointStats> =
         stats.iter().filter(|c| c.status == CheckpointStatus::Completed).collect();
@@ -479,7 +488,7 @@ async fn checkpoints(State(d): Shared, Path(id): Path<String>) -> Reply {
     let history: Vec<Value> = stats.iter().rev().map(|c| checkpoint_json(c, subtasks)).collect();
     Ok(Json(json!({
         "counts": {
-            "restored": 0,
+            "restored": restores.len(),
             "total": stats.len(),
             "in_progress": stats.iter().filter(|c| c.status == CheckpointStatus::InProgress).count(),
             "completed": completed.len(),
@@ -494,7 +503,7 @@ async fn checkpoints(State(d): Shared, Path(id): Path<String>) -> Reply {
             "completed": completed.iter().rev().find(|c| !c.is_savepoint).map(|c| checkpoint_json(c, subtasks)),
             "savepoint": completed.iter().rev().find(|c| c.is_savepoint).map(|c| checkpoint_json(c, subtasks)),
             "failed": failed.clone().next_back().map(|c| checkpoint_json(c, subtasks)),
-            "restored": Value::Null,
+            "restored": latest_restore,
         },
         "history": history,
     })))

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use sluice::connectors::DataGeneratorSource;
 use sluice::{CheckpointConfig, JobClient, StreamExecutionEnvironment};
 use sluice_rest::{Dashboard, RestConfig, RestServer};
@@ -184,6 +184,11 @@ fn every_route_answers_with_flinks_fields_and_unknown_ids_are_404_with_a_message
     let checkpoints = get(&s, &format!("/jobs/{id}/checkpoints"));
     let latest = &checkpoints["latest"]["completed"];
     assert_eq!(latest["status"], "COMPLETED");
+    // Not restored: the job started from scratch and never failed.
+    assert_eq!(
+        (&checkpoints["counts"]["restored"], &checkpoints["latest"]["restored"]),
+        (&json!(0), &Value::Null)
+    );
     assert_eq!(latest["num_acknowledged_subtasks"], 2);
     assert!(checkpoints["history"].as_array().unwrap().len() >= 3);
     let cid = latest["id"].as_u64().unwrap();

@@ -196,3 +196,39 @@ fn a_failure_during_restore_counts_as_an_identical_failure_from_the_same_checkpo
     assert!(text.contains("happened 3 times, each time from checkpoint"), "{text}");
     assert_eq!(err.origin(), ErrorOrigin::Internal);
 }
+
+#[test]
+fn a_restart_from_a_checkpoint_is_recorded_as_a_restore_of_that_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = StreamExecutionEnvironment::new();
+    env.enable_checkpointing(Duration::from_millis(20))
+        .set_checkpoint_storage(dir.path().to_str().unwrap())
+        .set_restart_strategy(no_delay(3));
+    let fired = Arc::new(AtomicBool::new(false));
+    let source = DataGeneratorSource::new(|i| i, Some(3_000)).with_rate(10_000.0).unwrap();
+    env.from_source(source, "paced")
+        .uid("paced")
+        .map(move |i: u64| {
+            // Fails once, after several checkpoints.
+            assert!(i != 2_000 || fired.swap(true, Ordering::SeqCst), "first failure");
+            (i % 7, 1u64)
+        })
+        .key_by(|(k, _): &(u64, u64)| *k)
+        .sum(|(_, c)| c)
+        .uid("sum")
+        .discard();
+    let client = env.execute_async("restored once").unwrap();
+    let view = client.view();
+    client.wait().unwrap();
+    let restores = view.state().restores;
+    assert_eq!(restores.len(), 1, "{restores:?}");
+    assert!(restores[0].checkpoint_id >= 1);
+    assert_eq!(restores[0].external_path, None);
+    let completed_before: Vec<u64> = view
+        .checkpoint_stats()
+        .iter()
+        .filter(|c| c.status == sluice::CheckpointStatus::Completed)
+        .map(|c| c.id)
+        .collect();
+    assert!(completed_before.contains(&restores[0].checkpoint_id), "{completed_before:?}");
+}
