@@ -167,21 +167,23 @@ fn cancelling_during_a_restart_delay_ends_the_job_at_once() {
     assert!(matches!(client.wait(), Err(SluiceError::Cancelled)));
 }
 
-#[test]
-fn a_failure_during_restore_counts_as_an_identical_failure_from_the_same_checkpoint() {
-    let scenario = fail::FailScenario::setup();
-    fail::cfg("sluice::task::restore", "return").unwrap();
-    let dir = tempfile::tempdir().unwrap();
+/// A paced job (10,000 records/s, `count` of them or without end) with 20 ms
+/// checkpoints into `dir`, whose map fails once at record 2,000, after
+/// several checkpoints completed.
+fn failing_once_after_checkpoints(
+    dir: &std::path::Path,
+    attempts: u32,
+    count: Option<u64>,
+) -> StreamExecutionEnvironment {
     let env = StreamExecutionEnvironment::new();
     env.enable_checkpointing(Duration::from_millis(20))
-        .set_checkpoint_storage(dir.path().to_str().unwrap())
-        .set_restart_strategy(no_delay(100));
+        .set_checkpoint_storage(dir.to_str().unwrap())
+        .set_restart_strategy(no_delay(attempts));
     let fired = Arc::new(AtomicBool::new(false));
-    let source = DataGeneratorSource::new(|i| i, None).with_rate(10_000.0).unwrap();
+    let source = DataGeneratorSource::new(|i| i, count).with_rate(10_000.0).unwrap();
     env.from_source(source, "paced")
         .uid("paced")
         .map(move |i: u64| {
-            // Fails once, after several checkpoints; every restore then fails.
             assert!(i != 2_000 || fired.swap(true, Ordering::SeqCst), "first failure");
             (i % 7, 1u64)
         })
@@ -189,6 +191,16 @@ fn a_failure_during_restore_counts_as_an_identical_failure_from_the_same_checkpo
         .sum(|(_, c)| c)
         .uid("sum")
         .discard();
+    env
+}
+
+#[test]
+fn a_failure_during_restore_counts_as_an_identical_failure_from_the_same_checkpoint() {
+    let scenario = fail::FailScenario::setup();
+    fail::cfg("sluice::task::restore", "return").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Fails once, after several checkpoints; every restore then fails.
+    let env = failing_once_after_checkpoints(dir.path(), 100, None);
     let err = env.execute("restore fails").unwrap_err();
     scenario.teardown();
     let text = err.report().to_string();
@@ -200,23 +212,7 @@ fn a_failure_during_restore_counts_as_an_identical_failure_from_the_same_checkpo
 #[test]
 fn a_restart_from_a_checkpoint_is_recorded_as_a_restore_of_that_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let env = StreamExecutionEnvironment::new();
-    env.enable_checkpointing(Duration::from_millis(20))
-        .set_checkpoint_storage(dir.path().to_str().unwrap())
-        .set_restart_strategy(no_delay(3));
-    let fired = Arc::new(AtomicBool::new(false));
-    let source = DataGeneratorSource::new(|i| i, Some(3_000)).with_rate(10_000.0).unwrap();
-    env.from_source(source, "paced")
-        .uid("paced")
-        .map(move |i: u64| {
-            // Fails once, after several checkpoints.
-            assert!(i != 2_000 || fired.swap(true, Ordering::SeqCst), "first failure");
-            (i % 7, 1u64)
-        })
-        .key_by(|(k, _): &(u64, u64)| *k)
-        .sum(|(_, c)| c)
-        .uid("sum")
-        .discard();
+    let env = failing_once_after_checkpoints(dir.path(), 3, Some(3_000));
     let client = env.execute_async("restored once").unwrap();
     let view = client.view();
     client.wait().unwrap();
