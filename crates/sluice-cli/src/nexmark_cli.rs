@@ -124,18 +124,23 @@ pub struct RunArgs {
     generator: GeneratorArgs,
 }
 
+/// The events `--source` names: the generator with its settings, or a file (or directory) of NDJSON.
+fn nexmark_input(source: &str, generator: &GeneratorArgs, events: u64) -> Result<NexmarkInput> {
+    if source == "generator" {
+        let config = generator.config();
+        config.validate()?;
+        Ok(NexmarkInput::Generator { config, events: Some(events) })
+    } else if Path::new(source).exists() {
+        Ok(NexmarkInput::File(PathBuf::from(source)))
+    } else {
+        bail!("--source '{source}' is neither `generator` nor an existing file")
+    }
+}
+
 /// Runs one query to the end of its input and writes its answer.
 pub fn run(args: &RunArgs) -> Result<()> {
     let query: Query = args.query.parse()?;
-    let input = if args.source == "generator" {
-        let config = args.generator.config();
-        config.validate()?;
-        NexmarkInput::Generator { config, events: Some(args.events) }
-    } else if Path::new(&args.source).is_file() {
-        NexmarkInput::File(PathBuf::from(&args.source))
-    } else {
-        bail!("--source '{}' is neither `generator` nor an existing file", args.source);
-    };
+    let input = nexmark_input(&args.source, &args.generator, args.events)?;
     let started = Instant::now();
     let answer = sluice_nexmark::answer::run(query, &input, args.parallelism)?;
     let file = File::create(&args.output)
@@ -194,10 +199,8 @@ fn parse_queries(text: &str) -> Result<Vec<Query>> {
 /// process each, so each query's peak memory is its own.
 pub fn bench(settings: &BenchSettings<'_>) -> Result<()> {
     let queries = parse_queries(&settings.nexmark.query)?;
-    if settings.nexmark.source != "generator" && !Path::new(&settings.nexmark.source).exists() {
-        bail!("--source '{}' is neither `generator` nor an existing file", settings.nexmark.source);
-    }
-    settings.nexmark.generator.config().validate()?;
+    let n = settings.nexmark;
+    nexmark_input(&n.source, &n.generator, settings.events)?;
     if let [query] = queries[..] {
         return bench_query(query, settings);
     }
@@ -320,11 +323,7 @@ fn bench_query(query: Query, settings: &BenchSettings<'_>) -> Result<()> {
             env.enable_checkpointing(interval)
                 .set_checkpoint_storage(settings.checkpoint_dir.display().to_string());
         }
-        let input = if n.source == "generator" {
-            NexmarkInput::Generator { config: n.generator.config(), events: Some(settings.events) }
-        } else {
-            NexmarkInput::File(PathBuf::from(&n.source))
-        };
+        let input = nexmark_input(&n.source, &n.generator, settings.events)?;
         let events = tracked_events(&env, &input, tracker.clone())?;
         let mut sink =
             BenchSink { tracker: tracker.clone(), measure_latency: !query.is_processing_time() };

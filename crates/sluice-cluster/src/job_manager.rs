@@ -107,13 +107,6 @@ impl JobManager {
                 .map_err(fail)?;
         let attempt =
             scheduler.deploy(0, restored.as_ref().map(|(id, state)| (*id, state))).map_err(fail)?;
-        if let Some((id, _)) = &restored {
-            let path = match &options.restore {
-                Some(RestoreSource::Path(path)) => Some(path.clone()),
-                _ => None,
-            };
-            status.lock().expect("job status lock").restored(*id, path);
-        }
         scheduler.allocate_slots();
         transition(&status, &sg.job_name, JobStatus::Running);
 
@@ -151,6 +144,10 @@ impl JobManager {
             ),
             commands,
             exceptions: exceptions.clone(),
+            restore_path: match &options.restore {
+                Some(RestoreSource::Path(path)) => Some(path.clone()),
+                _ => None,
+            },
         };
         let master = std::thread::Builder::new()
             .name(format!("JobMaster {}", sg.job_name))

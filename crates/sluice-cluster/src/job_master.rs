@@ -51,6 +51,9 @@ pub(crate) struct JobMaster {
     pub(crate) commands: Receiver<JobCommand>,
     /// The job's failures, for its client.
     pub(crate) exceptions: Arc<Mutex<Vec<JobException>>>,
+    /// The directory the job was submitted to restore from, until the first
+    /// attempt's restore is recorded.
+    pub(crate) restore_path: Option<String>,
 }
 
 impl JobMaster {
@@ -138,9 +141,6 @@ impl JobMaster {
                 return Err(SluiceError::Cancelled);
             }
             attempt = self.scheduler.deploy(attempt.number + 1, self.checkpoints.latest())?;
-            if let Some(id) = self.checkpoints.latest_id() {
-                self.status.lock().expect("job status lock").restored(id, None);
-            }
             transition(&self.status, self.name(), JobStatus::Running);
         }
     }
@@ -202,6 +202,11 @@ impl JobMaster {
     fn run_attempt(&mut self, attempt: &mut Attempt) -> AttemptEnd {
         let now = self.now();
         self.checkpoints.start_attempt(now);
+        // Every attempt is deployed from the latest checkpoint, if there is one.
+        if let Some(id) = self.checkpoints.latest_id() {
+            let path = self.restore_path.take();
+            self.status.lock().expect("job status lock").restored(id, path);
+        }
         let total = attempt.threads.len();
         let mut finished = HashSet::new();
         let mut failure: Option<SluiceError> = None;

@@ -88,7 +88,7 @@ pub struct Answer {
     kind: Rows,
     /// Each row's JSON text and how many times it is in the answer.
     rows: BTreeMap<String, u64>,
-    /// For upserts: the row text of each key, and the key's text.
+    /// For upserts: each key's text, and the text of its latest row.
     latest: HashMap<String, String>,
 }
 
@@ -115,12 +115,11 @@ impl Answer {
                 }
             }
             Rows::Upserts { key_fields } => {
-                let key = Value::Array(leaves[..key_fields.min(leaves.len())].to_vec());
-                if let Some(old) = self.latest.insert(key.to_string(), String::new()) {
+                let key = Value::Array(leaves[..key_fields.min(leaves.len())].to_vec()).to_string();
+                let text = Value::Array(leaves).to_string();
+                if let Some(old) = self.latest.insert(key, text.clone()) {
                     self.take_back(&old)?;
                 }
-                let text = Value::Array(leaves).to_string();
-                *self.latest.get_mut(&key.to_string()).expect("inserted above") = text.clone();
                 *self.rows.entry(text).or_default() += 1;
                 return Ok(());
             }
