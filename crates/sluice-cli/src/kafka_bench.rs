@@ -33,9 +33,6 @@ pub struct KafkaBenchArgs {
     /// Partitions of the topics the benchmark creates.
     #[arg(long, default_value_t = 4)]
     partitions: i32,
-    /// Bytes per record value.
-    #[arg(long, default_value_t = 100)]
-    record_bytes: usize,
     /// kafka-source: at most this many records per second per partition.
     #[arg(long)]
     max_rate_per_partition: Option<f64>,
@@ -50,6 +47,8 @@ pub struct KafkaBench<'a> {
     pub kafka: &'a KafkaBenchArgs,
     /// Records per run.
     pub events: u64,
+    /// Bytes per record value.
+    pub record_bytes: usize,
     /// Parallelism.
     pub parallelism: usize,
     /// Runs.
@@ -162,10 +161,10 @@ pub fn source(b: &KafkaBench<'_>) -> Result<()> {
     let bootstrap = bootstrap(b)?;
     let partitions = b.kafka.partitions;
     let topic = create_topic(&bootstrap, partitions)?;
-    fill(&bootstrap, &topic, partitions, b.events, b.kafka.record_bytes)?;
+    fill(&bootstrap, &topic, partitions, b.events, b.record_bytes)?;
     println!(
         "kafka-source: {} records of {} bytes in {partitions} partitions of {topic}, parallelism {}",
-        b.events, b.kafka.record_bytes, b.parallelism
+        b.events, b.record_bytes, b.parallelism
     );
     let (mut plain, mut sluice) = (Vec::new(), Vec::new());
     for run in 1..=b.runs {
@@ -304,11 +303,11 @@ pub fn sink(b: &KafkaBench<'_>) -> Result<()> {
     let bootstrap = bootstrap(b)?;
     let partitions = b.kafka.partitions;
     let input = create_topic(&bootstrap, partitions)?;
-    fill(&bootstrap, &input, partitions, b.events, b.kafka.record_bytes)?;
+    fill(&bootstrap, &input, partitions, b.events, b.record_bytes)?;
     println!(
         "kafka-sink: Kafka -> map -> Kafka, {} records of {} bytes, {partitions} partitions, parallelism {}, checkpoints every {:?}",
         b.events,
-        b.kafka.record_bytes,
+        b.record_bytes,
         b.parallelism,
         b.checkpoint_interval.unwrap_or(Duration::from_secs(1))
     );

@@ -27,6 +27,7 @@ use sluice_rest::{Dashboard, RestConfig, RestServer};
 
 mod kafka_bench;
 mod kafka_tools;
+mod network_bench;
 mod nexmark_cli;
 
 // Records are allocated on one task thread and freed on another; mimalloc
@@ -244,10 +245,15 @@ struct BenchArgs {
     /// Take a checkpoint this often (reports checkpoint durations and sizes).
     #[arg(long, value_parser = parse_duration)]
     checkpoint_interval: Option<Duration>,
+    /// kafka-source, kafka-sink, network: bytes per record value.
+    #[arg(long, default_value_t = 100)]
+    record_bytes: usize,
     #[command(flatten)]
     nexmark: nexmark_cli::NexmarkBenchArgs,
     #[command(flatten)]
     kafka: kafka_bench::KafkaBenchArgs,
+    #[command(flatten)]
+    network: network_bench::NetworkBenchArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -269,6 +275,8 @@ enum BenchJob {
     KafkaSink,
     /// Decoding a Nexmark NDJSON file (--source FILE) with serde_json and with sonic-rs.
     NexmarkDecode,
+    /// Bytes/s through one TaskManager-to-TaskManager data connection on loopback (--events records).
+    Network,
 }
 
 fn main() -> ExitCode {
@@ -632,6 +640,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
         let bench = kafka_bench::KafkaBench {
             kafka: &args.kafka,
             events: args.events,
+            record_bytes: args.record_bytes,
             parallelism: args.parallelism,
             runs: args.runs,
             checkpoint_interval: args.checkpoint_interval,
@@ -646,6 +655,9 @@ fn bench(args: &BenchArgs) -> Result<()> {
     }
     if let BenchJob::NexmarkDecode = args.job {
         return nexmark_cli::decode_bench(&args.nexmark, args.runs);
+    }
+    if let BenchJob::Network = args.job {
+        return network_bench::run(&args.network, args.events, args.record_bytes, args.runs);
     }
     if let BenchJob::Nexmark = args.job {
         let checkpoints = tempfile_dir()?;
@@ -667,6 +679,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
         BenchJob::Recovery => "recovery: pipeline with checkpoints, one failure half way",
         BenchJob::Nexmark
             | BenchJob::NexmarkDecode
+            | BenchJob::Network
             | BenchJob::KafkaSource
             | BenchJob::KafkaSink => {
             unreachable!("handled above")
@@ -708,6 +721,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
             }
             BenchJob::Nexmark
             | BenchJob::NexmarkDecode
+            | BenchJob::Network
             | BenchJob::KafkaSource
             | BenchJob::KafkaSink => {
                 unreachable!("handled above")

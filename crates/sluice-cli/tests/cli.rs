@@ -112,6 +112,20 @@ fn bench_pipeline_runs_on_tiny_input_and_prints_its_figures() {
 }
 
 #[test]
+fn bench_network_moves_every_record_over_one_loopback_connection_and_prints_bytes_per_second() {
+    let out =
+        sluice(&["bench", "network", "--events", "20000", "--runs", "2", "--record-bytes", "64"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    assert!(report.contains("GB/s on the wire") && report.contains("bytes/s:"), "{report}");
+    assert!(
+        !text(&out.stderr).contains("WARN"),
+        "an orderly shutdown is no loss: {}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn run_wordcount_into_a_closed_pipe_stops_quietly() {
     use std::process::Stdio;
     let mut input = tempfile::NamedTempFile::new().unwrap();

@@ -9,6 +9,7 @@
 //! deadlock. Each channel has a single sender, so the gate can tell
 //! channels apart (watermark minimum, barrier alignment).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Select, Sender, TryRecvError};
@@ -17,20 +18,48 @@ use std::collections::VecDeque;
 use sluice_checkpoint::{AlignerEvent, AlignmentMode, BarrierAligner};
 use sluice_core::{CheckpointBarrier, RecordBatch, Result, SluiceError, StreamElement, Watermark};
 
+use crate::network::credit::Credit;
+use crate::network::frame::{ChannelId, Header, OutFrame};
 use crate::watermark_valve::StatusWatermarkValve;
 
 /// The sending end of a channel.
 #[derive(Debug)]
 pub struct ChannelSender {
-    data: Sender<StreamElement>,
-    credits: Receiver<()>,
+    route: SenderRoute,
+}
+
+#[derive(Debug)]
+enum SenderRoute {
+    /// To a subtask in this process.
+    Local { data: Sender<StreamElement>, credits: Receiver<()> },
+    /// Over the data connection to another TaskManager: batches are encoded
+    /// here, on the sending task's thread, and queued for the connection's writer.
+    Remote {
+        channel: ChannelId,
+        credit: Arc<Credit>,
+        out: Sender<OutFrame>,
+        encode: fn(&RecordBatch) -> Result<Vec<u8>>,
+    },
 }
 
 /// The receiving end of a channel.
 #[derive(Debug)]
 pub struct ChannelReceiver {
     data: Receiver<StreamElement>,
-    credits: Sender<()>,
+    credits: CreditReturn,
+}
+
+#[derive(Debug)]
+enum CreditReturn {
+    Local(Sender<()>),
+    /// The receiver's count of announced credit goes up before the
+    /// announcement is queued, so the sender can never use a credit the
+    /// connection's reader does not yet know of.
+    Remote {
+        channel: ChannelId,
+        credit: Arc<Credit>,
+        out: Sender<OutFrame>,
+    },
 }
 
 /// A new channel with `capacity` credits (batches of records in flight).
@@ -41,50 +70,132 @@ pub fn channel(capacity: usize) -> (ChannelSender, ChannelReceiver) {
         credit_tx.send(()).expect("room for the initial credits");
     }
     (
-        ChannelSender { data: data_tx, credits: credit_rx },
-        ChannelReceiver { data: data_rx, credits: credit_tx },
+        ChannelSender { route: SenderRoute::Local { data: data_tx, credits: credit_rx } },
+        ChannelReceiver { data: data_rx, credits: CreditReturn::Local(credit_tx) },
     )
 }
 
-/// The receiver is gone; the element could not be sent.
+/// The sending end of a remote channel (see [`crate::network`]).
+pub(crate) fn remote_sender(
+    channel: ChannelId,
+    credit: Arc<Credit>,
+    out: Sender<OutFrame>,
+    encode: fn(&RecordBatch) -> Result<Vec<u8>>,
+) -> ChannelSender {
+    ChannelSender { route: SenderRoute::Remote { channel, credit, out, encode } }
+}
+
+/// The receiving end of a remote channel (see [`crate::network`]).
+pub(crate) fn remote_receiver(
+    data: Receiver<StreamElement>,
+    channel: ChannelId,
+    credit: Arc<Credit>,
+    out: Sender<OutFrame>,
+) -> ChannelReceiver {
+    ChannelReceiver { data, credits: CreditReturn::Remote { channel, credit, out } }
+}
+
+/// Why an element could not be sent.
 #[derive(Debug)]
-pub struct Disconnected(pub StreamElement);
+pub enum SendError {
+    /// The receiver (or the connection to it) is gone; names the element's kind.
+    Disconnected(&'static str),
+    /// The batch could not be encoded for the network.
+    Encode(SluiceError),
+}
 
 impl ChannelSender {
     /// Sends an element; a batch of records first waits for a credit.
     /// Returns how long it waited (zero when a credit was there).
-    pub fn send(&self, element: StreamElement) -> std::result::Result<Duration, Disconnected> {
-        let mut waited = Duration::ZERO;
-        if matches!(element, StreamElement::Records(_)) {
-            match self.credits.try_recv() {
-                Ok(()) => {}
-                Err(TryRecvError::Empty) => {
-                    let started = Instant::now();
-                    if self.credits.recv().is_err() {
-                        return Err(Disconnected(element));
+    pub fn send(&self, element: StreamElement) -> std::result::Result<Duration, SendError> {
+        match &self.route {
+            SenderRoute::Local { data, credits } => {
+                let mut waited = Duration::ZERO;
+                if matches!(element, StreamElement::Records(_)) {
+                    match credits.try_recv() {
+                        Ok(()) => {}
+                        Err(TryRecvError::Empty) => {
+                            let started = Instant::now();
+                            if credits.recv().is_err() {
+                                return Err(SendError::Disconnected(element.kind()));
+                            }
+                            waited = started.elapsed();
+                        }
+                        Err(TryRecvError::Disconnected) => {
+                            return Err(SendError::Disconnected(element.kind()))
+                        }
                     }
-                    waited = started.elapsed();
                 }
-                Err(TryRecvError::Disconnected) => return Err(Disconnected(element)),
+                data.send(element).map_err(|e| SendError::Disconnected(e.0.kind()))?;
+                Ok(waited)
+            }
+            SenderRoute::Remote { channel, credit, out, encode } => {
+                let kind = element.kind();
+                let gone = |_| SendError::Disconnected(kind);
+                let c = *channel;
+                let (waited, frame) = match element {
+                    StreamElement::Records(batch) => {
+                        let waited = credit.take().map_err(gone)?;
+                        let payload = encode(&batch).map_err(SendError::Encode)?;
+                        (waited, OutFrame::new(&Header::Records(c), payload))
+                    }
+                    StreamElement::Watermark(w) => (
+                        credit.wait_open().map_err(gone)?,
+                        OutFrame::new(&Header::Watermark(c, w), Vec::new()),
+                    ),
+                    StreamElement::Barrier(b) => (
+                        credit.wait_open().map_err(gone)?,
+                        OutFrame::new(&Header::Barrier(c, b), Vec::new()),
+                    ),
+                    StreamElement::IdleStatus(idle) => (
+                        credit.wait_open().map_err(gone)?,
+                        OutFrame::new(&Header::IdleStatus(c, idle), Vec::new()),
+                    ),
+                    StreamElement::EndOfInput => (
+                        credit.wait_open().map_err(gone)?,
+                        OutFrame::new(&Header::EndOfInput(c), Vec::new()),
+                    ),
+                };
+                out.send(frame).map_err(|_| SendError::Disconnected(kind))?;
+                Ok(waited)
             }
         }
-        self.data.send(element).map_err(|e| Disconnected(e.0))?;
-        Ok(waited)
     }
 }
 
 impl ChannelReceiver {
     /// Returns the credit of a batch the task has taken.
     fn taken(&self, element: &StreamElement) {
-        if matches!(element, StreamElement::Records(_)) {
+        if !matches!(element, StreamElement::Records(_)) {
+            return;
+        }
+        match &self.credits {
             // The sender may be gone already; then nobody needs the credit.
-            let _ = self.credits.try_send(());
+            CreditReturn::Local(credits) => {
+                let _ = credits.try_send(());
+            }
+            CreditReturn::Remote { channel, credit, out } => {
+                credit.grant(1);
+                let _ = out.send(OutFrame::new(&Header::Credit(*channel, 1), Vec::new()));
+            }
         }
     }
 
     /// Waits for an element (tests and tools; tasks read through the gate).
     pub fn recv(&self) -> Option<StreamElement> {
         let e = self.data.recv().ok()?;
+        self.taken(&e);
+        Some(e)
+    }
+
+    /// Elements received and not yet taken (Flink's input queue length).
+    pub fn queued(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Waits at most `timeout` for an element (tests and tools).
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<StreamElement> {
+        let e = self.data.recv_timeout(timeout).ok()?;
         self.taken(&e);
         Some(e)
     }

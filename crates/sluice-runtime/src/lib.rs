@@ -10,6 +10,7 @@ pub mod functions;
 pub mod harness;
 pub mod job_graph;
 pub mod metrics;
+pub mod network;
 pub mod operator;
 pub mod operators;
 pub mod partitioner;

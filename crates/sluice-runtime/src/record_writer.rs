@@ -10,7 +10,7 @@ use sluice_core::{
     Watermark,
 };
 
-use crate::channel::ChannelSender;
+use crate::channel::{ChannelSender, SendError};
 use crate::metrics::TaskMetrics;
 use crate::partitioner::{ChannelSelector, PartitionerKind, RoundRobin, Shuffle};
 use std::sync::Arc;
@@ -114,13 +114,15 @@ impl<T: Send + 'static> ChannelBuffers<T> {
     }
 
     fn send(&self, channel: usize, element: StreamElement) -> Result<()> {
-        let waited = self.senders[channel].send(element).map_err(|e| {
-            SluiceError::Internal(format!(
-                "edge {}: downstream subtask {} is gone (it failed or was cancelled) while sending {}",
-                self.edge_name,
-                channel,
-                e.0.kind()
-            ))
+        let waited = self.senders[channel].send(element).map_err(|e| match e {
+            SendError::Disconnected(kind) => SluiceError::Internal(format!(
+                "edge {}: downstream subtask {} is gone (it failed or was cancelled) while sending {kind}",
+                self.edge_name, channel,
+            )),
+            SendError::Encode(e) => SluiceError::Internal(format!(
+                "edge {}: a batch for downstream subtask {channel} cannot be encoded for the network: {e}",
+                self.edge_name
+            )),
         })?;
         if !waited.is_zero() {
             self.metrics.add_back_pressured(waited);
