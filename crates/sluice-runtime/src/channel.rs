@@ -163,6 +163,23 @@ impl ChannelSender {
     }
 }
 
+impl Drop for ChannelSender {
+    fn drop(&mut self) {
+        if let SenderRoute::Remote { channel, out, .. } = &self.route {
+            let _ = out.send(OutFrame::new(&Header::Close(*channel), Vec::new()));
+        }
+    }
+}
+
+impl Drop for ChannelReceiver {
+    fn drop(&mut self) {
+        // A sender waiting for credit learns that none will come.
+        if let CreditReturn::Remote { channel, out, .. } = &self.credits {
+            let _ = out.send(OutFrame::new(&Header::Close(*channel), Vec::new()));
+        }
+    }
+}
+
 impl ChannelReceiver {
     /// Returns the credit of a batch the task has taken.
     fn taken(&self, element: &StreamElement) {

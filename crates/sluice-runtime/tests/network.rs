@@ -241,3 +241,35 @@ fn a_data_address_off_loopback_needs_a_secret() {
     .unwrap_err();
     assert!(err.to_string().contains("needs a cluster secret"), "{err}");
 }
+
+#[test]
+fn a_dropped_receiver_stops_its_sender_waiting_for_credit() {
+    let (a, b) = pair(None, None);
+    let (tx, rx) = channel(&a, &b, id(0, 0), 1);
+    tx.send(batch([1])).unwrap();
+    let sender = std::thread::spawn(move || tx.send(batch([2])));
+    // The receiving task ends (it failed or was cancelled) without taking anything.
+    drop(rx);
+    assert!(matches!(sender.join().unwrap(), Err(SendError::Disconnected("records"))));
+}
+
+#[test]
+fn a_sender_dropped_before_end_of_input_closes_the_receivers_channel() {
+    let (a, b) = pair(None, None);
+    let (tx, rx) = channel(&a, &b, id(0, 0), 2);
+    tx.send(batch([1])).unwrap();
+    drop(tx);
+    assert_eq!(values(rx.recv_timeout(WAIT).unwrap()), vec![1]);
+    assert!(rx.recv_timeout(WAIT).is_none(), "closed, as an in-memory channel whose sender failed");
+}
+
+#[test]
+fn a_sender_registering_after_its_receiver_went_fails_at_once() {
+    let (a, b) = pair(None, None);
+    let t = OutputType::of::<u64>();
+    drop(b.input_channel("tm-a", id(0, 0), 2, t.decode_batch).unwrap());
+    wait_until("the close reached tm-a", || {
+        let tx = a.output_channel("tm-b", id(0, 0), t.encode_batch).unwrap();
+        matches!(tx.send(StreamElement::EndOfInput), Err(SendError::Disconnected(_)))
+    });
+}

@@ -53,6 +53,9 @@ pub enum Header {
     EndOfInput(ChannelId),
     /// The receiver grants credits (the first grant opens the channel).
     Credit(ChannelId, u32),
+    /// The sending end dropped its end of the channel (its task ended or
+    /// failed): the other end's task is told as an in-memory channel would.
+    Close(ChannelId),
     /// The sender shuts down: an orderly end of the connection, not a loss.
     Goodbye,
 }
@@ -209,6 +212,7 @@ mod tests {
             Header::IdleStatus(channel, true),
             Header::EndOfInput(channel),
             Header::Credit(channel, u32::MAX),
+            Header::Close(channel),
             Header::Goodbye,
         ];
         let mut wire = Vec::new();

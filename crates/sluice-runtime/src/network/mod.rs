@@ -547,6 +547,11 @@ impl Inner {
                     continue;
                 }
                 Header::Goodbye => return Ok(true),
+                Header::Close(channel) => {
+                    inbound.remove(&channel);
+                    self.closed(peer, channel);
+                    continue;
+                }
                 Header::Records(c) => (c, None),
                 Header::Watermark(c, w) => (c, Some(StreamElement::Watermark(w))),
                 Header::Barrier(c, b) => (c, Some(StreamElement::Barrier(b))),
@@ -608,6 +613,25 @@ impl Inner {
             .or_insert_with(|| Outbound { peer: peer.to_string(), credit: Arc::new(Credit::new()) })
             .credit
             .grant(n);
+    }
+
+    /// `peer` dropped its end of `channel`: drop ours, so our task sees
+    /// the channel close (a receiver) or stops waiting for credit (a sender).
+    fn closed(&self, peer: &str, channel: ChannelId) {
+        let mut channels = self.channels.lock().expect("channel table lock");
+        if channels.inbound.get(&channel).is_some_and(|i| i.peer == peer) {
+            channels.inbound.remove(&channel);
+            return;
+        }
+        // Kept closed, not removed: a sender that registers after the
+        // receiver went must fail at once, not wait for credit forever.
+        let o = channels.outbound.entry(channel).or_insert_with(|| Outbound {
+            peer: peer.to_string(),
+            credit: Arc::new(Credit::new()),
+        });
+        if o.peer == peer {
+            o.credit.close();
+        }
     }
 
     /// The connection to `peer` is over: every channel with it fails.
