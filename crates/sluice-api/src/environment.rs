@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use sluice_checkpoint::CheckpointConfig;
 use sluice_cluster::{
-    JobClient, JobExecutionResult, JobOptions, MiniCluster, MiniClusterConfig, RestartStrategy,
-    RestoreSource,
+    DataPlane, JobClient, JobExecutionResult, JobOptions, MiniCluster, MiniClusterConfig,
+    RestartStrategy, RestoreSource,
 };
 use sluice_connectors::{CollectionSource, DataGeneratorSource, FileSource, SocketTextSource};
 use sluice_core::{Clock, Data, ExecutionConfig, Result, SluiceError, SystemClock};
@@ -235,8 +235,19 @@ impl StreamExecutionEnvironment {
     /// Runs jobs on a mini-cluster of `task_managers` × `slots_per_task_manager`
     /// (default: one TaskManager with as many slots as the job needs).
     pub fn set_mini_cluster(&self, task_managers: usize, slots_per_task_manager: usize) -> &Self {
+        self.set_mini_cluster_with(task_managers, slots_per_task_manager, DataPlane::InMemory)
+    }
+
+    /// Like [`Self::set_mini_cluster`], with the TaskManagers exchanging
+    /// records through `data_plane` (TCP on loopback, as between processes).
+    pub fn set_mini_cluster_with(
+        &self,
+        task_managers: usize,
+        slots_per_task_manager: usize,
+        data_plane: DataPlane,
+    ) -> &Self {
         self.env.borrow_mut().cluster =
-            Some(MiniClusterConfig { task_managers, slots_per_task_manager });
+            Some(MiniClusterConfig { task_managers, slots_per_task_manager, data_plane });
         self
     }
 
@@ -333,6 +344,7 @@ impl StreamExecutionEnvironment {
             MiniClusterConfig {
                 task_managers: 1,
                 slots_per_task_manager: ExecutionGraph::slots_needed(job_graph).max(1),
+                data_plane: DataPlane::InMemory,
             }
         })
     }

@@ -39,8 +39,8 @@ pub use output_tag::OutputTag;
 pub use sluice_checkpoint::checkpoint_coordinator::CheckpointStatus;
 pub use sluice_checkpoint::{CheckpointConfig, CheckpointStats, CheckpointingMode};
 pub use sluice_cluster::{
-    JobClient, JobException, JobExecutionResult, JobOptions, JobStatus, MiniClusterConfig,
-    RestartStrategy, RestoreSource,
+    DataPlane, JobClient, JobException, JobExecutionResult, JobOptions, JobStatus,
+    MiniClusterConfig, RestartStrategy, RestoreSource,
 };
 pub use sluice_core::{Result, SluiceError};
 pub use sluice_runtime::functions::{

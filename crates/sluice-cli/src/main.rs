@@ -125,6 +125,9 @@ struct JobArgs {
     /// Slots per TaskManager.
     #[arg(long, requires = "task_managers")]
     slots: Option<usize>,
+    /// How the mini-cluster's TaskManagers exchange records.
+    #[arg(long, value_enum, default_value_t = DataPlaneArg::InMemory, requires = "task_managers")]
+    data_plane: DataPlaneArg,
     /// Number of generated events (pipeline).
     #[arg(long, default_value_t = 10_000_000)]
     events: u64,
@@ -245,6 +248,13 @@ struct BenchArgs {
     /// Take a checkpoint this often (reports checkpoint durations and sizes).
     #[arg(long, value_parser = parse_duration)]
     checkpoint_interval: Option<Duration>,
+    /// pipeline, tumbling-window, sliding-window, recovery: spread the
+    /// subtasks over this many TaskManagers (slots: parallelism / N, rounded up).
+    #[arg(long)]
+    task_managers: Option<usize>,
+    /// How those TaskManagers exchange records.
+    #[arg(long, value_enum, default_value_t = DataPlaneArg::InMemory, requires = "task_managers")]
+    data_plane: DataPlaneArg,
     /// kafka-source, kafka-sink, network: bytes per record value.
     #[arg(long, default_value_t = 100)]
     record_bytes: usize,
@@ -254,6 +264,24 @@ struct BenchArgs {
     kafka: kafka_bench::KafkaBenchArgs,
     #[command(flatten)]
     network: network_bench::NetworkBenchArgs,
+}
+
+/// `--data-plane`: how a mini-cluster's TaskManagers exchange records.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DataPlaneArg {
+    /// In-memory channels.
+    InMemory,
+    /// TCP on loopback between TaskManagers, as between processes.
+    Tcp,
+}
+
+impl From<DataPlaneArg> for sluice::DataPlane {
+    fn from(arg: DataPlaneArg) -> Self {
+        match arg {
+            DataPlaneArg::InMemory => sluice::DataPlane::InMemory,
+            DataPlaneArg::Tcp => sluice::DataPlane::Tcp,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -324,7 +352,7 @@ fn build(args: &JobArgs) -> Result<(StreamExecutionEnvironment, Option<FinalCoun
     let env = StreamExecutionEnvironment::new();
     env.set_parallelism(args.parallelism);
     if let (Some(tms), Some(slots)) = (args.task_managers, args.slots) {
-        env.set_mini_cluster(tms, slots);
+        env.set_mini_cluster_with(tms, slots, args.data_plane.into());
     }
     if let Some(interval) = args.checkpoint_interval {
         env.enable_checkpointing(interval);
@@ -694,6 +722,9 @@ fn bench(args: &BenchArgs) -> Result<()> {
     for run in 1..=args.runs {
         let env = StreamExecutionEnvironment::new();
         env.set_parallelism(args.parallelism);
+        if let Some(tms) = args.task_managers {
+            env.set_mini_cluster_with(tms, args.parallelism.div_ceil(tms), args.data_plane.into());
+        }
         let checkpoints = tempfile_dir()?;
         if let Some(interval) = args.checkpoint_interval {
             env.enable_checkpointing(interval)

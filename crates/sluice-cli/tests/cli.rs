@@ -126,6 +126,32 @@ fn bench_network_moves_every_record_over_one_loopback_connection_and_prints_byte
 }
 
 #[test]
+fn run_wordcount_across_task_managers_over_tcp_prints_the_same_counts() {
+    let mut input = tempfile::NamedTempFile::new().unwrap();
+    for i in 0..20_000 {
+        writeln!(input, "w{} x{}", i % 97, i % 7).unwrap();
+    }
+    let path = input.path().to_str().unwrap();
+    let in_memory = sluice(&["run", "wordcount", "--input", path, "--parallelism", "2"]);
+    let over_tcp = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "wordcount", "--input", path, "--parallelism", "2"])
+        .args(["--task-managers", "2", "--slots", "1", "--data-plane", "tcp"])
+        .env("RUST_LOG", "sluice_runtime::network=info")
+        .output()
+        .unwrap();
+    assert!(over_tcp.status.success(), "{}", text(&over_tcp.stderr));
+    let lines = |o: &Output| {
+        let mut l: Vec<String> = text(&o.stdout).lines().map(str::to_string).collect();
+        l.sort();
+        l
+    };
+    assert_eq!(lines(&over_tcp), lines(&in_memory));
+    let log = text(&over_tcp.stderr);
+    assert!(log.contains("data connection up task_manager=tm-0 peer=tm-1"), "{log}");
+    assert!(!log.contains("WARN"), "{log}");
+}
+
+#[test]
 fn run_wordcount_into_a_closed_pipe_stops_quietly() {
     use std::process::Stdio;
     let mut input = tempfile::NamedTempFile::new().unwrap();

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use sluice::StreamExecutionEnvironment;
+use sluice::{DataPlane, StreamExecutionEnvironment};
 use sluice_cli::jobs::wordcount::{tokenize, word_count, FinalCounts, WordCountOptions};
 
 const VOCABULARY: [&str; 12] = [
@@ -59,15 +59,18 @@ fn word_count_matches_the_reference_at_parallelism_1_2_and_4() {
 #[test]
 fn word_count_is_the_same_on_one_or_several_task_managers() {
     let (file, reference) = corpus(2_000, 3);
-    for (task_managers, slots) in [(1, 4), (2, 2), (4, 1)] {
+    let shapes =
+        [(1, 4, DataPlane::InMemory), (2, 2, DataPlane::InMemory), (4, 1, DataPlane::InMemory)];
+    let over_tcp = [(2, 2, DataPlane::Tcp), (4, 1, DataPlane::Tcp)];
+    for (task_managers, slots, data_plane) in shapes.into_iter().chain(over_tcp) {
         let env = StreamExecutionEnvironment::new();
-        env.set_parallelism(4).set_mini_cluster(task_managers, slots);
+        env.set_parallelism(4).set_mini_cluster_with(task_managers, slots, data_plane);
         let counts = FinalCounts::default();
         word_count(&env, file.path().to_path_buf(), &WordCountOptions::default())
             .sink_to(counts.clone());
         env.execute("word count").unwrap();
         let got: HashMap<String, u64> = counts.sorted().into_iter().collect();
-        assert_eq!(got, reference, "{task_managers} TaskManagers x {slots} slots");
+        assert_eq!(got, reference, "{task_managers} TaskManagers x {slots} slots, {data_plane:?}");
     }
 }
 

@@ -76,7 +76,10 @@ impl JobManager {
     pub fn submit_job(&self, job_graph: JobGraph, options: JobOptions) -> Result<JobClient> {
         let submitted = Instant::now();
         let job_graph = Arc::new(job_graph);
-        let job_id = format!("{:032x}", rand::rng().random::<u128>());
+        let id = rand::rng().random::<u128>();
+        let job_id = format!("{id:032x}");
+        // The data plane names channels by the id's high half (as printed, first).
+        let network_job = (id >> 64) as u64;
         let sg = &job_graph.stream_graph;
         let status = Arc::new(Mutex::new(JobState::new()));
         info!(job = %sg.job_name, %job_id, "job submitted");
@@ -102,9 +105,13 @@ impl JobManager {
         }
         let first_checkpoint_id = restored.as_ref().map_or(1, |(id, _)| id + 1);
 
-        let scheduler =
-            Scheduler::new(job_graph.clone(), self.task_managers.clone(), &self.free_slots())
-                .map_err(fail)?;
+        let scheduler = Scheduler::new(
+            job_graph.clone(),
+            self.task_managers.clone(),
+            &self.free_slots(),
+            network_job,
+        )
+        .map_err(fail)?;
         let attempt =
             scheduler.deploy(0, restored.as_ref().map(|(id, state)| (*id, state))).map_err(fail)?;
         scheduler.allocate_slots();

@@ -97,6 +97,7 @@ impl JobMaster {
             for t in std::mem::take(&mut attempt.threads) {
                 let _ = t.join();
             }
+            self.scheduler.release_attempt(attempt.number);
             let error = match end {
                 AttemptEnd::Finished => match self.final_commits(&mut attempt) {
                     Ok(()) => return Ok(()),

@@ -21,6 +21,6 @@ pub use failure_handler::{FailureDecision, FailureHandler};
 pub use job_client::{JobClient, JobException, JobExecutionResult, JobView, VertexMetrics};
 pub use job_manager::{JobManager, JobOptions, RestoreSource};
 pub use job_status::{JobState, JobStatus, Restore};
-pub use mini_cluster::{MiniCluster, MiniClusterConfig};
+pub use mini_cluster::{DataPlane, MiniCluster, MiniClusterConfig};
 pub use restart_strategy::{RestartBackoff, RestartStrategy};
 pub use task_manager::TaskManager;

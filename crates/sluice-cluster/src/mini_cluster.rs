@@ -1,8 +1,13 @@
 //! The mini-cluster: one JobManager and N TaskManagers × S slots in one
 //! process. It runs the same JobManager and TaskManager code as a
-//! distributed cluster; only the transport (in-memory channels) differs.
+//! distributed cluster; only the transport differs: in-memory channels, or
+//! with [`DataPlane::Tcp`] the TaskManagers' own data planes on loopback.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+
+use rand::RngCore;
+use sluice_runtime::network::{NetworkConfig, NetworkEnvironment};
 
 use sluice_core::{Result, SluiceError};
 use sluice_runtime::execution_graph::{ExecutionGraph, SlotId};
@@ -12,6 +17,17 @@ use crate::job_client::JobClient;
 use crate::job_manager::{JobManager, JobOptions};
 use crate::task_manager::TaskManager;
 
+/// How a mini-cluster's TaskManagers exchange records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DataPlane {
+    /// In-memory channels between every pair of subtasks (Flink's MiniCluster).
+    #[default]
+    InMemory,
+    /// Each TaskManager listens on loopback; channels between subtasks on
+    /// different TaskManagers cross a TCP connection, as between processes.
+    Tcp,
+}
+
 /// The shape of a mini-cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MiniClusterConfig {
@@ -19,6 +35,8 @@ pub struct MiniClusterConfig {
     pub task_managers: usize,
     /// Slots per TaskManager.
     pub slots_per_task_manager: usize,
+    /// How TaskManagers exchange records.
+    pub data_plane: DataPlane,
 }
 
 impl MiniClusterConfig {
@@ -60,9 +78,34 @@ impl MiniCluster {
     /// Starts a mini-cluster of the given shape.
     pub fn start(config: MiniClusterConfig) -> Result<Self> {
         config.validate()?;
-        let tms = (0..config.task_managers)
-            .map(|i| Arc::new(TaskManager::new(i, config.slots_per_task_manager)))
-            .collect();
+        let slots = config.slots_per_task_manager;
+        let tms: Vec<Arc<TaskManager>> = match config.data_plane {
+            DataPlane::InMemory => {
+                (0..config.task_managers).map(|i| Arc::new(TaskManager::new(i, slots))).collect()
+            }
+            DataPlane::Tcp => {
+                let mut secret = vec![0u8; 32];
+                rand::rng().fill_bytes(&mut secret);
+                let tms = (0..config.task_managers)
+                    .map(|i| {
+                        let network = NetworkEnvironment::start(NetworkConfig {
+                            task_manager: format!("tm-{i}"),
+                            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+                            secret: Some(secret.clone()),
+                        })?;
+                        Ok(Arc::new(TaskManager::with_network(i, slots, network)))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                for a in tms.iter().filter_map(|tm| tm.network()) {
+                    for b in tms.iter().filter_map(|tm| tm.network()) {
+                        if a.task_manager() != b.task_manager() {
+                            a.connect(b.task_manager(), b.address())?;
+                        }
+                    }
+                }
+                tms
+            }
+        };
         Ok(Self { config, job_manager: JobManager::new(tms) })
     }
 

@@ -24,7 +24,7 @@ use sluice_runtime::task::{
 };
 
 use crate::job_master::StateMap;
-use crate::shuffle::create_channels;
+use crate::shuffle::{create_channels, Placement};
 use crate::source_coordinator::{CoordinatorEvent, SourceCoordinator};
 use crate::task_manager::TaskManager;
 
@@ -58,6 +58,8 @@ pub(crate) struct Scheduler {
     /// Counters per (vertex, subtask), kept across attempts.
     pub(crate) metrics: Vec<(usize, usize, Arc<TaskMetrics>)>,
     alignment: Option<(AlignmentMode, Option<Duration>)>,
+    /// The job as the data plane names its channels.
+    network_job: u64,
 }
 
 impl Scheduler {
@@ -66,6 +68,7 @@ impl Scheduler {
         job_graph: Arc<JobGraph>,
         task_managers: Vec<Arc<TaskManager>>,
         slots: &[SlotId],
+        network_job: u64,
     ) -> Result<Self> {
         let execution_graph = ExecutionGraph::schedule(&job_graph, slots)?;
         let metrics = execution_graph
@@ -85,7 +88,15 @@ impl Scheduler {
             }
             CheckpointingMode::ExactlyOnce => (AlignmentMode::Unaligned, None),
         });
-        Ok(Self { job_graph, execution_graph, task_managers, metrics, alignment })
+        Ok(Self { job_graph, execution_graph, task_managers, metrics, alignment, network_job })
+    }
+
+    /// Ends attempt `number`'s remote channels on every TaskManager: their
+    /// frames are refused from now on, so a zombie cannot feed a later attempt.
+    pub(crate) fn release_attempt(&self, number: usize) {
+        for network in self.task_managers.iter().filter_map(|tm| tm.network()) {
+            network.release_attempt(self.network_job, number as u32);
+        }
     }
 
     /// Marks the job's slots taken, for as long as it runs.
@@ -113,7 +124,13 @@ impl Scheduler {
         let restore = restored.map(|(_, state)| state);
         let jg = &self.job_graph;
         let sg = &jg.stream_graph;
-        let mut channels = create_channels(jg, sg.config.channel_capacity);
+        let placement = Placement {
+            execution_graph: &self.execution_graph,
+            task_managers: &self.task_managers,
+            job: self.network_job,
+            attempt: number as u32,
+        };
+        let mut channels = create_channels(jg, sg.config.channel_capacity, Some(&placement))?;
         let mut control_rx = HashMap::new();
         let mut controls = Vec::new();
         for (v, subtasks) in self.execution_graph.vertices.iter().enumerate() {

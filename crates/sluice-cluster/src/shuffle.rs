@@ -1,13 +1,20 @@
-//! The in-memory shuffle: one bounded channel per (upstream subtask,
-//! downstream subtask) pair of every network edge, wired by the edge's
-//! distribution pattern. The multi-process cluster will put a TCP
-//! connection with credits behind the same sender and receiver ends.
+//! The shuffle: one channel per (upstream subtask, downstream subtask)
+//! pair of every network edge, wired by the edge's distribution pattern.
+//! A pair placed on one TaskManager gets an in-memory channel; a pair on
+//! two TaskManagers with data planes gets a remote channel over their
+//! connection, with the same ends and credits.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use sluice_runtime::channel::{channel, BatchCodec, InputChannel};
+use sluice_core::Result;
+use sluice_runtime::channel::{channel, BatchCodec, ChannelReceiver, ChannelSender, InputChannel};
+use sluice_runtime::execution_graph::ExecutionGraph;
 use sluice_runtime::job_graph::JobGraph;
+use sluice_runtime::network::frame::ChannelId;
 use sluice_runtime::task::OutputChannels;
+
+use crate::task_manager::TaskManager;
 
 /// The channel ends of every subtask.
 pub struct ShuffleChannels {
@@ -17,31 +24,71 @@ pub struct ShuffleChannels {
     pub inputs: HashMap<(usize, usize), Vec<InputChannel>>,
 }
 
-/// Creates all channels of a job, each holding `capacity` elements.
-pub fn create_channels(job_graph: &JobGraph, capacity: usize) -> ShuffleChannels {
+/// Where an attempt's subtasks run, for channels that cross TaskManagers.
+pub struct Placement<'a> {
+    /// The placed job.
+    pub execution_graph: &'a ExecutionGraph,
+    /// The TaskManagers, by index.
+    pub task_managers: &'a [Arc<TaskManager>],
+    /// The job, as the data plane names it.
+    pub job: u64,
+    /// The attempt the channels belong to.
+    pub attempt: u32,
+}
+
+/// Creates all channels of a job, each with `capacity` credits; with a
+/// placement, pairs on different TaskManagers cross their data planes.
+pub fn create_channels(
+    job_graph: &JobGraph,
+    capacity: usize,
+    placement: Option<&Placement<'_>>,
+) -> Result<ShuffleChannels> {
     let mut outputs: HashMap<(usize, usize), OutputChannels> = HashMap::new();
     let mut inputs: HashMap<(usize, usize), Vec<InputChannel>> = HashMap::new();
+    let mut remote_channels = 0u32;
     let sg = &job_graph.stream_graph;
     for edge in &job_graph.edges {
         let record_type = sg.edges[edge.stream_edge].output_type(sg);
+        let codec =
+            BatchCodec { encode: record_type.encode_batch, decode: record_type.decode_batch };
         let up = &job_graph.vertices[edge.source_vertex];
         let down = &job_graph.vertices[edge.target_vertex];
         for i in 0..up.parallelism {
-            let senders = outputs.entry((up.id, i)).or_default().entry(edge.id).or_default();
             for j in edge.distribution.targets(i, up.parallelism, down.parallelism) {
-                let (tx, rx) = channel(capacity);
-                senders.push(tx);
+                let remote = placement.and_then(|p| {
+                    let tm = |v: usize, s: usize| {
+                        &p.task_managers[p.execution_graph.vertices[v][s].slot.task_manager]
+                    };
+                    let (from, to) = (tm(up.id, i), tm(down.id, j));
+                    match (from.network(), to.network()) {
+                        (Some(f), Some(t)) if from.index() != to.index() => Some((p, f, t)),
+                        _ => None,
+                    }
+                });
+                let (tx, rx): (ChannelSender, ChannelReceiver) = match remote {
+                    None => channel(capacity),
+                    Some((p, from, to)) => {
+                        let id =
+                            ChannelId { job: p.job, attempt: p.attempt, index: remote_channels };
+                        remote_channels += 1;
+                        let rx = to.input_channel(
+                            from.task_manager(),
+                            id,
+                            capacity as u32,
+                            codec.decode,
+                        )?;
+                        (from.output_channel(to.task_manager(), id, codec.encode)?, rx)
+                    }
+                };
+                outputs.entry((up.id, i)).or_default().entry(edge.id).or_default().push(tx);
                 inputs.entry((down.id, j)).or_default().push(InputChannel {
                     receiver: rx,
                     input: edge.type_number,
                     description: format!("{} ({}/{})", up.name, i + 1, up.parallelism),
-                    codec: BatchCodec {
-                        encode: record_type.encode_batch,
-                        decode: record_type.decode_batch,
-                    },
+                    codec,
                 });
             }
         }
     }
-    ShuffleChannels { outputs, inputs }
+    Ok(ShuffleChannels { outputs, inputs })
 }

@@ -6,6 +6,7 @@ use std::thread::JoinHandle;
 
 use sluice_core::{Result, SluiceError};
 use sluice_runtime::execution_graph::SlotId;
+use sluice_runtime::network::NetworkEnvironment;
 use sluice_runtime::operator::task_error;
 use sluice_runtime::task::{run_task, TaskDeployment, TaskEvent};
 
@@ -14,12 +15,24 @@ use sluice_runtime::task::{run_task, TaskDeployment, TaskEvent};
 pub struct TaskManager {
     index: usize,
     free: Mutex<Vec<bool>>,
+    /// Its data plane, when channels to other TaskManagers cross TCP.
+    network: Option<NetworkEnvironment>,
 }
 
 impl TaskManager {
-    /// TaskManager number `index` with `slots` slots.
+    /// TaskManager number `index` with `slots` slots; all its channels are in memory.
     pub fn new(index: usize, slots: usize) -> Self {
-        Self { index, free: Mutex::new(vec![true; slots]) }
+        Self { index, free: Mutex::new(vec![true; slots]), network: None }
+    }
+
+    /// A TaskManager whose channels to other TaskManagers go through `network`.
+    pub fn with_network(index: usize, slots: usize, network: NetworkEnvironment) -> Self {
+        Self { index, free: Mutex::new(vec![true; slots]), network: Some(network) }
+    }
+
+    /// Its data plane, if it has one.
+    pub fn network(&self) -> Option<&NetworkEnvironment> {
+        self.network.as_ref()
     }
 
     /// This TaskManager's index.
@@ -82,5 +95,13 @@ impl TaskManager {
                 }
             })
             .map_err(|e| SluiceError::Internal(format!("cannot start a task thread: {e}")))
+    }
+}
+
+impl Drop for TaskManager {
+    fn drop(&mut self) {
+        if let Some(network) = &self.network {
+            network.shutdown();
+        }
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use sluice::connectors::{DataGeneratorSource, ExactlyOnceFileSink, FileSource};
 use sluice::{
-    Clock, DecodeErrorPolicy, DecodeFailure, OutputTag, RecordLocation, RestartStrategy,
+    Clock, DataPlane, DecodeErrorPolicy, DecodeFailure, OutputTag, RecordLocation, RestartStrategy,
     StreamExecutionEnvironment, SystemClock, TumblingEventTimeWindows, WatermarkStrategy,
 };
 
@@ -48,7 +48,7 @@ enum Alignment {
 /// Runs `count` records (key = i % KEYS, per-key sequence = i / KEYS) through
 /// map → key_by → rolling count → exactly-once files, with one fault.
 fn run(dir: &Path, count: u64, parallelism: usize, fault: Fault) -> sluice::JobExecutionResult {
-    run_with(dir, count, parallelism, fault, Alignment::Aligned)
+    run_with(dir, count, parallelism, fault, Alignment::Aligned, DataPlane::InMemory)
 }
 
 fn run_with(
@@ -57,6 +57,7 @@ fn run_with(
     parallelism: usize,
     fault: Fault,
     alignment: Alignment,
+    data_plane: DataPlane,
 ) -> sluice::JobExecutionResult {
     let scenario = fail::FailScenario::setup();
     match fault {
@@ -84,6 +85,10 @@ fn run_with(
         .set_batch_size(64)
         .set_checkpoint_storage(dir.join("checkpoints").to_str().unwrap())
         .set_restart_strategy(RestartStrategy::FixedDelay { attempts: 3, delay: Duration::ZERO });
+    if data_plane == DataPlane::Tcp {
+        // One TaskManager per subtask index: every shuffle channel but i -> i crosses TCP.
+        env.set_mini_cluster_with(parallelism, 1, DataPlane::Tcp);
+    }
     let fired = Arc::new(AtomicBool::new(false));
     let (before, after) = match fault {
         Fault::BeforeShuffle(at) | Fault::InRestore(at) => (Some(at), None),
@@ -190,9 +195,19 @@ fn check(fault: Fault, seed: u64, parallelism: usize) {
 }
 
 fn check_with(fault: Fault, seed: u64, parallelism: usize, alignment: Alignment) {
+    check_on(fault, seed, parallelism, alignment, DataPlane::InMemory)
+}
+
+fn check_on(
+    fault: Fault,
+    seed: u64,
+    parallelism: usize,
+    alignment: Alignment,
+    data_plane: DataPlane,
+) {
     let dir = tempfile::tempdir().unwrap();
     let count = 12_000 + seed * 1_000;
-    let result = run_with(dir.path(), count, parallelism, fault, alignment);
+    let result = run_with(dir.path(), count, parallelism, fault, alignment, data_plane);
     if std::env::var("DEBUG_EO").is_ok() {
         for c in &result.checkpoints {
             eprintln!(
@@ -207,7 +222,7 @@ fn check_with(fault: Fault, seed: u64, parallelism: usize, alignment: Alignment)
     }
     assert!(result.restarts >= 1, "{fault:?}: the fault fired and the job restarted");
     if let Err(e) = verify(dir.path(), count) {
-        panic!("{fault:?} {alignment:?} seed {seed} parallelism {parallelism}: {e}");
+        panic!("{fault:?} {alignment:?} {data_plane:?} seed {seed} parallelism {parallelism}: {e}");
     }
 }
 
@@ -243,6 +258,18 @@ fn exactly_once_with_aligned_checkpoints_that_turn_unaligned_after_a_timeout() {
             Alignment::UnalignedAfterTimeout,
         );
     }
+}
+
+#[test]
+fn exactly_once_across_two_and_three_task_managers_over_tcp() {
+    check_on(Fault::BeforeShuffle(3_500), 1, 2, Alignment::Aligned, DataPlane::Tcp);
+    check_on(Fault::AfterShuffle(2_700), 2, 3, Alignment::Aligned, DataPlane::Tcp);
+}
+
+#[test]
+fn exactly_once_over_tcp_with_unaligned_checkpoints() {
+    check_on(Fault::AfterShuffle(2_900), 0, 2, Alignment::Unaligned, DataPlane::Tcp);
+    check_on(Fault::BeforeShuffle(3_300), 1, 3, Alignment::UnalignedAfterTimeout, DataPlane::Tcp);
 }
 
 #[test]
