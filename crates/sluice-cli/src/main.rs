@@ -248,8 +248,8 @@ struct BenchArgs {
     /// Take a checkpoint this often (reports checkpoint durations and sizes).
     #[arg(long, value_parser = parse_duration)]
     checkpoint_interval: Option<Duration>,
-    /// pipeline, tumbling-window, sliding-window, recovery: spread the
-    /// subtasks over this many TaskManagers (slots: parallelism / N, rounded up).
+    /// pipeline, windows, recovery, nexmark: spread the subtasks over this
+    /// many TaskManagers (slots: parallelism / N, rounded up).
     #[arg(long)]
     task_managers: Option<usize>,
     /// How those TaskManagers exchange records.
@@ -696,6 +696,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
             runs: args.runs,
             checkpoint_interval: args.checkpoint_interval,
             checkpoint_dir: &checkpoints,
+            cluster: args.task_managers.map(|n| (n, args.data_plane.into())),
         });
         let _ = std::fs::remove_dir_all(&checkpoints);
         return result;

@@ -186,6 +186,8 @@ pub struct BenchSettings<'a> {
     pub checkpoint_interval: Option<Duration>,
     /// Where checkpoints go.
     pub checkpoint_dir: &'a Path,
+    /// Spread the subtasks over this many TaskManagers exchanging records this way.
+    pub cluster: Option<(usize, sluice::DataPlane)>,
 }
 
 fn parse_queries(text: &str) -> Result<Vec<Query>> {
@@ -262,6 +264,11 @@ fn bench_in_child(query: Query, settings: &BenchSettings<'_>) -> Result<String> 
     if let Some(interval) = settings.checkpoint_interval {
         command.args(["--checkpoint-interval", &format!("{}ms", interval.as_millis())]);
     }
+    if let Some((task_managers, data_plane)) = settings.cluster {
+        command.args(["--task-managers", &task_managers.to_string()]);
+        let plane = if data_plane == sluice::DataPlane::Tcp { "tcp" } else { "in-memory" };
+        command.args(["--data-plane", plane]);
+    }
     let mut child = command.stdout(Stdio::piped()).spawn().context("cannot start a benchmark")?;
     let mut summary = None;
     for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
@@ -319,6 +326,10 @@ fn bench_query(query: Query, settings: &BenchSettings<'_>) -> Result<()> {
         let tracker = LatencyTracker::new();
         let env = StreamExecutionEnvironment::new();
         env.set_parallelism(settings.parallelism);
+        if let Some((task_managers, data_plane)) = settings.cluster {
+            let slots = settings.parallelism.div_ceil(task_managers);
+            env.set_mini_cluster_with(task_managers, slots, data_plane);
+        }
         if let Some(interval) = settings.checkpoint_interval {
             env.enable_checkpointing(interval)
                 .set_checkpoint_storage(settings.checkpoint_dir.display().to_string());
