@@ -25,6 +25,7 @@ use sluice_cli::process_stats::{cpu_time, peak_rss_bytes};
 use sluice_kafka::DeliveryGuarantee;
 use sluice_rest::{Dashboard, RestConfig, RestServer};
 
+mod cluster_cli;
 mod kafka_bench;
 mod kafka_tools;
 mod network_bench;
@@ -73,6 +74,12 @@ enum Command {
     /// Write lines into a Kafka topic, or print one to its end.
     #[command(subcommand)]
     Kafka(kafka_tools::KafkaCommand),
+    /// Run a standalone JobManager: TaskManagers register with it and keep it informed by heartbeats.
+    Jobmanager(cluster_cli::JobManagerArgs),
+    /// Run a standalone TaskManager: registers its slots and data address with the JobManager.
+    Taskmanager(cluster_cli::TaskManagerArgs),
+    /// List the TaskManagers registered with a standalone JobManager.
+    TaskManagers(cluster_cli::ListArgs),
 }
 
 #[derive(Subcommand)]
@@ -312,7 +319,7 @@ fn main() -> ExitCode {
     // Restarts, declined checkpoints and skipped records are warnings: a
     // user must see them without asking.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "warn,sluice_kafka=info".into());
+        .unwrap_or_else(|_| "warn,sluice_kafka=info,sluice_rpc=info".into());
     let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
     match cli.log_format {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
@@ -344,6 +351,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Nexmark(NexmarkCommand::Gen(args)) => nexmark_cli::generate(&args),
         Command::Nexmark(NexmarkCommand::Run(args)) => nexmark_cli::run(&args),
         Command::Kafka(command) => kafka_tools::run(&command),
+        Command::Jobmanager(args) => cluster_cli::job_manager(args),
+        Command::Taskmanager(args) => cluster_cli::task_manager(args),
+        Command::TaskManagers(args) => cluster_cli::list(args),
     }
 }
 

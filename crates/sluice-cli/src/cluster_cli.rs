@@ -1,0 +1,111 @@
+//! `sluice jobmanager`, `sluice taskmanager` and `sluice task-managers`: the
+//! processes of a standalone cluster and a look at it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use sluice_rpc::job_manager::JobManagerConfig;
+use sluice_rpc::task_manager::TaskManagerConfig;
+
+use crate::parse_duration;
+
+/// The cluster secret, shared by every process of a cluster.
+#[derive(Args, Debug, Clone)]
+pub struct SecretArgs {
+    /// Secret every RPC and data connection must prove; without one, the
+    /// cluster listens on loopback only.
+    #[arg(long, env = "SLUICE_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+}
+
+/// `sluice jobmanager` options.
+#[derive(Args, Debug)]
+pub struct JobManagerArgs {
+    /// Where TaskManagers and clients reach the JobManager.
+    #[arg(long, default_value = "127.0.0.1:6123")]
+    pub rpc_address: SocketAddr,
+    /// How often TaskManagers send heartbeats.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub heartbeat_interval: Duration,
+    /// A TaskManager silent this long is lost (a broken connection is lost at once).
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub heartbeat_timeout: Duration,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+}
+
+/// `sluice taskmanager` options.
+#[derive(Args, Debug)]
+pub struct TaskManagerArgs {
+    /// The JobManager's RPC address.
+    #[arg(long, default_value = "127.0.0.1:6123")]
+    pub jobmanager: String,
+    /// Slots this TaskManager offers.
+    #[arg(long, default_value_t = 1)]
+    pub slots: u32,
+    /// Where its data plane listens (other TaskManagers connect here).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub data_address: SocketAddr,
+    /// Its id in the cluster (default: host name and process id).
+    #[arg(long)]
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+}
+
+/// `sluice task-managers` options.
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// The JobManager's RPC address.
+    #[arg(long, default_value = "127.0.0.1:6123")]
+    pub jobmanager: String,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+}
+
+/// Runs a JobManager until Ctrl-C.
+pub fn job_manager(args: JobManagerArgs) -> Result<()> {
+    sluice_rpc::job_manager::run(JobManagerConfig {
+        rpc_address: args.rpc_address,
+        secret: args.secret.cluster_secret,
+        heartbeat_interval: args.heartbeat_interval,
+        heartbeat_timeout: args.heartbeat_timeout,
+    })?;
+    Ok(())
+}
+
+/// Runs a TaskManager until Ctrl-C.
+pub fn task_manager(args: TaskManagerArgs) -> Result<()> {
+    let id = args.id.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    sluice_rpc::task_manager::run(TaskManagerConfig {
+        job_manager: args.jobmanager,
+        id,
+        slots: args.slots,
+        data_address: args.data_address,
+        secret: args.secret.cluster_secret,
+    })?;
+    Ok(())
+}
+
+/// Prints the registered TaskManagers.
+pub fn list(args: ListArgs) -> Result<()> {
+    let tms =
+        sluice_rpc::task_manager::list_task_managers(&args.jobmanager, args.secret.cluster_secret)?;
+    println!(
+        "{:<24}{:>7}{:>7}  {:<22}{:>16}",
+        "task manager", "slots", "free", "data address", "last heartbeat"
+    );
+    for tm in &tms {
+        println!(
+            "{:<24}{:>7}{:>7}  {:<22}{:>13} ms",
+            tm.task_manager_id, tm.slots, tm.free_slots, tm.data_address, tm.last_heartbeat_ms_ago
+        );
+    }
+    println!("{} TaskManagers, {} slots", tms.len(), tms.iter().map(|t| t.slots).sum::<u32>());
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! A standalone cluster as a user starts it: a `sluice jobmanager` process
+//! and `sluice taskmanager` processes on free ports, each killed by its own
+//! pid when the test ends. TaskManagers register; a killed one is lost at
+//! once, a paused one after the heartbeat timeout; wrong secrets are refused.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A cluster process, killed when dropped (also when the test fails).
+struct Process {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    fn start(dir: &Path, name: &str, args: &[&str]) -> Self {
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("the sluice binary starts");
+        Self { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log has `count` lines containing `needle`.
+    fn wait_for(&self, needle: &str, count: usize) -> String {
+        let started = Instant::now();
+        loop {
+            let log = self.log();
+            if log.matches(needle).count() >= count {
+                return log;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "no '{needle}' in:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A JobManager on a free loopback port, and its address.
+fn job_manager(dir: &Path, extra: &[&str]) -> (Process, String) {
+    let mut args = vec!["jobmanager", "--rpc-address", "127.0.0.1:0", "--heartbeat-timeout", "2s"];
+    args.extend_from_slice(extra);
+    let jm = Process::start(dir, "jobmanager", &args);
+    let log = jm.wait_for("JobManager listening", 1);
+    let address =
+        log.split("address=").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    (jm, address)
+}
+
+fn task_manager(dir: &Path, jm: &str, id: &str, slots: &str, extra: &[&str]) -> Process {
+    let mut args = vec!["taskmanager", "--jobmanager", jm, "--id", id, "--slots", slots];
+    args.extend_from_slice(extra);
+    Process::start(dir, id, &args)
+}
+
+fn list(jm: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["task-managers", "--jobmanager", jm])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn task_managers_register_their_slots_and_a_killed_one_is_lost_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jm, address) = job_manager(dir.path(), &[]);
+    assert!(jm.log().contains("no cluster secret: the JobManager listens on loopback only"));
+    let a = task_manager(dir.path(), &address, "tm-a", "2", &[]);
+    let _b = task_manager(dir.path(), &address, "tm-b", "3", &[]);
+    jm.wait_for("TaskManager registered", 2);
+    let listing = String::from_utf8(list(&address, &[]).stdout).unwrap();
+    assert!(listing.contains("tm-a") && listing.contains("tm-b"), "{listing}");
+    assert!(listing.contains("2 TaskManagers, 5 slots"), "{listing}");
+    a.signal("-KILL");
+    // A broken connection is a loss at once, long before the 2 s heartbeat timeout.
+    let log = jm.wait_for("TaskManager lost: its connection closed", 1);
+    assert!(log.contains("task_manager=\"tm-a\" remaining=1"), "{log}");
+    let listing = String::from_utf8(list(&address, &[]).stdout).unwrap();
+    assert!(!listing.contains("tm-a") && listing.contains("1 TaskManagers, 3 slots"), "{listing}");
+}
+
+#[test]
+fn a_paused_task_manager_is_lost_after_the_heartbeat_timeout_and_registers_again_when_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jm, address) = job_manager(dir.path(), &[]);
+    let tm = task_manager(dir.path(), &address, "tm-z", "1", &[]);
+    jm.wait_for("TaskManager registered", 1);
+    tm.signal("-STOP");
+    let log = jm.wait_for("TaskManager lost: no heartbeat for", 1);
+    assert!(log.contains("task_manager=\"tm-z\""), "{log}");
+    tm.signal("-CONT");
+    tm.wait_for("the JobManager declared this TaskManager lost; registering again", 1);
+    jm.wait_for("TaskManager registered", 2);
+}
+
+#[test]
+fn a_wrong_cluster_secret_is_refused_and_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jm, address) = job_manager(dir.path(), &["--cluster-secret", "right"]);
+    let mut intruder = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "taskmanager",
+            "--jobmanager",
+            &address,
+            "--id",
+            "intruder",
+            "--cluster-secret",
+            "wrong",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = intruder.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut intruder.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("refused this TaskManager: wrong or missing cluster secret"), "{err}");
+    jm.wait_for("refused an RPC: wrong or missing cluster secret", 1);
+    let out = list(&address, &[]);
+    assert!(!out.status.success(), "no secret, no answer");
+    let _ok = task_manager(dir.path(), &address, "tm-1", "1", &["--cluster-secret", "right"]);
+    jm.wait_for("TaskManager registered", 1);
+    assert!(!jm.log().contains("intruder"), "the intruder never registered");
+}
+
+#[test]
+fn without_a_secret_the_job_manager_refuses_an_address_off_loopback() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["jobmanager", "--rpc-address", "0.0.0.0:0"])
+        .env_remove("SLUICE_CLUSTER_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not on loopback, so the cluster needs a secret"), "{err}");
+}

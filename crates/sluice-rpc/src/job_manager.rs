@@ -1,0 +1,292 @@
+//! The standalone JobManager's control plane: registration of TaskManagers,
+//! heartbeats, and loss detection.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use sluice_core::{Result, SluiceError};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+use crate::proto::job_manager_server::{JobManager, JobManagerServer};
+use crate::proto::{
+    task_manager_command, HeartbeatRequest, HeartbeatResponse, ListTaskManagersRequest,
+    ListTaskManagersResponse, RegisterTaskManagerRequest, Registered, TaskManagerCommand,
+    TaskManagerInfo,
+};
+
+/// Settings of a standalone JobManager.
+#[derive(Debug, Clone)]
+pub struct JobManagerConfig {
+    /// Where TaskManagers and clients reach it (port 0: any free port).
+    pub rpc_address: SocketAddr,
+    /// The cluster secret every RPC must carry; without one, loopback only.
+    pub secret: Option<String>,
+    /// How often TaskManagers send heartbeats.
+    pub heartbeat_interval: Duration,
+    /// How long without a heartbeat before a TaskManager is lost.
+    pub heartbeat_timeout: Duration,
+}
+
+/// Runs the JobManager until Ctrl-C (or SIGTERM).
+pub fn run(config: JobManagerConfig) -> Result<()> {
+    if config.secret.is_none() && !config.rpc_address.ip().is_loopback() {
+        return Err(SluiceError::Config(format!(
+            "--rpc-address {} is not on loopback, so the cluster needs a secret \
+             (--cluster-secret or SLUICE_CLUSTER_SECRET)",
+            config.rpc_address
+        )));
+    }
+    if config.heartbeat_timeout <= config.heartbeat_interval {
+        return Err(SluiceError::Config(format!(
+            "--heartbeat-timeout ({:?}) must be longer than the heartbeat interval ({:?})",
+            config.heartbeat_timeout, config.heartbeat_interval
+        )));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("jobmanager-rpc")
+        .enable_all()
+        .build()
+        .map_err(|e| SluiceError::Internal(format!("cannot start the RPC runtime: {e}")))?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: JobManagerConfig) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.rpc_address).await.map_err(|e| {
+        SluiceError::Config(format!("cannot listen on --rpc-address {}: {e}", config.rpc_address))
+    })?;
+    let address = listener.local_addr().map_err(|e| SluiceError::Internal(e.to_string()))?;
+    if config.secret.is_none() {
+        warn!("no cluster secret: the JobManager listens on loopback only");
+    }
+    info!(%address, "JobManager listening");
+    let service = Service(Arc::new(State {
+        task_managers: Mutex::default(),
+        registrations: AtomicU64::new(0),
+        heartbeat_interval: config.heartbeat_interval,
+        heartbeat_timeout: config.heartbeat_timeout,
+    }));
+    tokio::spawn(watch_heartbeats(service.0.clone()));
+    let secret = config.secret.clone();
+    let server = JobManagerServer::with_interceptor(service, move |request: Request<()>| {
+        if crate::authorized(&request, secret.as_deref()) {
+            return Ok(request);
+        }
+        let from = request.remote_addr().map_or("an unknown address".into(), |a| a.to_string());
+        warn!(%from, "refused an RPC: wrong or missing cluster secret");
+        Err(Status::unauthenticated("wrong or missing cluster secret"))
+    });
+    tonic::transport::Server::builder()
+        // A TaskManager whose host vanished (no FIN, no RST) is found by HTTP/2 pings.
+        .http2_keepalive_interval(Some(config.heartbeat_interval))
+        .http2_keepalive_timeout(Some(config.heartbeat_timeout))
+        .add_service(server)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
+        .await
+        .map_err(|e| SluiceError::Internal(format!("the JobManager's RPC server failed: {e}")))?;
+    info!("JobManager stopped");
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+struct State {
+    task_managers: Mutex<HashMap<String, Registration>>,
+    /// Numbers registrations, so the end of a replaced one's stream is not
+    /// taken for the loss of its successor.
+    registrations: AtomicU64,
+    heartbeat_interval: Duration,
+    heartbeat_timeout: Duration,
+}
+
+struct Registration {
+    number: u64,
+    data_address: String,
+    slots: u32,
+    peer: String,
+    last_heartbeat: Instant,
+    /// Ends the TaskManager's command stream when dropped.
+    _commands: mpsc::Sender<Result<TaskManagerCommand, Status>>,
+}
+
+impl State {
+    /// Forgets `id`'s registration `number` (if still current) and logs the loss.
+    fn lost(&self, id: &str, number: u64, reason: &str) {
+        let mut tms = self.task_managers.lock().expect("registry lock");
+        if tms.get(id).is_some_and(|r| r.number == number) {
+            tms.remove(id);
+            warn!(task_manager = id, remaining = tms.len(), "TaskManager lost: {reason}");
+        }
+    }
+}
+
+/// Declares lost every TaskManager silent for longer than the timeout.
+async fn watch_heartbeats(state: Arc<State>) {
+    let mut tick = tokio::time::interval(state.heartbeat_interval / 2);
+    loop {
+        tick.tick().await;
+        let silent: Vec<(String, u64, Duration)> = {
+            let tms = state.task_managers.lock().expect("registry lock");
+            tms.iter()
+                .filter(|(_, r)| r.last_heartbeat.elapsed() > state.heartbeat_timeout)
+                .map(|(id, r)| (id.clone(), r.number, r.last_heartbeat.elapsed()))
+                .collect()
+        };
+        for (id, number, silence) in silent {
+            let reason = format!(
+                "no heartbeat for {:.1}s (timeout {:?})",
+                silence.as_secs_f64(),
+                state.heartbeat_timeout
+            );
+            state.lost(&id, number, &reason);
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Service(Arc<State>);
+
+/// A TaskManager's command stream; its end (the TaskManager crashed or its
+/// connection broke) is the TaskManager's loss.
+struct CommandStream {
+    commands: ReceiverStream<Result<TaskManagerCommand, Status>>,
+    state: Arc<State>,
+    task_manager: String,
+    number: u64,
+}
+
+impl Stream for CommandStream {
+    type Item = Result<TaskManagerCommand, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.get_mut().commands).poll_next(cx)
+    }
+}
+
+impl Drop for CommandStream {
+    fn drop(&mut self) {
+        self.state.lost(&self.task_manager, self.number, "its connection closed");
+    }
+}
+
+#[tonic::async_trait]
+impl JobManager for Service {
+    type RegisterTaskManagerStream =
+        Pin<Box<dyn Stream<Item = Result<TaskManagerCommand, Status>> + Send>>;
+
+    async fn register_task_manager(
+        &self,
+        request: Request<RegisterTaskManagerRequest>,
+    ) -> std::result::Result<Response<Self::RegisterTaskManagerStream>, Status> {
+        let peer = request.remote_addr().map_or_else(String::new, |a| a.to_string());
+        let r = request.into_inner();
+        if r.task_manager_id.is_empty() || r.slots == 0 {
+            return Err(Status::invalid_argument(format!(
+                "a TaskManager needs an id and at least one slot (got id '{}', {} slots)",
+                r.task_manager_id, r.slots
+            )));
+        }
+        if r.data_address.parse::<SocketAddr>().is_err() {
+            return Err(Status::invalid_argument(format!(
+                "TaskManager {}: data address '{}' is not HOST:PORT",
+                r.task_manager_id, r.data_address
+            )));
+        }
+        let state = &self.0;
+        let number = state.registrations.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(16);
+        let registered = Registered {
+            heartbeat_interval_ms: state.heartbeat_interval.as_millis() as u64,
+            heartbeat_timeout_ms: state.heartbeat_timeout.as_millis() as u64,
+        };
+        let first = TaskManagerCommand {
+            command: Some(task_manager_command::Command::Registered(registered)),
+        };
+        tx.send(Ok(first)).await.map_err(|_| Status::internal("command stream closed"))?;
+        let mut tms = state.task_managers.lock().expect("registry lock");
+        let again = tms.contains_key(&r.task_manager_id);
+        tms.insert(
+            r.task_manager_id.clone(),
+            Registration {
+                number,
+                data_address: r.data_address.clone(),
+                slots: r.slots,
+                peer: peer.clone(),
+                last_heartbeat: Instant::now(),
+                _commands: tx,
+            },
+        );
+        info!(
+            task_manager = %r.task_manager_id,
+            slots = r.slots,
+            data_address = %r.data_address,
+            from = %peer,
+            version = %r.version,
+            task_managers = tms.len(),
+            "TaskManager {}",
+            if again { "registered again" } else { "registered" }
+        );
+        drop(tms);
+        let stream = CommandStream {
+            commands: ReceiverStream::new(rx),
+            state: state.clone(),
+            task_manager: r.task_manager_id,
+            number,
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> std::result::Result<Response<HeartbeatResponse>, Status> {
+        let id = request.into_inner().task_manager_id;
+        let mut tms = self.0.task_managers.lock().expect("registry lock");
+        let known = match tms.get_mut(&id) {
+            Some(r) => {
+                r.last_heartbeat = Instant::now();
+                true
+            }
+            None => false,
+        };
+        Ok(Response::new(HeartbeatResponse { known }))
+    }
+
+    async fn list_task_managers(
+        &self,
+        _request: Request<ListTaskManagersRequest>,
+    ) -> std::result::Result<Response<ListTaskManagersResponse>, Status> {
+        let tms = self.0.task_managers.lock().expect("registry lock");
+        let mut task_managers: Vec<TaskManagerInfo> = tms
+            .iter()
+            .map(|(id, r)| TaskManagerInfo {
+                task_manager_id: id.clone(),
+                data_address: r.data_address.clone(),
+                slots: r.slots,
+                // No job runs on a standalone cluster yet: every slot is free.
+                free_slots: r.slots,
+                last_heartbeat_ms_ago: r.last_heartbeat.elapsed().as_millis() as u64,
+                rpc_peer: r.peer.clone(),
+            })
+            .collect();
+        task_managers.sort_by(|a, b| a.task_manager_id.cmp(&b.task_manager_id));
+        Ok(Response::new(ListTaskManagersResponse { task_managers }))
+    }
+}
