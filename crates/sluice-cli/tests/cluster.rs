@@ -86,7 +86,7 @@ fn task_managers_register_their_slots_and_a_killed_one_is_lost_at_once() {
     let (jm, address) = job_manager(dir.path(), &[]);
     assert!(jm.log().contains("no cluster secret: the JobManager listens on loopback only"));
     let a = task_manager(dir.path(), &address, "tm-a", "2", &[]);
-    let _b = task_manager(dir.path(), &address, "tm-b", "3", &[]);
+    let b = task_manager(dir.path(), &address, "tm-b", "3", &[]);
     jm.wait_for("TaskManager registered", 2);
     let listing = String::from_utf8(list(&address, &[]).stdout).unwrap();
     assert!(listing.contains("tm-a") && listing.contains("tm-b"), "{listing}");
@@ -97,6 +97,22 @@ fn task_managers_register_their_slots_and_a_killed_one_is_lost_at_once() {
     assert!(log.contains("task_manager=\"tm-a\" remaining=1"), "{log}");
     let listing = String::from_utf8(list(&address, &[]).stdout).unwrap();
     assert!(!listing.contains("tm-a") && listing.contains("1 TaskManagers, 3 slots"), "{listing}");
+    // A TaskManager stopped on purpose is gone, not lost.
+    b.signal("-TERM");
+    let log = jm.wait_for("TaskManager stopped", 1);
+    assert_eq!(log.matches("TaskManager lost").count(), 1, "{log}");
+}
+
+#[test]
+fn a_job_manager_stopped_on_purpose_reports_no_task_manager_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jm, address) = job_manager(dir.path(), &[]);
+    let tm = task_manager(dir.path(), &address, "tm-a", "1", &[]);
+    jm.wait_for("TaskManager registered", 1);
+    jm.signal("-TERM");
+    let log = jm.wait_for("JobManager stopped", 1);
+    assert!(!log.contains("TaskManager lost"), "{log}");
+    tm.wait_for("registering again", 1);
 }
 
 #[test]

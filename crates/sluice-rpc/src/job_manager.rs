@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use crate::proto::job_manager_server::{JobManager, JobManagerServer};
 use crate::proto::{
     task_manager_command, HeartbeatRequest, HeartbeatResponse, ListTaskManagersRequest,
     ListTaskManagersResponse, RegisterTaskManagerRequest, Registered, TaskManagerCommand,
-    TaskManagerInfo,
+    TaskManagerInfo, UnregisterTaskManagerRequest, UnregisterTaskManagerResponse,
 };
 
 /// Settings of a standalone JobManager.
@@ -72,10 +72,16 @@ async fn serve(config: JobManagerConfig) -> Result<()> {
     let service = Service(Arc::new(State {
         task_managers: Mutex::default(),
         registrations: AtomicU64::new(0),
+        stopping: AtomicBool::new(false),
         heartbeat_interval: config.heartbeat_interval,
         heartbeat_timeout: config.heartbeat_timeout,
     }));
     tokio::spawn(watch_heartbeats(service.0.clone()));
+    let state = service.0.clone();
+    let stop = async move {
+        shutdown_signal().await;
+        state.stopping.store(true, Ordering::Release);
+    };
     let secret = config.secret.clone();
     let server = JobManagerServer::with_interceptor(service, move |request: Request<()>| {
         if crate::authorized(&request, secret.as_deref()) {
@@ -90,7 +96,7 @@ async fn serve(config: JobManagerConfig) -> Result<()> {
         .http2_keepalive_interval(Some(config.heartbeat_interval))
         .http2_keepalive_timeout(Some(config.heartbeat_timeout))
         .add_service(server)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
         .await
         .map_err(|e| SluiceError::Internal(format!("the JobManager's RPC server failed: {e}")))?;
     info!("JobManager stopped");
@@ -112,6 +118,7 @@ struct State {
     /// Numbers registrations, so the end of a replaced one's stream is not
     /// taken for the loss of its successor.
     registrations: AtomicU64,
+    stopping: AtomicBool,
     heartbeat_interval: Duration,
     heartbeat_timeout: Duration,
 }
@@ -132,7 +139,10 @@ impl State {
         let mut tms = self.task_managers.lock().expect("registry lock");
         if tms.get(id).is_some_and(|r| r.number == number) {
             tms.remove(id);
-            warn!(task_manager = id, remaining = tms.len(), "TaskManager lost: {reason}");
+            // When the JobManager stops, it leaves its TaskManagers; none is lost.
+            if !self.stopping.load(Ordering::Acquire) {
+                warn!(task_manager = id, remaining = tms.len(), "TaskManager lost: {reason}");
+            }
         }
     }
 }
@@ -267,6 +277,18 @@ impl JobManager for Service {
             None => false,
         };
         Ok(Response::new(HeartbeatResponse { known }))
+    }
+
+    async fn unregister_task_manager(
+        &self,
+        request: Request<UnregisterTaskManagerRequest>,
+    ) -> std::result::Result<Response<UnregisterTaskManagerResponse>, Status> {
+        let id = request.into_inner().task_manager_id;
+        let mut tms = self.0.task_managers.lock().expect("registry lock");
+        if tms.remove(&id).is_some() {
+            info!(task_manager = %id, remaining = tms.len(), "TaskManager stopped");
+        }
+        Ok(Response::new(UnregisterTaskManagerResponse {}))
     }
 
     async fn list_task_managers(

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use crate::proto::job_manager_client::JobManagerClient;
 use crate::proto::{
     task_manager_command, HeartbeatRequest, ListTaskManagersRequest, RegisterTaskManagerRequest,
-    TaskManagerInfo,
+    TaskManagerInfo, UnregisterTaskManagerRequest,
 };
 
 /// How long a TaskManager keeps trying to reach the JobManager at start.
@@ -49,10 +49,15 @@ pub fn run(config: TaskManagerConfig) -> Result<()> {
     })?;
     let runtime = runtime()?;
     let result = runtime.block_on(async {
+        // Kept alive while unregistering: dropping it first would break the
+        // registration stream, which the JobManager takes for a loss.
+        let registered = stay_registered(&config, network.address());
+        tokio::pin!(registered);
         tokio::select! {
-            r = stay_registered(&config, network.address()) => r,
+            r = &mut registered => r,
             _ = crate::job_manager::shutdown_signal() => {
                 info!(task_manager = %config.id, "TaskManager stopping");
+                unregister(&config).await;
                 Ok(())
             }
         }
@@ -193,6 +198,21 @@ async fn heartbeat_until_lost(
             }
         }
     }
+}
+
+/// Tells the JobManager this TaskManager stops (best effort: if it cannot
+/// be told in a second, it finds out as a loss).
+async fn unregister(config: &TaskManagerConfig) {
+    let tell = async {
+        let endpoint = Endpoint::from_shared(format!("http://{}", config.job_manager)).ok()?;
+        let mut jm = client(endpoint.connect().await.ok()?, config.secret.clone());
+        jm.unregister_task_manager(UnregisterTaskManagerRequest {
+            task_manager_id: config.id.clone(),
+        })
+        .await
+        .ok()
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), tell).await;
 }
 
 /// The TaskManagers registered with the JobManager at `job_manager`.
