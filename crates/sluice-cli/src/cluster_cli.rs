@@ -2,22 +2,43 @@
 //! processes of a standalone cluster and a look at it.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
 use sluice_rpc::job_manager::JobManagerConfig;
 use sluice_rpc::task_manager::TaskManagerConfig;
+use sluice_rpc::{Security, TlsFiles};
 
 use crate::parse_duration;
 
-/// The cluster secret, shared by every process of a cluster.
+/// How the processes of a cluster prove who they are: a shared secret,
+/// mutual TLS, or both; with neither, the cluster listens on loopback only.
 #[derive(Args, Debug, Clone)]
-pub struct SecretArgs {
-    /// Secret every RPC and data connection must prove; without one, the
-    /// cluster listens on loopback only.
+pub struct SecurityArgs {
+    /// Secret every RPC and data connection must prove.
     #[arg(long, env = "SLUICE_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
+    /// This process's TLS certificate (PEM), for RPCs over mutual TLS.
+    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, requires_all = ["tls_cert", "tls_ca"])]
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificate (PEM) that signs every process of the cluster.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl SecurityArgs {
+    fn security(self) -> Security {
+        let tls = match (self.tls_cert, self.tls_key, self.tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => Some(TlsFiles { cert, key, ca }),
+            _ => None,
+        };
+        Security { secret: self.cluster_secret, tls }
+    }
 }
 
 /// `sluice jobmanager` options.
@@ -33,7 +54,7 @@ pub struct JobManagerArgs {
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub heartbeat_timeout: Duration,
     #[command(flatten)]
-    pub secret: SecretArgs,
+    pub security: SecurityArgs,
 }
 
 /// `sluice taskmanager` options.
@@ -52,7 +73,7 @@ pub struct TaskManagerArgs {
     #[arg(long)]
     pub id: Option<String>,
     #[command(flatten)]
-    pub secret: SecretArgs,
+    pub security: SecurityArgs,
 }
 
 /// `sluice task-managers` options.
@@ -62,14 +83,14 @@ pub struct ListArgs {
     #[arg(long, default_value = "127.0.0.1:6123")]
     pub jobmanager: String,
     #[command(flatten)]
-    pub secret: SecretArgs,
+    pub security: SecurityArgs,
 }
 
 /// Runs a JobManager until Ctrl-C.
 pub fn job_manager(args: JobManagerArgs) -> Result<()> {
     sluice_rpc::job_manager::run(JobManagerConfig {
         rpc_address: args.rpc_address,
-        secret: args.secret.cluster_secret,
+        security: args.security.security(),
         heartbeat_interval: args.heartbeat_interval,
         heartbeat_timeout: args.heartbeat_timeout,
     })?;
@@ -87,7 +108,7 @@ pub fn task_manager(args: TaskManagerArgs) -> Result<()> {
         id,
         slots: args.slots,
         data_address: args.data_address,
-        secret: args.secret.cluster_secret,
+        security: args.security.security(),
     })?;
     Ok(())
 }
@@ -95,7 +116,7 @@ pub fn task_manager(args: TaskManagerArgs) -> Result<()> {
 /// Prints the registered TaskManagers.
 pub fn list(args: ListArgs) -> Result<()> {
     let tms =
-        sluice_rpc::task_manager::list_task_managers(&args.jobmanager, args.secret.cluster_secret)?;
+        sluice_rpc::task_manager::list_task_managers(&args.jobmanager, &args.security.security())?;
     println!(
         "{:<24}{:>7}{:>7}  {:<22}{:>16}",
         "task manager", "slots", "free", "data address", "last heartbeat"

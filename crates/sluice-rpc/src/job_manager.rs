@@ -22,14 +22,16 @@ use crate::proto::{
     ListTaskManagersResponse, RegisterTaskManagerRequest, Registered, TaskManagerCommand,
     TaskManagerInfo, UnregisterTaskManagerRequest, UnregisterTaskManagerResponse,
 };
+use crate::Security;
 
 /// Settings of a standalone JobManager.
 #[derive(Debug, Clone)]
 pub struct JobManagerConfig {
     /// Where TaskManagers and clients reach it (port 0: any free port).
     pub rpc_address: SocketAddr,
-    /// The cluster secret every RPC must carry; without one, loopback only.
-    pub secret: Option<String>,
+    /// The cluster secret every RPC must carry, and TLS certificates;
+    /// with neither, loopback only.
+    pub security: Security,
     /// How often TaskManagers send heartbeats.
     pub heartbeat_interval: Duration,
     /// How long without a heartbeat before a TaskManager is lost.
@@ -38,10 +40,10 @@ pub struct JobManagerConfig {
 
 /// Runs the JobManager until Ctrl-C (or SIGTERM).
 pub fn run(config: JobManagerConfig) -> Result<()> {
-    if config.secret.is_none() && !config.rpc_address.ip().is_loopback() {
+    if !config.security.protects() && !config.rpc_address.ip().is_loopback() {
         return Err(SluiceError::Config(format!(
             "--rpc-address {} is not on loopback, so the cluster needs a secret \
-             (--cluster-secret or SLUICE_CLUSTER_SECRET)",
+             (--cluster-secret or SLUICE_CLUSTER_SECRET) or TLS certificates (--tls-cert, --tls-key, --tls-ca)",
             config.rpc_address
         )));
     }
@@ -65,10 +67,11 @@ async fn serve(config: JobManagerConfig) -> Result<()> {
         SluiceError::Config(format!("cannot listen on --rpc-address {}: {e}", config.rpc_address))
     })?;
     let address = listener.local_addr().map_err(|e| SluiceError::Internal(e.to_string()))?;
-    if config.secret.is_none() {
-        warn!("no cluster secret: the JobManager listens on loopback only");
+    if !config.security.protects() {
+        warn!("no cluster secret and no TLS: the JobManager listens on loopback only");
     }
-    info!(%address, "JobManager listening");
+    let tls = config.security.server_tls()?;
+    info!(%address, tls = tls.is_some(), "JobManager listening");
     let service = Service(Arc::new(State {
         task_managers: Mutex::default(),
         registrations: AtomicU64::new(0),
@@ -82,7 +85,7 @@ async fn serve(config: JobManagerConfig) -> Result<()> {
         shutdown_signal().await;
         state.stopping.store(true, Ordering::Release);
     };
-    let secret = config.secret.clone();
+    let secret = config.security.secret.clone();
     let server = JobManagerServer::with_interceptor(service, move |request: Request<()>| {
         if crate::authorized(&request, secret.as_deref()) {
             return Ok(request);
@@ -91,7 +94,13 @@ async fn serve(config: JobManagerConfig) -> Result<()> {
         warn!(%from, "refused an RPC: wrong or missing cluster secret");
         Err(Status::unauthenticated("wrong or missing cluster secret"))
     });
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| SluiceError::Config(format!("the TLS certificates do not work: {e}")))?;
+    }
+    builder
         // A TaskManager whose host vanished (no FIN, no RST) is found by HTTP/2 pings.
         .http2_keepalive_interval(Some(config.heartbeat_interval))
         .http2_keepalive_timeout(Some(config.heartbeat_timeout))

@@ -3,8 +3,9 @@
 //! slots and data addresses, and keep alive with heartbeats. A TaskManager
 //! is lost when its registration stream breaks (a crash: detected at once)
 //! or when it misses heartbeats for the heartbeat timeout (a pause, a
-//! partition). Every RPC carries the cluster secret when one is set; without
-//! one, the JobManager listens on loopback only.
+//! partition). Every RPC carries the cluster secret when one is set, and
+//! runs over mutual TLS when certificates are given; with neither, the
+//! JobManager listens on loopback only.
 
 pub mod job_manager;
 pub mod task_manager;
@@ -16,10 +17,79 @@ pub mod proto {
     include!("generated/sluice.cluster.v1.rs");
 }
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use sluice_core::{Result, SluiceError};
 use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 use tonic::{Request, Status};
+
+/// How the cluster's processes prove who they are to each other.
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// The shared secret every RPC carries.
+    pub secret: Option<String>,
+    /// Certificates for mutual TLS.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Certificates for mutual TLS between the cluster's processes, by path
+/// (PEM): each process presents `cert` and accepts peers signed by `ca`.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// This process's certificate.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The certificate authority that signs every process of the cluster.
+    pub ca: PathBuf,
+}
+
+impl Security {
+    /// Whether a listener off loopback is allowed: only with a secret or TLS.
+    pub fn protects(&self) -> bool {
+        self.secret.is_some() || self.tls.is_some()
+    }
+
+    fn read(path: &PathBuf, what: &str) -> Result<Vec<u8>> {
+        std::fs::read(path).map_err(|e| {
+            SluiceError::Config(format!("cannot read the TLS {what} {}: {e}", path.display()))
+        })
+    }
+
+    /// The server side of mutual TLS, if configured.
+    fn server_tls(&self) -> Result<Option<ServerTlsConfig>> {
+        let Some(tls) = &self.tls else { return Ok(None) };
+        let identity =
+            Identity::from_pem(Self::read(&tls.cert, "certificate")?, Self::read(&tls.key, "key")?);
+        let ca = Certificate::from_pem(Self::read(&tls.ca, "CA certificate")?);
+        Ok(Some(ServerTlsConfig::new().identity(identity).client_ca_root(ca)))
+    }
+
+    /// An endpoint for `address` (HOST:PORT), over TLS if configured.
+    fn endpoint(&self, address: &str) -> Result<Endpoint> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let bad = |e: &dyn std::fmt::Display| {
+            SluiceError::Config(format!("--jobmanager '{address}' is not HOST:PORT: {e}"))
+        };
+        let mut endpoint =
+            Endpoint::from_shared(format!("{scheme}://{address}")).map_err(|e| bad(&e))?;
+        if let Some(tls) = &self.tls {
+            let host =
+                address.rsplit_once(':').map_or(address, |(h, _)| h).trim_matches(['[', ']']);
+            let identity = Identity::from_pem(
+                Self::read(&tls.cert, "certificate")?,
+                Self::read(&tls.key, "key")?,
+            );
+            let ca = Certificate::from_pem(Self::read(&tls.ca, "CA certificate")?);
+            let config =
+                ClientTlsConfig::new().domain_name(host).ca_certificate(ca).identity(identity);
+            endpoint = endpoint.tls_config(config).map_err(|e| bad(&e))?;
+        }
+        Ok(endpoint)
+    }
+}
 
 /// Flink's default RPC port of the JobManager.
 pub const DEFAULT_RPC_PORT: u16 = 6123;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use sluice_core::{Result, SluiceError};
 use sluice_runtime::network::{NetworkConfig, NetworkEnvironment};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Request;
 use tracing::{info, warn};
 
@@ -18,6 +18,7 @@ use crate::proto::{
     task_manager_command, HeartbeatRequest, ListTaskManagersRequest, RegisterTaskManagerRequest,
     TaskManagerInfo, UnregisterTaskManagerRequest,
 };
+use crate::Security;
 
 /// How long a TaskManager keeps trying to reach the JobManager at start.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,8 +34,8 @@ pub struct TaskManagerConfig {
     pub slots: u32,
     /// Where its data plane listens (port 0: any free port).
     pub data_address: SocketAddr,
-    /// The cluster secret.
-    pub secret: Option<String>,
+    /// The cluster secret and TLS certificates.
+    pub security: Security,
 }
 
 /// Runs the TaskManager until Ctrl-C (or SIGTERM).
@@ -45,7 +46,7 @@ pub fn run(config: TaskManagerConfig) -> Result<()> {
     let network = NetworkEnvironment::start(NetworkConfig {
         task_manager: config.id.clone(),
         bind: config.data_address,
-        secret: config.secret.as_ref().map(|s| s.as_bytes().to_vec()),
+        secret: config.security.secret.as_ref().map(|s| s.as_bytes().to_vec()),
     })?;
     let runtime = runtime()?;
     let result = runtime.block_on(async {
@@ -75,12 +76,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(|e| SluiceError::Internal(format!("cannot start the RPC runtime: {e}")))
 }
 
-async fn connect(job_manager: &str) -> Result<Channel> {
-    let endpoint = Endpoint::from_shared(format!("http://{job_manager}"))
-        .map_err(|e| {
-            SluiceError::Config(format!("--jobmanager '{job_manager}' is not HOST:PORT: {e}"))
-        })?
-        .connect_timeout(Duration::from_secs(2));
+async fn connect(job_manager: &str, security: &Security) -> Result<Channel> {
+    let endpoint = security.endpoint(job_manager)?.connect_timeout(Duration::from_secs(2));
     let started = Instant::now();
     loop {
         match endpoint.connect().await {
@@ -117,8 +114,8 @@ fn client(channel: Channel, secret: Option<String>) -> Client {
 
 /// Registers, heartbeats, and registers again whenever the registration ends.
 async fn stay_registered(config: &TaskManagerConfig, data_address: SocketAddr) -> Result<()> {
-    let channel = connect(&config.job_manager).await?;
-    let mut jm = client(channel, config.secret.clone());
+    let channel = connect(&config.job_manager, &config.security).await?;
+    let mut jm = client(channel, config.security.secret.clone());
     let mut first = true;
     loop {
         let request = RegisterTaskManagerRequest {
@@ -204,8 +201,8 @@ async fn heartbeat_until_lost(
 /// be told in a second, it finds out as a loss).
 async fn unregister(config: &TaskManagerConfig) {
     let tell = async {
-        let endpoint = Endpoint::from_shared(format!("http://{}", config.job_manager)).ok()?;
-        let mut jm = client(endpoint.connect().await.ok()?, config.secret.clone());
+        let endpoint = config.security.endpoint(&config.job_manager).ok()?;
+        let mut jm = client(endpoint.connect().await.ok()?, config.security.secret.clone());
         jm.unregister_task_manager(UnregisterTaskManagerRequest {
             task_manager_id: config.id.clone(),
         })
@@ -216,19 +213,14 @@ async fn unregister(config: &TaskManagerConfig) {
 }
 
 /// The TaskManagers registered with the JobManager at `job_manager`.
-pub fn list_task_managers(
-    job_manager: &str,
-    secret: Option<String>,
-) -> Result<Vec<TaskManagerInfo>> {
+pub fn list_task_managers(job_manager: &str, security: &Security) -> Result<Vec<TaskManagerInfo>> {
     runtime()?.block_on(async {
-        let endpoint = Endpoint::from_shared(format!("http://{job_manager}")).map_err(|e| {
-            SluiceError::Config(format!("--jobmanager '{job_manager}' is not HOST:PORT: {e}"))
-        })?;
+        let endpoint = security.endpoint(job_manager)?;
         let channel = endpoint.connect().await.map_err(|e| SluiceError::External {
             system: format!("JobManager at {job_manager}"),
             message: format!("unreachable: {e}"),
         })?;
-        let reply = client(channel, secret)
+        let reply = client(channel, security.secret.clone())
             .list_task_managers(ListTaskManagersRequest {})
             .await
             .map_err(|s| SluiceError::External {
