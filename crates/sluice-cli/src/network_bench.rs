@@ -3,6 +3,7 @@
 //! process, as two TaskManagers would; the bytes still cross a real TCP
 //! socket, with the same framing, encoding and credits as a job's channels.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
@@ -10,7 +11,7 @@ use clap::Args;
 use sluice::StreamRecord;
 use sluice_core::{RecordBatch, StreamElement};
 use sluice_runtime::network::frame::ChannelId;
-use sluice_runtime::network::{NetworkConfig, NetworkEnvironment};
+use sluice_runtime::network::{DataTls, NetworkConfig, NetworkEnvironment};
 use sluice_runtime::stream_graph::OutputType;
 
 use sluice_cli::process_stats::{cpu_time, peak_rss_bytes};
@@ -27,6 +28,10 @@ pub struct NetworkBenchArgs {
     /// Credits per channel (batches in flight).
     #[arg(long, default_value_t = 8)]
     pub credits: u32,
+    /// Run the connection over mutual TLS with this certificate (PEM, for
+    /// 127.0.0.1), its key and its CA, used by both ends.
+    #[arg(long, num_args = 3, value_names = ["CERT", "KEY", "CA"])]
+    pub tls: Option<Vec<PathBuf>>,
 }
 
 /// Runs the benchmark `runs` times with `records` records in all.
@@ -35,8 +40,12 @@ pub fn run(args: &NetworkBenchArgs, records: u64, record_bytes: usize, runs: usi
         bail!("--data-channels and --batch-records must be at least 1");
     }
     println!(
-        "network: {records} records of {} bytes in batches of {}, over {} channels of one loopback connection, {} credits each",
-        record_bytes, args.batch_records, args.data_channels, args.credits
+        "network: {records} records of {} bytes in batches of {}, over {} channels of one loopback connection{}, {} credits each",
+        record_bytes,
+        args.batch_records,
+        args.data_channels,
+        if args.tls.is_some() { " over TLS" } else { "" },
+        args.credits
     );
     let mut rates = Vec::new();
     for run in 1..=runs {
@@ -70,11 +79,16 @@ fn one_run(
     record_bytes: usize,
     attempt: u32,
 ) -> Result<(f64, f64, u64)> {
+    let tls = match args.tls.as_deref() {
+        Some([cert, key, ca]) => Some(DataTls::load(cert, key, ca)?),
+        _ => None,
+    };
     let start = |id: &str| {
         NetworkEnvironment::start(NetworkConfig {
             task_manager: id.into(),
             bind: "127.0.0.1:0".parse().expect("a loopback address"),
             secret: Some(b"bench".to_vec()),
+            tls: tls.clone(),
         })
     };
     let (a, b) = (start("bench-a")?, start("bench-b")?);

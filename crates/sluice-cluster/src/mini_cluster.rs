@@ -92,6 +92,7 @@ impl MiniCluster {
                             task_manager: format!("tm-{i}"),
                             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
                             secret: Some(secret.clone()),
+                            tls: None,
                         })?;
                         Ok(Arc::new(TaskManager::with_network(i, slots, network)))
                     })

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sluice_core::{Result, SluiceError};
-use sluice_runtime::network::{NetworkConfig, NetworkEnvironment};
+use sluice_runtime::network::{DataTls, NetworkConfig, NetworkEnvironment};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::Request;
@@ -47,6 +47,12 @@ pub fn run(config: TaskManagerConfig) -> Result<()> {
         task_manager: config.id.clone(),
         bind: config.data_address,
         secret: config.security.secret.as_ref().map(|s| s.as_bytes().to_vec()),
+        tls: config
+            .security
+            .tls
+            .as_ref()
+            .map(|t| DataTls::load(&t.cert, &t.key, &t.ca))
+            .transpose()?,
     })?;
     let runtime = runtime()?;
     let result = runtime.block_on(async {

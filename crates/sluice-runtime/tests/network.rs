@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sluice_core::{CheckpointBarrier, RecordBatch, StreamElement, StreamRecord, Watermark};
 use sluice_runtime::channel::{ChannelReceiver, ChannelSender, SendError};
 use sluice_runtime::network::frame::ChannelId;
-use sluice_runtime::network::{NetworkConfig, NetworkEnvironment};
+use sluice_runtime::network::{DataTls, NetworkConfig, NetworkEnvironment};
 use sluice_runtime::stream_graph::OutputType;
 
 const LOOPBACK: &str = "127.0.0.1:0";
@@ -22,6 +22,7 @@ fn environment(id: &str, secret: Option<&str>) -> NetworkEnvironment {
         task_manager: id.into(),
         bind: LOOPBACK.parse().unwrap(),
         secret: secret.map(|s| s.as_bytes().to_vec()),
+        tls: None,
     })
     .unwrap()
 }
@@ -237,6 +238,7 @@ fn a_data_address_off_loopback_needs_a_secret() {
         task_manager: "tm".into(),
         bind: SocketAddr::from(([0, 0, 0, 0], 0)),
         secret: None,
+        tls: None,
     })
     .unwrap_err();
     assert!(err.to_string().contains("needs a cluster secret"), "{err}");
@@ -272,4 +274,91 @@ fn a_sender_registering_after_its_receiver_went_fails_at_once() {
         let tx = a.output_channel("tm-b", id(0, 0), t.encode_batch).unwrap();
         matches!(tx.send(StreamElement::EndOfInput), Err(SendError::Disconnected(_)))
     });
+}
+
+/// The TLS settings of a TaskManager whose certificate, for 127.0.0.1, a
+/// fresh CA signed; the PEM files are written to `dir`.
+fn certificates(dir: &std::path::Path, name: &str) -> DataTls {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".into()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let write = |file: &str, pem: String| {
+        let path = dir.join(format!("{name}-{file}"));
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    let (c, k, a) = (
+        write("cert.pem", cert.pem()),
+        write("key.pem", key.serialize_pem()),
+        write("ca.pem", ca.pem()),
+    );
+    DataTls::load(&c, &k, &a).unwrap()
+}
+
+fn tls_environment(id: &str, tls: DataTls) -> NetworkEnvironment {
+    NetworkEnvironment::start(NetworkConfig {
+        task_manager: id.into(),
+        bind: LOOPBACK.parse().unwrap(),
+        secret: None,
+        tls: Some(tls),
+    })
+    .unwrap()
+}
+
+#[test]
+fn over_mutual_tls_channels_carry_records_and_control_elements_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = certificates(dir.path(), "cluster");
+    let (a, b) = (tls_environment("tm-a", tls.clone()), tls_environment("tm-b", tls));
+    a.connect("tm-b", b.address()).unwrap();
+    b.connect("tm-a", a.address()).unwrap();
+    let (tx, rx) = channel(&a, &b, id(0, 0), 2);
+    let (back_tx, back_rx) = channel(&b, &a, id(0, 1), 2);
+    let sender = std::thread::spawn(move || {
+        for i in 0..500u64 {
+            tx.send(batch(i * 100..(i + 1) * 100)).unwrap();
+        }
+        tx.send(StreamElement::Watermark(Watermark(7))).unwrap();
+        tx.send(StreamElement::EndOfInput).unwrap();
+    });
+    back_tx.send(batch([42])).unwrap();
+    let mut next = 0;
+    loop {
+        match rx.recv_timeout(WAIT).expect("an element in time") {
+            StreamElement::Records(b) => {
+                for v in values(StreamElement::Records(b)) {
+                    assert_eq!(v, next);
+                    next += 1;
+                }
+            }
+            StreamElement::Watermark(w) => assert_eq!((w, next), (Watermark(7), 50_000)),
+            StreamElement::EndOfInput => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    sender.join().unwrap();
+    assert_eq!(values(back_rx.recv_timeout(WAIT).unwrap()), vec![42]);
+    assert_eq!(a.connected_peers(), vec!["tm-b"]);
+}
+
+#[test]
+fn a_task_manager_whose_certificate_another_ca_signed_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = tls_environment("tm-a", certificates(dir.path(), "cluster"));
+    let b = tls_environment("tm-b", certificates(dir.path(), "stranger"));
+    a.connect("tm-b", b.address()).unwrap();
+    b.connect("tm-a", a.address()).unwrap();
+    let t = OutputType::of::<u64>();
+    wait_until("both ends dropped the peer", || {
+        a.output_channel("tm-b", id(0, 0), t.encode_batch).is_err()
+            && b.input_channel("tm-a", id(0, 1), 2, t.decode_batch).is_err()
+    });
+    assert_eq!(a.bytes_received() + b.bytes_received(), 0, "not one frame crossed");
 }

@@ -26,11 +26,13 @@
 
 pub mod credit;
 pub mod frame;
+pub mod tls;
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,6 +46,8 @@ use sluice_core::{RecordBatch, Result, SluiceError, StreamElement};
 use crate::channel::{remote_receiver, remote_sender, ChannelReceiver, ChannelSender};
 use credit::Credit;
 use frame::{read_frame, read_message, write_message, ChannelId, Header, Hello, OutFrame, Proof};
+pub use tls::DataTls;
+use tls::TlsStream;
 
 /// How long a TaskManager keeps trying to reach a peer's data address.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -61,8 +65,10 @@ pub struct NetworkConfig {
     pub task_manager: String,
     /// Where to listen for data connections (port 0: any free port).
     pub bind: SocketAddr,
-    /// The cluster secret; without one, every connection must be on loopback.
+    /// The cluster secret; without it or TLS, every connection must be on loopback.
     pub secret: Option<Vec<u8>>,
+    /// Mutual TLS for every data connection.
+    pub tls: Option<DataTls>,
 }
 
 /// A TaskManager's data plane: its listener and its connections to peers.
@@ -75,6 +81,7 @@ pub struct NetworkEnvironment {
 struct Inner {
     id: String,
     secret: Option<Vec<u8>>,
+    tls: Option<DataTls>,
     address: SocketAddr,
     peers: Mutex<HashMap<String, Arc<Peer>>>,
     channels: Mutex<Channels>,
@@ -122,10 +129,10 @@ struct Peer {
 impl NetworkEnvironment {
     /// Binds the data address and starts accepting connections.
     pub fn start(config: NetworkConfig) -> Result<Self> {
-        if config.secret.is_none() && !config.bind.ip().is_loopback() {
+        if config.secret.is_none() && config.tls.is_none() && !config.bind.ip().is_loopback() {
             return Err(SluiceError::Config(format!(
                 "the data address {} is not on loopback, so it needs a cluster secret \
-                 (--cluster-secret or SLUICE_CLUSTER_SECRET)",
+                 (--cluster-secret or SLUICE_CLUSTER_SECRET) or TLS certificates",
                 config.bind
             )));
         }
@@ -139,6 +146,7 @@ impl NetworkEnvironment {
         let inner = Arc::new(Inner {
             id: config.task_manager,
             secret: config.secret,
+            tls: config.tls,
             address,
             peers: Mutex::default(),
             channels: Mutex::default(),
@@ -362,11 +370,12 @@ impl Inner {
             let inner = self.clone();
             let _ = std::thread::Builder::new().name("data-handshake".into()).spawn(move || {
                 let remote = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-                match inner.handshake(&stream) {
-                    Ok(peer) => {
+                let secured = inner.secure(&stream, None);
+                match secured.and_then(|mut t| inner.handshake(&mut t).map(|id| (id, t))) {
+                    Ok((peer, transport)) => {
                         let address = stream.peer_addr().unwrap_or(inner.address);
                         let (peer, _) = inner.peer(&peer, address);
-                        inner.attach(peer, stream);
+                        inner.attach(peer, stream, transport);
                     }
                     Err((claimed, e)) => {
                         warn!(task_manager = %inner.id, %remote, "refused a data connection: {e}");
@@ -409,9 +418,10 @@ impl Inner {
                 }
             }
         };
-        match self.handshake(&stream) {
-            Ok(id) if id == peer.id => self.attach(peer, stream),
-            Ok(id) => self.fail_peer(
+        let secured = self.secure(&stream, Some(peer.address.ip()));
+        match secured.and_then(|mut t| self.handshake(&mut t).map(|id| (id, t))) {
+            Ok((id, transport)) if id == peer.id => self.attach(peer, stream, transport),
+            Ok((id, _)) => self.fail_peer(
                 &peer.id,
                 &format!("{} answered as TaskManager {id}, not {}", peer.address, peer.id),
                 false,
@@ -420,27 +430,43 @@ impl Inner {
         }
     }
 
+    /// The connection's transport: TLS when configured (as the client
+    /// towards `dialing`, else as the server), plain TCP otherwise. The
+    /// socket waits at most 10 s for each read until the handshakes are done.
+    fn secure(
+        &self,
+        stream: &TcpStream,
+        dialing: Option<IpAddr>,
+    ) -> std::result::Result<Transport, (Option<String>, SluiceError)> {
+        let setup = || -> Result<Transport> {
+            stream.set_nodelay(true).map_err(frame::io)?;
+            stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(frame::io)?;
+            Ok(match &self.tls {
+                Some(tls) => Transport::Tls(tls.handshake(stream, dialing)?),
+                None => Transport::Plain(stream.try_clone().map_err(frame::io)?),
+            })
+        };
+        setup().map_err(|e| (None, e))
+    }
+
     /// Says hello, proves the secret, checks the peer's proof; returns the
     /// peer's id, or the error with the id the peer claimed, if it said hello.
     fn handshake(
         &self,
-        stream: &TcpStream,
+        transport: &mut Transport,
     ) -> std::result::Result<String, (Option<String>, SluiceError)> {
         let mut claimed = None;
-        self.try_handshake(stream, &mut claimed).map_err(|e| (claimed, e))
+        self.try_handshake(transport, &mut claimed).map_err(|e| (claimed, e))
     }
 
-    fn try_handshake(&self, stream: &TcpStream, claimed: &mut Option<String>) -> Result<String> {
-        stream.set_nodelay(true).map_err(frame::io)?;
-        stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(frame::io)?;
+    fn try_handshake(&self, w: &mut Transport, claimed: &mut Option<String>) -> Result<String> {
         let mut nonce = [0u8; 32];
         rand::rng().fill_bytes(&mut nonce);
-        let mut w = stream;
         write_message(
-            &mut w,
+            w,
             &Hello { version: frame::PROTOCOL_VERSION, task_manager: self.id.clone(), nonce },
         )?;
-        let hello: Hello = read_message(&mut w)?;
+        let hello: Hello = read_message(w)?;
         *claimed = Some(hello.task_manager.clone());
         if hello.version != frame::PROTOCOL_VERSION {
             return Err(SluiceError::Internal(format!(
@@ -451,8 +477,8 @@ impl Inner {
             )));
         }
         let secret = self.secret.as_deref();
-        write_message(&mut w, &Proof { mac: frame::prove(secret, &hello.nonce, &self.id) })?;
-        let proof: Proof = read_message(&mut w).map_err(|_| {
+        write_message(w, &Proof { mac: frame::prove(secret, &hello.nonce, &self.id) })?;
+        let proof: Proof = read_message(w).map_err(|_| {
             SluiceError::Config(format!(
                 "TaskManager {} closed the connection during the handshake (a wrong cluster secret?)",
                 hello.task_manager
@@ -464,24 +490,24 @@ impl Inner {
                 hello.task_manager
             )));
         }
-        stream.set_read_timeout(None).map_err(frame::io)?;
+        w.socket().set_read_timeout(None).map_err(frame::io)?;
         Ok(hello.task_manager)
     }
 
     /// Starts the connection's writer and reader.
-    fn attach(self: &Arc<Self>, peer: Arc<Peer>, stream: TcpStream) {
+    fn attach(self: &Arc<Self>, peer: Arc<Peer>, stream: TcpStream, transport: Transport) {
         let Some(queue) = peer.out_queue.lock().expect("peer lock").take() else {
             warn!(peer = %peer.id, "refused a second data connection from TaskManager {}", peer.id);
             return;
         };
-        let (Ok(write_half), Ok(keep)) = (stream.try_clone(), stream.try_clone()) else {
+        let Ok(write_half) = transport.try_clone() else {
             return self.fail_peer(
                 &peer.id,
                 "cannot share its socket between reader and writer",
                 false,
             );
         };
-        *peer.stream.lock().expect("peer lock") = Some(keep);
+        *peer.stream.lock().expect("peer lock") = Some(stream);
         info!(task_manager = %self.id, peer = %peer.id, "data connection up");
         let (inner, writer_peer) = (self.clone(), peer.clone());
         let _ =
@@ -492,7 +518,7 @@ impl Inner {
             });
         let inner = self.clone();
         let _ = std::thread::Builder::new().name(format!("data-in-{}", peer.id)).spawn(move || {
-            match inner.read_loop(&peer.id, stream) {
+            match inner.read_loop(&peer.id, transport) {
                 Ok(true) => inner.fail_peer(&peer.id, "it shut down", true),
                 Ok(false) => inner.fail_peer(&peer.id, "it closed the connection", false),
                 Err(e) => inner.fail_peer(&peer.id, &format!("reading failed: {e}"), false),
@@ -500,7 +526,7 @@ impl Inner {
         });
     }
 
-    fn write_loop(&self, peer: &Peer, queue: Receiver<OutFrame>, stream: TcpStream) -> Result<()> {
+    fn write_loop(&self, peer: &Peer, queue: Receiver<OutFrame>, stream: Transport) -> Result<()> {
         let mut w = BufWriter::with_capacity(IO_BUFFER_BYTES, stream);
         loop {
             let frame = match queue.try_recv() {
@@ -528,7 +554,7 @@ impl Inner {
     }
 
     /// Delivers frames until the connection ends; `true` if the peer said goodbye.
-    fn read_loop(&self, peer: &str, stream: TcpStream) -> Result<bool> {
+    fn read_loop(&self, peer: &str, stream: Transport) -> Result<bool> {
         let mut r = BufReader::with_capacity(IO_BUFFER_BYTES, stream);
         let mut buf = Vec::new();
         // Entries looked up once per channel, not once per frame.
@@ -656,6 +682,56 @@ impl Inner {
             info!(task_manager = %self.id, peer, "data connection closed: {reason}");
         } else {
             warn!(task_manager = %self.id, peer, "data connection lost: {reason}");
+        }
+    }
+}
+
+/// A data connection's byte stream: plain TCP or TLS over it.
+#[derive(Debug)]
+enum Transport {
+    Plain(TcpStream),
+    Tls(TlsStream),
+}
+
+impl Transport {
+    /// A second handle on the same connection, for the other thread.
+    fn try_clone(&self) -> std::io::Result<Self> {
+        Ok(match self {
+            Transport::Plain(s) => Transport::Plain(s.try_clone()?),
+            Transport::Tls(s) => Transport::Tls(s.try_clone()?),
+        })
+    }
+
+    /// The TCP socket underneath.
+    fn socket(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(s) => s,
+            Transport::Tls(s) => s.socket(),
+        }
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(buf),
+            Transport::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.write(buf),
+            Transport::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.flush(),
+            Transport::Tls(s) => s.flush(),
         }
     }
 }

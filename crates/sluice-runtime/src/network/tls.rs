@@ -1,0 +1,170 @@
+//! Mutual TLS for data connections, on the blocking sockets the reader and
+//! writer threads use. One rustls connection is shared by the two threads
+//! behind a mutex that is never held across a socket call: the reader reads
+//! ciphertext without it and decrypts with it; the writer encrypts with it
+//! and writes without it. Only the writer writes to the socket, so TLS
+//! records leave in the order rustls made them.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{
+    ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection,
+};
+
+use sluice_core::{Result, SluiceError};
+
+/// TLS settings of a data plane: this TaskManager's certificate and key,
+/// and the CA every TaskManager's certificate must be signed by.
+#[derive(Debug, Clone)]
+pub struct DataTls {
+    client: Arc<ClientConfig>,
+    server: Arc<ServerConfig>,
+}
+
+impl DataTls {
+    /// Loads PEM files; the error names the file and what is wrong.
+    pub fn load(cert: &Path, key: &Path, ca: &Path) -> Result<Self> {
+        let bad = |path: &Path, what: &str, e: &dyn std::fmt::Display| {
+            SluiceError::Config(format!("TLS {what} {}: {e}", path.display()))
+        };
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| bad(cert, "certificate", &e))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| bad(cert, "certificate", &e))?;
+        let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, "key", &e))?;
+        let mut roots = RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(ca).map_err(|e| bad(ca, "CA certificate", &e))? {
+            roots
+                .add(c.map_err(|e| bad(ca, "CA certificate", &e))?)
+                .map_err(|e| bad(ca, "CA certificate", &e))?;
+        }
+        let roots = Arc::new(roots);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .map_err(|e| bad(ca, "CA certificate", &e))?;
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| SluiceError::Internal(e.to_string()))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain.clone(), key_der.clone_key())
+            .map_err(|e| bad(cert, "certificate and key", &e))?;
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| SluiceError::Internal(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key_der)
+            .map_err(|e| bad(cert, "certificate and key", &e))?;
+        Ok(Self { client: Arc::new(client), server: Arc::new(server) })
+    }
+
+    /// Runs the TLS handshake on `stream`: as the client towards `peer_ip`
+    /// (its certificate must name that address), or as the server.
+    pub(crate) fn handshake(
+        &self,
+        stream: &TcpStream,
+        peer_ip: Option<IpAddr>,
+    ) -> Result<TlsStream> {
+        let mut conn: Connection = match peer_ip {
+            Some(ip) => {
+                ClientConnection::new(self.client.clone(), ServerName::IpAddress(ip.into()))
+                    .map_err(tls_error)?
+                    .into()
+            }
+            None => ServerConnection::new(self.server.clone()).map_err(tls_error)?.into(),
+        };
+        let mut socket = stream;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut socket).map_err(|e| SluiceError::External {
+                system: "data connection".into(),
+                message: format!("TLS handshake failed: {e}"),
+            })?;
+        }
+        let socket = stream.try_clone().map_err(super::frame::io)?;
+        Ok(TlsStream { conn: Arc::new(Mutex::new(conn)), socket })
+    }
+}
+
+fn tls_error(e: rustls::Error) -> SluiceError {
+    SluiceError::External { system: "data connection".into(), message: format!("TLS: {e}") }
+}
+
+/// One end of a TLS data connection; cloned for the reader and the writer.
+#[derive(Debug)]
+pub(crate) struct TlsStream {
+    conn: Arc<Mutex<Connection>>,
+    socket: TcpStream,
+}
+
+impl TlsStream {
+    /// The TCP socket underneath.
+    pub(crate) fn socket(&self) -> &TcpStream {
+        &self.socket
+    }
+
+    /// A second handle on the same connection (one for reading, one for writing).
+    pub(crate) fn try_clone(&self) -> std::io::Result<Self> {
+        Ok(Self { conn: self.conn.clone(), socket: self.socket.try_clone()? })
+    }
+}
+
+impl Read for TlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut ciphertext = [0u8; 16 << 10];
+        loop {
+            {
+                let mut conn = self.conn.lock().expect("TLS lock");
+                match conn.reader().read(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let n = self.socket.read(&mut ciphertext)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let mut conn = self.conn.lock().expect("TLS lock");
+            let mut input = &ciphertext[..n];
+            while !input.is_empty() {
+                conn.read_tls(&mut input)?;
+                conn.process_new_packets().map_err(std::io::Error::other)?;
+            }
+            // What rustls wants to send in reply (a key update) goes with the writer's next flush.
+        }
+    }
+}
+
+impl Write for TlsStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut ciphertext = Vec::new();
+        let n = {
+            let mut conn = self.conn.lock().expect("TLS lock");
+            let n = conn.writer().write(buf)?;
+            while conn.wants_write() {
+                conn.write_tls(&mut ciphertext)?;
+            }
+            n
+        };
+        self.socket.write_all(&ciphertext)?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let mut ciphertext = Vec::new();
+        {
+            let mut conn = self.conn.lock().expect("TLS lock");
+            while conn.wants_write() {
+                conn.write_tls(&mut ciphertext)?;
+            }
+        }
+        self.socket.write_all(&ciphertext)?;
+        self.socket.flush()
+    }
+}
