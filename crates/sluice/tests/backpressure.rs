@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use sluice::connectors::DataGeneratorSource;
-use sluice::{JobStatus, Sink, SinkWriter, SluiceError, StreamExecutionEnvironment, StreamRecord};
+use sluice::{
+    DataPlane, JobStatus, Sink, SinkWriter, SluiceError, StreamExecutionEnvironment, StreamRecord,
+};
 
 /// Sleeps for every batch it receives.
 #[derive(Clone)]
@@ -26,14 +28,20 @@ impl<T> SinkWriter<T> for SlowSink {
     }
 }
 
-#[test]
-fn a_slow_sink_bounds_the_records_in_flight_from_an_unbounded_source() {
-    const BATCH: usize = 64;
-    const CAPACITY: usize = 2;
+const BATCH: usize = 64;
+const CAPACITY: usize = 2;
+
+/// Runs an unbounded source into a slow sink at `parallelism`, on one
+/// TaskManager per subtask over `data_plane` when given, and returns the
+/// most records seen in flight (produced, not yet received by the sink).
+fn max_in_flight(parallelism: usize, data_plane: Option<DataPlane>) -> u64 {
     let env = StreamExecutionEnvironment::new();
-    env.set_batch_size(BATCH).set_channel_capacity(CAPACITY);
+    env.set_batch_size(BATCH).set_channel_capacity(CAPACITY).set_parallelism(parallelism);
+    if let Some(plane) = data_plane {
+        env.set_mini_cluster_with(parallelism, 1, plane);
+    }
     env.from_source(DataGeneratorSource::new(|i| i, None), "unbounded")
-        .map(|i| i * 2)
+        .map(|i: u64| i.wrapping_mul(2))
         .rebalance()
         .sink_to(SlowSink(Duration::from_millis(10)))
         .disable_chaining();
@@ -50,11 +58,26 @@ fn a_slow_sink_bounds_the_records_in_flight_from_an_unbounded_source() {
     }
     assert_eq!(client.status(), JobStatus::Running);
     assert!(sink_received > 0, "the sink made progress");
+    client.cancel();
+    assert!(matches!(client.wait(), Err(SluiceError::Cancelled)));
+    max_in_flight
+}
+
+#[test]
+fn a_slow_sink_bounds_the_records_in_flight_from_an_unbounded_source() {
     // One channel of CAPACITY batches, the writer's pending batch, and the
     // batch the source holds while it waits to send.
     let bound = ((CAPACITY + 2) * BATCH) as u64;
-    assert!(max_in_flight <= bound, "{max_in_flight} records in flight, bound {bound}");
+    let in_flight = max_in_flight(1, None);
+    assert!(in_flight <= bound, "{in_flight} records in flight, bound {bound}");
+}
 
-    client.cancel();
-    assert!(matches!(client.wait(), Err(SluiceError::Cancelled)));
+#[test]
+fn a_slow_sink_on_another_task_manager_bounds_the_records_in_flight_over_tcp() {
+    // Each of 2 sources feeds 2 channels (one to its own TaskManager, one
+    // over TCP): per channel CAPACITY batches (credits) and a pending batch,
+    // plus the batch each source holds while it waits.
+    let bound = (2 * (2 * (CAPACITY + 1) + 1) * BATCH) as u64;
+    let in_flight = max_in_flight(2, Some(DataPlane::Tcp));
+    assert!(in_flight <= bound, "{in_flight} records in flight, bound {bound}");
 }
