@@ -164,26 +164,8 @@ fn a_wrong_cluster_secret_is_refused_and_logged() {
 
 /// A CA, and a certificate it signed for 127.0.0.1 with its key, as PEM files in `dir`.
 fn certificates(dir: &Path, name: &str) -> [String; 3] {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    let write = |file: &str, pem: String| {
-        let path = dir.join(format!("{name}-{file}"));
-        std::fs::write(&path, pem).unwrap();
-        path.to_str().unwrap().to_string()
-    };
-    [
-        write("cert.pem", cert.pem()),
-        write("key.pem", key.serialize_pem()),
-        write("ca.pem", ca.pem()),
-    ]
+    sluice_runtime::network::tls::testing::certificates(dir, name)
+        .map(|p| p.to_str().unwrap().to_string())
 }
 
 #[test]

@@ -279,27 +279,8 @@ fn a_sender_registering_after_its_receiver_went_fails_at_once() {
 /// The TLS settings of a TaskManager whose certificate, for 127.0.0.1, a
 /// fresh CA signed; the PEM files are written to `dir`.
 fn certificates(dir: &std::path::Path, name: &str) -> DataTls {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".into()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    let write = |file: &str, pem: String| {
-        let path = dir.join(format!("{name}-{file}"));
-        std::fs::write(&path, pem).unwrap();
-        path
-    };
-    let (c, k, a) = (
-        write("cert.pem", cert.pem()),
-        write("key.pem", key.serialize_pem()),
-        write("ca.pem", ca.pem()),
-    );
-    DataTls::load(&c, &k, &a).unwrap()
+    let [cert, key, ca] = sluice_runtime::network::tls::testing::certificates(dir, name);
+    DataTls::load(&cert, &key, &ca).unwrap()
 }
 
 fn tls_environment(id: &str, tls: DataTls) -> NetworkEnvironment {

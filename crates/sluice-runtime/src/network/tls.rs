@@ -168,3 +168,35 @@ impl Write for TlsStream {
         self.socket.flush()
     }
 }
+
+/// Certificates for tests, made at test time (feature `testing`).
+#[cfg(feature = "testing")]
+pub mod testing {
+    use std::path::{Path, PathBuf};
+
+    /// PEM files of a certificate for 127.0.0.1 and localhost, its key, and
+    /// the fresh CA that signed it, written to `dir` as `NAME-cert.pem`,
+    /// `NAME-key.pem` and `NAME-ca.pem`; returned in that order.
+    pub fn certificates(dir: &Path, name: &str) -> [PathBuf; 3] {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::new()).expect("CA parameters");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let ca = ca_params.self_signed(&ca_key).expect("a CA certificate");
+        let key = KeyPair::generate().expect("a key");
+        let cert = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+            .expect("certificate parameters")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("a certificate");
+        let write = |file: &str, pem: String| {
+            let path = dir.join(format!("{name}-{file}"));
+            std::fs::write(&path, pem).expect("a writable directory");
+            path
+        };
+        [
+            write("cert.pem", cert.pem()),
+            write("key.pem", key.serialize_pem()),
+            write("ca.pem", ca.pem()),
+        ]
+    }
+}
