@@ -306,6 +306,10 @@ fn over_mutual_tls_channels_carry_records_and_control_elements_in_order() {
         for i in 0..500u64 {
             tx.send(batch(i * 100..(i + 1) * 100)).unwrap();
         }
+        // Batches far larger than a TLS record (16 KiB) and than rustls's buffers.
+        for i in 0..5u64 {
+            tx.send(batch(50_000 + i * 100_000..50_000 + (i + 1) * 100_000)).unwrap();
+        }
         tx.send(StreamElement::Watermark(Watermark(7))).unwrap();
         tx.send(StreamElement::EndOfInput).unwrap();
     });
@@ -319,7 +323,7 @@ fn over_mutual_tls_channels_carry_records_and_control_elements_in_order() {
                     next += 1;
                 }
             }
-            StreamElement::Watermark(w) => assert_eq!((w, next), (Watermark(7), 50_000)),
+            StreamElement::Watermark(w) => assert_eq!((w, next), (Watermark(7), 550_000)),
             StreamElement::EndOfInput => break,
             other => panic!("{other:?}"),
         }

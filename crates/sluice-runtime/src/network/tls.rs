@@ -87,7 +87,7 @@ impl DataTls {
             })?;
         }
         let socket = stream.try_clone().map_err(super::frame::io)?;
-        Ok(TlsStream { conn: Arc::new(Mutex::new(conn)), socket })
+        Ok(TlsStream::new(Arc::new(Mutex::new(conn)), socket))
     }
 }
 
@@ -100,9 +100,18 @@ fn tls_error(e: rustls::Error) -> SluiceError {
 pub(crate) struct TlsStream {
     conn: Arc<Mutex<Connection>>,
     socket: TcpStream,
+    /// Ciphertext read from the socket; `start..end` is what rustls has not
+    /// taken yet (it takes no more while decrypted data waits to be read).
+    ciphertext: Vec<u8>,
+    start: usize,
+    end: usize,
 }
 
 impl TlsStream {
+    fn new(conn: Arc<Mutex<Connection>>, socket: TcpStream) -> Self {
+        Self { conn, socket, ciphertext: vec![0; 16 << 10], start: 0, end: 0 }
+    }
+
     /// The TCP socket underneath.
     pub(crate) fn socket(&self) -> &TcpStream {
         &self.socket
@@ -110,13 +119,12 @@ impl TlsStream {
 
     /// A second handle on the same connection (one for reading, one for writing).
     pub(crate) fn try_clone(&self) -> std::io::Result<Self> {
-        Ok(Self { conn: self.conn.clone(), socket: self.socket.try_clone()? })
+        Ok(Self::new(self.conn.clone(), self.socket.try_clone()?))
     }
 }
 
 impl Read for TlsStream {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let mut ciphertext = [0u8; 16 << 10];
         loop {
             {
                 let mut conn = self.conn.lock().expect("TLS lock");
@@ -125,18 +133,24 @@ impl Read for TlsStream {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
                 }
+                // No plaintext waits, so rustls has room: give it what the socket gave.
+                if self.start < self.end {
+                    let mut input = &self.ciphertext[self.start..self.end];
+                    let n = conn.read_tls(&mut input)?;
+                    if n == 0 {
+                        return Err(std::io::Error::other("TLS took no data"));
+                    }
+                    self.start += n;
+                    conn.process_new_packets().map_err(std::io::Error::other)?;
+                    // What rustls wants to send in reply (a key update) goes with the writer's next flush.
+                    continue;
+                }
             }
-            let n = self.socket.read(&mut ciphertext)?;
+            let n = self.socket.read(&mut self.ciphertext)?;
             if n == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
-            let mut conn = self.conn.lock().expect("TLS lock");
-            let mut input = &ciphertext[..n];
-            while !input.is_empty() {
-                conn.read_tls(&mut input)?;
-                conn.process_new_packets().map_err(std::io::Error::other)?;
-            }
-            // What rustls wants to send in reply (a key update) goes with the writer's next flush.
+            (self.start, self.end) = (0, n);
         }
     }
 }
@@ -198,5 +212,52 @@ pub mod testing {
             write("key.pem", key.serialize_pem()),
             write("ca.pem", ca.pem()),
         ]
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// Two ends of a TLS connection on loopback.
+    fn connected() -> (TlsStream, TlsStream) {
+        let dir = tempfile::tempdir().unwrap();
+        let [cert, key, ca] = testing::certificates(dir.path(), "t");
+        let tls = DataTls::load(&cert, &key, &ca).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let server_tls = tls.clone();
+        let server = std::thread::spawn(move || {
+            let (socket, _) = listener.accept().unwrap();
+            server_tls.handshake(&socket, None).unwrap()
+        });
+        let socket = TcpStream::connect(address).unwrap();
+        let client = tls.handshake(&socket, Some(address.ip())).unwrap();
+        (client, server.join().unwrap())
+    }
+
+    #[test]
+    fn a_reader_far_behind_its_writer_gets_every_byte_in_order() {
+        let (mut client, mut server) = connected();
+        let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+        let expected = data.clone();
+        // Small and large writes, so that one socket read holds the end of a
+        // full record and the start of others: more than rustls holds decrypted.
+        let writer = std::thread::spawn(move || {
+            for (i, chunk) in data.chunks(100_000).enumerate() {
+                let (small, rest) = chunk.split_at(i % 7 + 1);
+                client.write_all(small).unwrap();
+                client.write_all(rest).unwrap();
+            }
+            client.flush().unwrap();
+            client
+        });
+        // Let the socket fill before reading.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let mut got = vec![0u8; expected.len()];
+        server.read_exact(&mut got).unwrap();
+        assert!(got == expected, "every byte, in order");
+        drop(writer.join().unwrap());
     }
 }
