@@ -136,7 +136,7 @@ fn run_wordcount_across_task_managers_over_tcp_prints_the_same_counts() {
     let over_tcp = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", "wordcount", "--input", path, "--parallelism", "2"])
         .args(["--task-managers", "2", "--slots", "1", "--data-plane", "tcp"])
-        .env("RUST_LOG", "sluice_runtime::network=info")
+        .env("RUST_LOG", "sluice_runtime::network=info,sluice_cluster::scheduler=info")
         .output()
         .unwrap();
     assert!(over_tcp.status.success(), "{}", text(&over_tcp.stderr));
@@ -148,6 +148,13 @@ fn run_wordcount_across_task_managers_over_tcp_prints_the_same_counts() {
     assert_eq!(lines(&over_tcp), lines(&in_memory));
     let log = text(&over_tcp.stderr);
     assert!(log.contains("data connection up task_manager=tm-0 peer=tm-1"), "{log}");
+    // Slot sharing: subtask i of every vertex shares TaskManager i's slot.
+    for (subtask, tm) in [("1/2", "tm-0"), ("2/2", "tm-1")] {
+        for vertex in ["Source: words -> Flat Map -> Map", "count -> Sink: final counts"] {
+            let placed = format!("subtask={vertex} ({subtask}) task_manager={tm} slot=0");
+            assert!(log.contains(&placed), "{placed} in {log}");
+        }
+    }
     assert!(!log.contains("WARN"), "{log}");
 }
 

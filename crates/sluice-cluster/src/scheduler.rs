@@ -71,6 +71,17 @@ impl Scheduler {
         network_job: u64,
     ) -> Result<Self> {
         let execution_graph = ExecutionGraph::schedule(&job_graph, slots)?;
+        // Placement is fixed for the life of every attempt: said once.
+        for subtask in execution_graph.vertices.iter().flatten() {
+            let tm = &task_managers[subtask.slot.task_manager];
+            tracing::info!(
+                job = %job_graph.stream_graph.job_name,
+                subtask = %subtask.name,
+                task_manager = %tm.id(),
+                slot = subtask.slot.slot,
+                "subtask placed"
+            );
+        }
         let metrics = execution_graph
             .vertices
             .iter()

@@ -35,6 +35,14 @@ impl TaskManager {
         self.network.as_ref()
     }
 
+    /// Its id: its data plane's, or `tm-INDEX`.
+    pub fn id(&self) -> String {
+        match &self.network {
+            Some(n) => n.task_manager().to_string(),
+            None => format!("tm-{}", self.index),
+        }
+    }
+
     /// This TaskManager's index.
     pub fn index(&self) -> usize {
         self.index
