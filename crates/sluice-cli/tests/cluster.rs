@@ -199,3 +199,33 @@ fn without_a_secret_the_job_manager_refuses_an_address_off_loopback() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not on loopback, so the cluster needs a secret"), "{err}");
 }
+
+/// A free loopback port (for a JobManager that must come back on the same one).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn a_task_manager_started_before_its_job_manager_registers_once_the_job_manager_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = format!("127.0.0.1:{}", free_port());
+    let tm = task_manager(dir.path(), &address, "tm-early", "1", &[]);
+    let jm = Process::start(dir.path(), "jobmanager", &["jobmanager", "--rpc-address", &address]);
+    jm.wait_for("TaskManager registered", 1);
+    tm.wait_for("registered with the JobManager", 1);
+}
+
+#[test]
+fn task_managers_register_again_with_a_restarted_job_manager() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = format!("127.0.0.1:{}", free_port());
+    let args = ["jobmanager", "--rpc-address", address.as_str()];
+    let first = Process::start(dir.path(), "jobmanager-1", &args);
+    first.wait_for("JobManager listening", 1);
+    let tm = task_manager(dir.path(), &address, "tm-1", "2", &[]);
+    first.wait_for("TaskManager registered", 1);
+    first.signal("-KILL");
+    tm.wait_for("registering again", 1);
+    let second = Process::start(dir.path(), "jobmanager-2", &args);
+    second.wait_for("TaskManager registered task_manager=tm-1 slots=2", 1);
+}
