@@ -106,6 +106,17 @@ impl JobMaster {
                 AttemptEnd::Cancelled => return Err(SluiceError::Cancelled),
                 AttemptEnd::Failed(e) => e,
             };
+            attempt = self.restart(attempt.number, error)?;
+            transition(&self.status, self.name(), JobStatus::Running);
+        }
+    }
+
+    /// After attempt `number` failed with `error`: restarts under the
+    /// failure handler, or fails the job. A deployment that fails (a data
+    /// connection lost again while channels are registered) is a failed
+    /// attempt like any other.
+    fn restart(&mut self, mut number: usize, mut error: SluiceError) -> Result<Attempt> {
+        loop {
             let latest = self.checkpoints.latest_id();
             let decision = self.failures.on_failure(&error, latest, self.now());
             self.exceptions.lock().expect("exceptions lock").push(JobException {
@@ -130,7 +141,7 @@ impl JobMaster {
                     warn!(
                         "job '{}' failed; attempt {} (restart {restart}) starts in {delay:?} from {from}. Cause: {}",
                         self.name(),
-                        attempt.number + 2,
+                        number + 2,
                         error.report()
                     );
                     delay
@@ -141,8 +152,14 @@ impl JobMaster {
                 transition(&self.status, self.name(), JobStatus::Cancelling);
                 return Err(SluiceError::Cancelled);
             }
-            attempt = self.scheduler.deploy(attempt.number + 1, self.checkpoints.latest())?;
-            transition(&self.status, self.name(), JobStatus::Running);
+            number += 1;
+            match self.scheduler.deploy(number, self.checkpoints.latest()) {
+                Ok(attempt) => return Ok(attempt),
+                Err(e) => {
+                    self.scheduler.release_attempt(number);
+                    error = e;
+                }
+            }
         }
     }
 
@@ -200,6 +217,15 @@ impl JobMaster {
         hook(coordinator).err()
     }
 
+    /// Tells every subtask of the attempt to stop, and ends its remote
+    /// channels: a task waiting for credit from a TaskManager that will
+    /// never grant it (its receiver failed) wakes, as it would when an
+    /// in-memory receiver is dropped.
+    fn stop_attempt(&self, attempt: &Attempt) {
+        attempt.cancel.store(true, Ordering::Relaxed);
+        self.scheduler.release_attempt(attempt.number);
+    }
+
     fn run_attempt(&mut self, attempt: &mut Attempt) -> AttemptEnd {
         let now = self.now();
         self.checkpoints.start_attempt(now);
@@ -222,7 +248,7 @@ impl JobMaster {
             }
             if self.cancel_requested() && !attempt.cancel.load(Ordering::Relaxed) {
                 transition(&self.status, self.name(), JobStatus::Cancelling);
-                attempt.cancel.store(true, Ordering::Relaxed);
+                self.stop_attempt(attempt);
             }
             let mut failed = None;
             let event = crossbeam_channel::select! {
@@ -302,7 +328,7 @@ impl JobMaster {
             if let Some(e) = failed.filter(|_| failure.is_none()) {
                 info!(job = %self.name(), error = %e.report(), "failing the attempt");
                 transition(&self.status, self.name(), JobStatus::Failing);
-                attempt.cancel.store(true, Ordering::Relaxed);
+                self.stop_attempt(attempt);
                 let now = self.now();
                 self.checkpoints.fail_pending("a task failed", now);
                 failure = Some(e);

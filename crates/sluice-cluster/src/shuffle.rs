@@ -68,6 +68,9 @@ pub fn create_channels(
                 let (tx, rx): (ChannelSender, ChannelReceiver) = match remote {
                     None => channel(capacity),
                     Some((p, from, to)) => {
+                        // A connection lost in an earlier attempt is made again.
+                        from.connect(to.task_manager(), to.address())?;
+                        to.connect(from.task_manager(), from.address())?;
                         let id =
                             ChannelId { job: p.job, attempt: p.attempt, index: remote_channels };
                         remote_channels += 1;

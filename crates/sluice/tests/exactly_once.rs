@@ -34,6 +34,8 @@ enum Fault {
     InCommit,
     /// A failure while restoring after a first failure.
     InRestore(u64),
+    /// A data connection between TaskManagers breaks after this many frames.
+    ConnectionLost(u32),
 }
 
 /// How barriers are aligned.
@@ -69,6 +71,9 @@ fn run_with(
             fail::cfg("sluice::sink::commit", "1*panic(injected commit failure)").unwrap()
         }
         Fault::InRestore(_) => fail::cfg("sluice::task::restore", "1*return").unwrap(),
+        Fault::ConnectionLost(after) => {
+            fail::cfg("sluice::network::read", &format!("{after}*off->1*return")).unwrap()
+        }
         _ => {}
     }
     let env = StreamExecutionEnvironment::new();
@@ -85,6 +90,15 @@ fn run_with(
         .set_batch_size(64)
         .set_checkpoint_storage(dir.join("checkpoints").to_str().unwrap())
         .set_restart_strategy(RestartStrategy::FixedDelay { attempts: 3, delay: Duration::ZERO });
+    if let Fault::ConnectionLost(_) = fault {
+        // Both TaskManagers must notice the loss before the next attempt's channels
+        // are registered; under load that can take an attempt or two more.
+        env.set_restart_strategy(RestartStrategy::FixedDelay {
+            attempts: 10,
+            delay: Duration::ZERO,
+        })
+        .set_max_identical_failures(10);
+    }
     if data_plane == DataPlane::Tcp {
         // One TaskManager per subtask index: every shuffle channel but i -> i crosses TCP.
         env.set_mini_cluster_with(parallelism, 1, DataPlane::Tcp);
@@ -264,6 +278,13 @@ fn exactly_once_with_aligned_checkpoints_that_turn_unaligned_after_a_timeout() {
 fn exactly_once_across_two_and_three_task_managers_over_tcp() {
     check_on(Fault::BeforeShuffle(3_500), 1, 2, Alignment::Aligned, DataPlane::Tcp);
     check_on(Fault::AfterShuffle(2_700), 2, 3, Alignment::Aligned, DataPlane::Tcp);
+}
+
+#[test]
+fn exactly_once_when_a_data_connection_between_task_managers_breaks() {
+    // The channels on it fail, the attempt fails, and the next one connects again.
+    check_on(Fault::ConnectionLost(300), 0, 2, Alignment::Aligned, DataPlane::Tcp);
+    check_on(Fault::ConnectionLost(500), 1, 3, Alignment::Unaligned, DataPlane::Tcp);
 }
 
 #[test]

@@ -372,9 +372,15 @@ impl Inner {
                 let remote = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
                 let secured = inner.secure(&stream, None);
                 match secured.and_then(|mut t| inner.handshake(&mut t).map(|id| (id, t))) {
-                    Ok((peer, transport)) => {
+                    Ok((id, transport)) => {
                         let address = stream.peer_addr().unwrap_or(inner.address);
-                        let (peer, _) = inner.peer(&peer, address);
+                        let (mut peer, _) = inner.peer(&id, address);
+                        if peer.out_queue.lock().expect("peer lock").is_none() {
+                            // The peer dials only when it has lost its connection to us: ours
+                            // is gone too, even if its end has not reached us yet.
+                            inner.fail_peer(&id, "it connected again", false);
+                            peer = inner.peer(&id, peer.address).0;
+                        }
                         inner.attach(peer, stream, transport);
                     }
                     Err((claimed, e)) => {
@@ -561,6 +567,10 @@ impl Inner {
         let mut inbound: HashMap<ChannelId, Inbound> = HashMap::new();
         let mut version = self.version.load(Ordering::Acquire);
         while let Some((header, payload)) = read_frame(&mut r, &mut buf)? {
+            fail::fail_point!("sluice::network::read", |_| Err(SluiceError::External {
+                system: "data connection".into(),
+                message: "injected connection loss".into(),
+            }));
             self.bytes_received.fetch_add((4 + buf.len()) as u64, Ordering::Relaxed);
             let now = self.version.load(Ordering::Acquire);
             if now != version {
