@@ -86,7 +86,8 @@ impl MiniCluster {
             DataPlane::Tcp => {
                 let mut secret = vec![0u8; 32];
                 rand::rng().fill_bytes(&mut secret);
-                let tms = (0..config.task_managers)
+                // The shuffle connects the TaskManagers that exchange records, at each deployment.
+                (0..config.task_managers)
                     .map(|i| {
                         let network = NetworkEnvironment::start(NetworkConfig {
                             task_manager: format!("tm-{i}"),
@@ -96,15 +97,7 @@ impl MiniCluster {
                         })?;
                         Ok(Arc::new(TaskManager::with_network(i, slots, network)))
                     })
-                    .collect::<Result<Vec<_>>>()?;
-                for a in tms.iter().filter_map(|tm| tm.network()) {
-                    for b in tms.iter().filter_map(|tm| tm.network()) {
-                        if a.task_manager() != b.task_manager() {
-                            a.connect(b.task_manager(), b.address())?;
-                        }
-                    }
-                }
-                tms
+                    .collect::<Result<Vec<_>>>()?
             }
         };
         Ok(Self { config, job_manager: JobManager::new(tms) })

@@ -18,7 +18,6 @@ pub mod proto {
 }
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use sluice_core::{Result, SluiceError};
 use tonic::metadata::MetadataValue;
@@ -58,12 +57,17 @@ impl Security {
         })
     }
 
+    /// This process's identity and the cluster's CA, read from their files.
+    fn identity_and_ca(tls: &TlsFiles) -> Result<(Identity, Certificate)> {
+        let identity =
+            Identity::from_pem(Self::read(&tls.cert, "certificate")?, Self::read(&tls.key, "key")?);
+        Ok((identity, Certificate::from_pem(Self::read(&tls.ca, "CA certificate")?)))
+    }
+
     /// The server side of mutual TLS, if configured.
     fn server_tls(&self) -> Result<Option<ServerTlsConfig>> {
         let Some(tls) = &self.tls else { return Ok(None) };
-        let identity =
-            Identity::from_pem(Self::read(&tls.cert, "certificate")?, Self::read(&tls.key, "key")?);
-        let ca = Certificate::from_pem(Self::read(&tls.ca, "CA certificate")?);
+        let (identity, ca) = Self::identity_and_ca(tls)?;
         Ok(Some(ServerTlsConfig::new().identity(identity).client_ca_root(ca)))
     }
 
@@ -78,11 +82,7 @@ impl Security {
         if let Some(tls) = &self.tls {
             let host =
                 address.rsplit_once(':').map_or(address, |(h, _)| h).trim_matches(['[', ']']);
-            let identity = Identity::from_pem(
-                Self::read(&tls.cert, "certificate")?,
-                Self::read(&tls.key, "key")?,
-            );
-            let ca = Certificate::from_pem(Self::read(&tls.ca, "CA certificate")?);
+            let (identity, ca) = Self::identity_and_ca(tls)?;
             let config =
                 ClientTlsConfig::new().domain_name(host).ca_certificate(ca).identity(identity);
             endpoint = endpoint.tls_config(config).map_err(|e| bad(&e))?;
@@ -90,14 +90,6 @@ impl Security {
         Ok(endpoint)
     }
 }
-
-/// Flink's default RPC port of the JobManager.
-pub const DEFAULT_RPC_PORT: u16 = 6123;
-/// How often a TaskManager sends a heartbeat (default).
-pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
-/// How long without a heartbeat before a TaskManager is lost (default;
-/// Flink's is 50 s).
-pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The metadata key carrying the cluster secret.
 const AUTHORIZATION: &str = "authorization";

@@ -93,10 +93,10 @@ async fn connect(job_manager: &str, security: &Security) -> Result<Channel> {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(e) => {
-                return Err(SluiceError::External {
-                    system: format!("JobManager at {job_manager}"),
-                    message: format!("unreachable for {CONNECT_TIMEOUT:?}: {e}"),
-                })
+                return Err(job_manager_error(
+                    job_manager,
+                    format!("unreachable for {CONNECT_TIMEOUT:?}: {e}"),
+                ))
             }
         }
     }
@@ -140,10 +140,10 @@ async fn stay_registered(config: &TaskManagerConfig, data_address: SocketAddr) -
                 )))
             }
             Err(status) if first => {
-                return Err(SluiceError::External {
-                    system: format!("JobManager at {}", config.job_manager),
-                    message: format!("registration failed: {}", status.message()),
-                })
+                return Err(job_manager_error(
+                    &config.job_manager,
+                    format!("registration failed: {}", status.message()),
+                ))
             }
             Err(status) => {
                 warn!(task_manager = %config.id, "registration failed, retrying: {}", status.message());
@@ -222,17 +222,19 @@ async fn unregister(config: &TaskManagerConfig) {
 pub fn list_task_managers(job_manager: &str, security: &Security) -> Result<Vec<TaskManagerInfo>> {
     runtime()?.block_on(async {
         let endpoint = security.endpoint(job_manager)?;
-        let channel = endpoint.connect().await.map_err(|e| SluiceError::External {
-            system: format!("JobManager at {job_manager}"),
-            message: format!("unreachable: {e}"),
-        })?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| job_manager_error(job_manager, format!("unreachable: {e}")))?;
         let reply = client(channel, security.secret.clone())
             .list_task_managers(ListTaskManagersRequest {})
             .await
-            .map_err(|s| SluiceError::External {
-                system: format!("JobManager at {job_manager}"),
-                message: s.message().to_string(),
-            })?;
+            .map_err(|s| job_manager_error(job_manager, s.message()))?;
         Ok(reply.into_inner().task_managers)
     })
+}
+
+/// An error talking to the JobManager at `address`: external, so a retry may help.
+fn job_manager_error(address: &str, message: impl Into<String>) -> SluiceError {
+    SluiceError::external(format!("JobManager at {address}"), message)
 }

@@ -139,22 +139,16 @@ impl ChannelSender {
                         let payload = encode(&batch).map_err(SendError::Encode)?;
                         (waited, OutFrame::new(&Header::Records(c), payload))
                     }
-                    StreamElement::Watermark(w) => (
-                        credit.wait_open().map_err(gone)?,
-                        OutFrame::new(&Header::Watermark(c, w), Vec::new()),
-                    ),
-                    StreamElement::Barrier(b) => (
-                        credit.wait_open().map_err(gone)?,
-                        OutFrame::new(&Header::Barrier(c, b), Vec::new()),
-                    ),
-                    StreamElement::IdleStatus(idle) => (
-                        credit.wait_open().map_err(gone)?,
-                        OutFrame::new(&Header::IdleStatus(c, idle), Vec::new()),
-                    ),
-                    StreamElement::EndOfInput => (
-                        credit.wait_open().map_err(gone)?,
-                        OutFrame::new(&Header::EndOfInput(c), Vec::new()),
-                    ),
+                    control => {
+                        let header = match control {
+                            StreamElement::Watermark(w) => Header::Watermark(c, w),
+                            StreamElement::Barrier(b) => Header::Barrier(c, b),
+                            StreamElement::IdleStatus(idle) => Header::IdleStatus(c, idle),
+                            StreamElement::EndOfInput => Header::EndOfInput(c),
+                            StreamElement::Records(_) => unreachable!("records are matched above"),
+                        };
+                        (credit.wait_open().map_err(gone)?, OutFrame::new(&header, Vec::new()))
+                    }
                 };
                 out.send(frame).map_err(|_| SendError::Disconnected(kind))?;
                 Ok(waited)

@@ -128,7 +128,7 @@ pub fn read_frame(
 
 /// A socket error of a data connection: external, so a restart may help.
 pub fn io(e: std::io::Error) -> SluiceError {
-    SluiceError::External { system: "data connection".into(), message: e.to_string() }
+    SluiceError::external("data connection", e.to_string())
 }
 
 /// The first message on a data connection, from each end.
@@ -179,22 +179,25 @@ pub fn read_message<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T
 
 /// The proof that `prover` knows `secret`, over `nonce`.
 pub fn prove(secret: Option<&[u8]>, nonce: &[u8; 32], prover: &str) -> Vec<u8> {
-    let Some(secret) = secret else { return Vec::new() };
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(b"sluice data plane v1");
-    mac.update(nonce);
-    mac.update(prover.as_bytes());
-    mac.finalize().into_bytes().to_vec()
+    secret
+        .map_or_else(Vec::new, |secret| mac(secret, nonce, prover).finalize().into_bytes().to_vec())
 }
 
 /// Whether `proof` shows that `prover` knows `secret` (in constant time).
 pub fn verify(secret: Option<&[u8]>, nonce: &[u8; 32], prover: &str, proof: &[u8]) -> bool {
-    let Some(secret) = secret else { return proof.is_empty() };
+    match secret {
+        Some(secret) => mac(secret, nonce, prover).verify_slice(proof).is_ok(),
+        None => proof.is_empty(),
+    }
+}
+
+/// HMAC-SHA256 under `secret` of the protocol's name, `nonce` and `prover`.
+fn mac(secret: &[u8], nonce: &[u8; 32], prover: &str) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(b"sluice data plane v1");
     mac.update(nonce);
     mac.update(prover.as_bytes());
-    mac.verify_slice(proof).is_ok()
+    mac
 }
 
 #[cfg(test)]

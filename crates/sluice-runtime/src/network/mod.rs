@@ -100,6 +100,34 @@ struct Channels {
     attempts: HashMap<u64, u32>,
 }
 
+impl Channels {
+    /// Whether `channel` belongs to an attempt older than the newest seen.
+    fn is_stale(&self, channel: ChannelId) -> bool {
+        self.attempts.get(&channel.job).is_some_and(|&newest| channel.attempt < newest)
+    }
+
+    /// The sending end's entry of `channel` to `peer`, made if missing (the
+    /// peer's credit or close may arrive before the local task registers).
+    fn outbound(&mut self, channel: ChannelId, peer: &str) -> &mut Outbound {
+        self.outbound
+            .entry(channel)
+            .or_insert_with(|| Outbound { peer: peer.to_string(), credit: Arc::new(Credit::new()) })
+    }
+
+    /// Ends the matching channels (by id and peer): senders fail, receivers
+    /// see the channel close.
+    fn drop_where(&mut self, doomed: impl Fn(&ChannelId, &str) -> bool) {
+        self.inbound.retain(|c, i| !doomed(c, &i.peer));
+        self.outbound.retain(|c, o| {
+            let drop = doomed(c, &o.peer);
+            if drop {
+                o.credit.close();
+            }
+            !drop
+        });
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Inbound {
     peer: String,
@@ -233,11 +261,8 @@ impl NetworkEnvironment {
         let mut channels = self.inner.channels.lock().expect("channel table lock");
         self.inner.check_attempt(&mut channels, channel)?;
         // The peer's announcement may have come first.
-        let entry = channels
-            .outbound
-            .entry(channel)
-            .or_insert_with(|| Outbound { peer: peer.id.clone(), credit: Arc::new(Credit::new()) });
-        Ok(remote_sender(channel, entry.credit.clone(), peer.out.clone(), encode))
+        let credit = channels.outbound(channel, &peer.id).credit.clone();
+        Ok(remote_sender(channel, credit, peer.out.clone(), encode))
     }
 
     /// Ends every channel of `job`'s attempts up to `attempt` (the attempt
@@ -247,7 +272,7 @@ impl NetworkEnvironment {
         let newest = channels.attempts.entry(job).or_insert(attempt);
         *newest = (*newest).max(attempt + 1);
         let newest = *newest;
-        Inner::drop_channels(&mut channels, |c| c.job == job && c.attempt < newest);
+        channels.drop_where(|c, _| c.job == job && c.attempt < newest);
         self.inner.version.fetch_add(1, Ordering::Release);
     }
 
@@ -339,26 +364,14 @@ impl Inner {
         }
         if channel.attempt > *newest {
             *newest = channel.attempt;
-            Inner::drop_channels(channels, |c| c.job == channel.job && c.attempt < channel.attempt);
+            channels.drop_where(|c, _| c.job == channel.job && c.attempt < channel.attempt);
             self.version.fetch_add(1, Ordering::Release);
         }
         Ok(())
     }
 
     fn is_stale(&self, channel: ChannelId) -> bool {
-        let channels = self.channels.lock().expect("channel table lock");
-        channels.attempts.get(&channel.job).is_some_and(|&newest| channel.attempt < newest)
-    }
-
-    /// Ends the matching channels: senders fail, receivers see the channel close.
-    fn drop_channels(channels: &mut Channels, doomed: impl Fn(&ChannelId) -> bool) {
-        channels.inbound.retain(|c, _| !doomed(c));
-        channels.outbound.retain(|c, o| {
-            if doomed(c) {
-                o.credit.close();
-            }
-            !doomed(c)
-        });
+        self.channels.lock().expect("channel table lock").is_stale(channel)
     }
 
     fn accept_loop(self: Arc<Self>, listener: TcpListener) {
@@ -567,10 +580,10 @@ impl Inner {
         let mut inbound: HashMap<ChannelId, Inbound> = HashMap::new();
         let mut version = self.version.load(Ordering::Acquire);
         while let Some((header, payload)) = read_frame(&mut r, &mut buf)? {
-            fail::fail_point!("sluice::network::read", |_| Err(SluiceError::External {
-                system: "data connection".into(),
-                message: "injected connection loss".into(),
-            }));
+            fail::fail_point!("sluice::network::read", |_| Err(SluiceError::external(
+                "data connection",
+                "injected connection loss"
+            )));
             self.bytes_received.fetch_add((4 + buf.len()) as u64, Ordering::Relaxed);
             let now = self.version.load(Ordering::Acquire);
             if now != version {
@@ -640,15 +653,9 @@ impl Inner {
 
     fn granted(&self, peer: &str, channel: ChannelId, n: u32) {
         let mut channels = self.channels.lock().expect("channel table lock");
-        if channels.attempts.get(&channel.job).is_some_and(|&newest| channel.attempt < newest) {
-            return;
+        if !channels.is_stale(channel) {
+            channels.outbound(channel, peer).credit.grant(n);
         }
-        channels
-            .outbound
-            .entry(channel)
-            .or_insert_with(|| Outbound { peer: peer.to_string(), credit: Arc::new(Credit::new()) })
-            .credit
-            .grant(n);
     }
 
     /// `peer` dropped its end of `channel`: drop ours, so our task sees
@@ -661,10 +668,7 @@ impl Inner {
         }
         // Kept closed, not removed: a sender that registers after the
         // receiver went must fail at once, not wait for credit forever.
-        let o = channels.outbound.entry(channel).or_insert_with(|| Outbound {
-            peer: peer.to_string(),
-            credit: Arc::new(Credit::new()),
-        });
+        let o = channels.outbound(channel, peer);
         if o.peer == peer {
             o.credit.close();
         }
@@ -678,15 +682,7 @@ impl Inner {
         if let Some(s) = p.stream.lock().expect("peer lock").take() {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
-        let mut channels = self.channels.lock().expect("channel table lock");
-        channels.inbound.retain(|_, i| i.peer != peer);
-        channels.outbound.retain(|_, o| {
-            if o.peer == peer {
-                o.credit.close();
-            }
-            o.peer != peer
-        });
-        drop(channels);
+        self.channels.lock().expect("channel table lock").drop_where(|_, p| p == peer);
         self.version.fetch_add(1, Ordering::Release);
         if orderly || self.shut_down.load(Ordering::Acquire) {
             info!(task_manager = %self.id, peer, "data connection closed: {reason}");

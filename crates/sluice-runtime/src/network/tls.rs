@@ -81,9 +81,8 @@ impl DataTls {
         };
         let mut socket = stream;
         while conn.is_handshaking() {
-            conn.complete_io(&mut socket).map_err(|e| SluiceError::External {
-                system: "data connection".into(),
-                message: format!("TLS handshake failed: {e}"),
+            conn.complete_io(&mut socket).map_err(|e| {
+                SluiceError::external("data connection", format!("TLS handshake failed: {e}"))
             })?;
         }
         let socket = stream.try_clone().map_err(super::frame::io)?;
@@ -92,7 +91,7 @@ impl DataTls {
 }
 
 fn tls_error(e: rustls::Error) -> SluiceError {
-    SluiceError::External { system: "data connection".into(), message: format!("TLS: {e}") }
+    SluiceError::external("data connection", format!("TLS: {e}"))
 }
 
 /// One end of a TLS data connection; cloned for the reader and the writer.
