@@ -368,12 +368,18 @@ impl StreamExecutionEnvironment {
         Ok(self.start(job_name)?.0)
     }
 
-    fn start(&self, job_name: &str) -> Result<(JobClient, MiniCluster)> {
+    /// Builds the job without running it: its JobGraph and how it runs, to
+    /// submit to a cluster elsewhere.
+    pub fn job(&self, job_name: &str) -> Result<(JobGraph, JobOptions)> {
         let graph = self.stream_graph(job_name)?;
         self.env.borrow_mut().executed = Some(job_name.to_string());
         let job_graph = JobGraph::from_stream_graph(Arc::new(graph))?;
+        Ok((job_graph, self.env.borrow().options.clone()))
+    }
+
+    fn start(&self, job_name: &str) -> Result<(JobClient, MiniCluster)> {
+        let (job_graph, options) = self.job(job_name)?;
         let cluster = MiniCluster::start(self.cluster_for(&job_graph))?;
-        let options = self.env.borrow().options.clone();
         Ok((cluster.submit_job(job_graph, options)?, cluster))
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 use sluice_rpc::job_manager::JobManagerConfig;
+use sluice_rpc::task_executor::JobBuilder;
 use sluice_rpc::task_manager::TaskManagerConfig;
 use sluice_rpc::{Security, TlsFiles};
 
@@ -32,7 +33,8 @@ pub struct SecurityArgs {
 }
 
 impl SecurityArgs {
-    fn security(self) -> Security {
+    /// The cluster security these flags give.
+    pub fn security(self) -> Security {
         let tls = match (self.tls_cert, self.tls_key, self.tls_ca) {
             (Some(cert), Some(key), Some(ca)) => Some(TlsFiles { cert, key, ca }),
             _ => None,
@@ -69,6 +71,9 @@ pub struct TaskManagerArgs {
     /// Where its data plane listens (other TaskManagers connect here).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub data_address: SocketAddr,
+    /// Where its TaskExecutor service listens (JobMasters deploy subtasks here).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub rpc_address: SocketAddr,
     /// Its id in the cluster (default: host name and process id).
     #[arg(long)]
     pub id: Option<String>,
@@ -97,19 +102,23 @@ pub fn job_manager(args: JobManagerArgs) -> Result<()> {
     Ok(())
 }
 
-/// Runs a TaskManager until Ctrl-C.
-pub fn task_manager(args: TaskManagerArgs) -> Result<()> {
+/// Runs a TaskManager until Ctrl-C; it builds the jobs it runs with `builder`.
+pub fn task_manager(args: TaskManagerArgs, builder: JobBuilder) -> Result<()> {
     let id = args.id.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
-    sluice_rpc::task_manager::run(TaskManagerConfig {
-        job_manager: args.jobmanager,
-        id,
-        slots: args.slots,
-        data_address: args.data_address,
-        security: args.security.security(),
-    })?;
+    sluice_rpc::task_manager::run(
+        TaskManagerConfig {
+            job_manager: args.jobmanager,
+            id,
+            slots: args.slots,
+            data_address: args.data_address,
+            rpc_address: args.rpc_address,
+            security: args.security.security(),
+        },
+        builder,
+    )?;
     Ok(())
 }
 
@@ -128,5 +137,30 @@ pub fn list(args: ListArgs) -> Result<()> {
         );
     }
     println!("{} TaskManagers, {} slots", tms.len(), tms.iter().map(|t| t.slots).sum::<u32>());
+    Ok(())
+}
+
+/// Prints the jobs of a standalone cluster.
+pub fn list_jobs(args: ListArgs) -> Result<()> {
+    let jobs = sluice_rpc::task_manager::list_jobs(&args.jobmanager, &args.security.security())?;
+    println!("{:<34}{:<24}{:<12}{:>6}{:>12}", "job id", "name", "status", "slots", "running");
+    for j in &jobs {
+        let id = if j.job_id.is_empty() { "(submitting)" } else { &j.job_id };
+        println!(
+            "{:<34}{:<24}{:<12}{:>6}{:>10.1} s",
+            id,
+            j.job_name,
+            j.status,
+            j.slots,
+            j.running_ms as f64 / 1000.0
+        );
+    }
+    Ok(())
+}
+
+/// Cancels a job of a standalone cluster.
+pub fn cancel(job_id: &str, args: ListArgs) -> Result<()> {
+    sluice_rpc::task_manager::cancel_job(&args.jobmanager, &args.security.security(), job_id)?;
+    println!("cancellation of job {job_id} requested");
     Ok(())
 }

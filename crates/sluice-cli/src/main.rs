@@ -80,6 +80,15 @@ enum Command {
     Taskmanager(cluster_cli::TaskManagerArgs),
     /// List the TaskManagers registered with a standalone JobManager.
     TaskManagers(cluster_cli::ListArgs),
+    /// List the jobs a standalone cluster runs and ran.
+    List(cluster_cli::ListArgs),
+    /// Cancel a job running on a standalone cluster.
+    Cancel {
+        /// The job's id, as `sluice list` shows it.
+        job_id: String,
+        #[command(flatten)]
+        cluster: cluster_cli::ListArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -108,7 +117,7 @@ enum Job {
     KafkaWordcount,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct JobArgs {
     /// The job.
     #[arg(value_enum)]
@@ -135,6 +144,12 @@ struct JobArgs {
     /// How the mini-cluster's TaskManagers exchange records.
     #[arg(long, value_enum, default_value_t = DataPlaneArg::InMemory, requires = "task_managers")]
     data_plane: DataPlaneArg,
+    /// Submit the job to the standalone cluster whose JobManager is here
+    /// (HOST:PORT) instead of running it on the mini-cluster.
+    #[arg(long, env = "SLUICE_JOBMANAGER", conflicts_with = "task_managers")]
+    jobmanager: Option<String>,
+    #[command(flatten)]
+    cluster_security: cluster_cli::SecurityArgs,
     /// Number of generated events (pipeline).
     #[arg(long, default_value_t = 10_000_000)]
     events: u64,
@@ -352,8 +367,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Nexmark(NexmarkCommand::Run(args)) => nexmark_cli::run(&args),
         Command::Kafka(command) => kafka_tools::run(&command),
         Command::Jobmanager(args) => cluster_cli::job_manager(args),
-        Command::Taskmanager(args) => cluster_cli::task_manager(args),
+        Command::Taskmanager(args) => {
+            cluster_cli::task_manager(args, Arc::new(job_for_task_manager))
+        }
         Command::TaskManagers(args) => cluster_cli::list(args),
+        Command::List(args) => cluster_cli::list_jobs(args),
+        Command::Cancel { job_id, cluster } => cluster_cli::cancel(&job_id, cluster),
     }
 }
 
@@ -439,21 +458,99 @@ fn build(args: &JobArgs) -> Result<(StreamExecutionEnvironment, Option<FinalCoun
     }
 }
 
-fn run_job(args: &JobArgs) -> Result<()> {
-    let (env, counts) = build(args)?;
-    let name = match args.job {
+/// The name a built-in job runs under.
+fn job_name(job: Job) -> &'static str {
+    match job {
         Job::Wordcount => "word count",
         Job::Pipeline => "pipeline",
         Job::Counting => "counting",
         Job::KafkaWordcount => "kafka word count",
+    }
+}
+
+/// Builds a built-in job in a TaskManager process, from the arguments of
+/// the `sluice run` that submitted it.
+fn job_for_task_manager(
+    spec: &sluice_rpc::proto::JobSpec,
+) -> sluice::Result<sluice_runtime::job_graph::JobGraph> {
+    let refused = |why: String| {
+        SluiceError::InvalidJob(format!(
+            "cannot build job '{}' from {:?}: {why}",
+            spec.job_name, spec.args
+        ))
     };
+    let argv = std::iter::once("sluice".to_string()).chain(spec.args.iter().cloned());
+    let cli = Cli::try_parse_from(argv).map_err(|e| refused(e.to_string()))?;
+    let Command::Run(args) = cli.command else {
+        return Err(refused("not a `sluice run` command".into()));
+    };
+    let (env, _) = build(&args).map_err(|e| refused(format!("{e:#}")))?;
+    Ok(env.job(&spec.job_name)?.0)
+}
+
+/// This command's arguments as TaskManagers build the job from them: paths
+/// made absolute (a TaskManager runs in another directory), the secret left out.
+fn job_spec_args() -> Vec<String> {
+    let mut spec = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--cluster-secret" {
+            args.next();
+        } else if arg.starts_with("--cluster-secret=") {
+        } else if arg == "--input" || arg == "--output" {
+            spec.push(arg);
+            spec.extend(
+                args.next().map(|path| absolute(PathBuf::from(path)).display().to_string()),
+            );
+        } else {
+            spec.push(arg);
+        }
+    }
+    spec
+}
+
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
+}
+
+fn run_job(args: &JobArgs) -> Result<()> {
+    let mut args = args.clone();
+    if args.jobmanager.is_some() {
+        // As the TaskManagers will see them (`job_spec_args`).
+        args.input = args.input.map(absolute);
+        args.output = args.output.map(absolute);
+    }
+    let args = &args;
+    let (env, counts) = build(args)?;
+    let name = job_name(args.job);
     let stops = stop_requests()?;
     let rest = start_rest(args)?;
-    let client = env.execute_async(name)?;
+    let (client, session) = match &args.jobmanager {
+        None => (env.execute_async(name)?, None),
+        Some(job_manager) => {
+            let (job_graph, options) = env.job(name)?;
+            let security = args.cluster_security.clone().security();
+            let (client, session) = sluice_rpc::client::submit(
+                job_manager,
+                &security,
+                job_graph,
+                options,
+                job_spec_args(),
+            )?;
+            eprintln!(
+                "job '{name}' submitted to the JobManager at {job_manager}: {}",
+                client.job_id()
+            );
+            (client, Some(session))
+        }
+    };
     if let Some((_, dashboard)) = &rest {
         dashboard.register(client.view());
     }
     let result = follow(client, &stops, args.checkpoint_dir.as_deref());
+    if let Some(session) = session {
+        session.close();
+    }
     let stopped =
         matches!(&result, Err(e) if matches!(e.downcast_ref(), Some(SluiceError::Cancelled)));
     if let Some(counts) = counts.filter(|_| result.is_ok() || stopped) {

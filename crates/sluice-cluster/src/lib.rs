@@ -11,6 +11,7 @@ pub mod job_manager;
 mod job_master;
 pub mod job_status;
 pub mod mini_cluster;
+pub mod remote;
 pub mod restart_strategy;
 mod scheduler;
 pub mod shuffle;

@@ -3,7 +3,7 @@
 //! them, its source splits and its share of the restored state. Placement is
 //! fixed for the life of the job; each restart deploys the same placement.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -24,6 +24,7 @@ use sluice_runtime::task::{
 };
 
 use crate::job_master::StateMap;
+use crate::remote::{RemoteDeployment, RemoteSubtask, TaskHandles};
 use crate::shuffle::{create_channels, Placement};
 use crate::source_coordinator::{CoordinatorEvent, SourceCoordinator};
 use crate::task_manager::TaskManager;
@@ -60,6 +61,9 @@ pub(crate) struct Scheduler {
     alignment: Option<(AlignmentMode, Option<Duration>)>,
     /// The job as the data plane names its channels.
     network_job: u64,
+    /// The slots the job was placed on: TaskManagers of other processes
+    /// place it again from them, alike.
+    slots: Vec<SlotId>,
 }
 
 impl Scheduler {
@@ -90,16 +94,16 @@ impl Scheduler {
                 subtasks.iter().map(move |s| (v, s.subtask_index, Arc::new(TaskMetrics::default())))
             })
             .collect();
-        let alignment = job_graph.stream_graph.checkpoint_config.as_ref().map(|c| match c.mode {
-            CheckpointingMode::AtLeastOnce => (AlignmentMode::AtLeastOnce, None),
-            CheckpointingMode::ExactlyOnce if !c.unaligned => (AlignmentMode::Aligned, None),
-            // Unaligned after a timeout: align first, switch when it takes too long.
-            CheckpointingMode::ExactlyOnce if !c.aligned_checkpoint_timeout.is_zero() => {
-                (AlignmentMode::Aligned, Some(c.aligned_checkpoint_timeout))
-            }
-            CheckpointingMode::ExactlyOnce => (AlignmentMode::Unaligned, None),
-        });
-        Ok(Self { job_graph, execution_graph, task_managers, metrics, alignment, network_job })
+        let alignment = task_checkpointing(&job_graph);
+        Ok(Self {
+            job_graph,
+            execution_graph,
+            task_managers,
+            metrics,
+            alignment,
+            network_job,
+            slots: slots.to_vec(),
+        })
     }
 
     /// Ends attempt `number`'s remote channels on every TaskManager: their
@@ -156,40 +160,18 @@ impl Scheduler {
         let cancel = Arc::new(AtomicBool::new(false));
         let (events_tx, events) = unbounded();
         let mut threads = Vec::new();
+        // Per TaskManager of another process: its subtasks and their handles.
+        let mut remote: BTreeMap<usize, (Vec<RemoteSubtask>, TaskHandles)> = BTreeMap::new();
         for (v, subtasks) in self.execution_graph.vertices.iter().enumerate() {
-            let vertex = &jg.vertices[v];
             for ev in subtasks {
                 let i = ev.subtask_index;
-                let range = sluice_core::KeyGroupRange::for_operator(
-                    vertex.max_parallelism,
-                    vertex.parallelism,
-                    i,
-                );
-                let mut restore_map: HashMap<String, OperatorSnapshot> = HashMap::new();
-                for n in &vertex.nodes {
-                    let key = sg.nodes[*n].state_key();
-                    if let Some(old) = restore.and_then(|state| state.get(&key)) {
-                        let mine =
-                            OperatorSnapshot::redistribute(old, range, i, vertex.parallelism);
-                        restore_map.insert(key, mine);
-                    }
-                }
-                let in_flight = in_flight_key(&sg.nodes[vertex.head].state_key());
-                if let Some(old) = restore.and_then(|state| state.get(&in_flight)) {
-                    // In-flight data belongs to the exact channel layout it was recorded on.
-                    if old.len() != vertex.parallelism {
+                let restore_map = match restore_for(jg, v, i, restore) {
+                    Ok(map) => map,
+                    Err(e) => {
                         cancel.store(true, Ordering::Relaxed);
-                        return Err(SluiceError::InvalidJob(format!(
-                            "'{}' was checkpointed unaligned at parallelism {} with data in flight; it cannot \
-                             be restored at parallelism {}: restore at the same parallelism, or rescale \
-                             from a savepoint",
-                            vertex.name,
-                            old.len(),
-                            vertex.parallelism
-                        )));
+                        return Err(e);
                     }
-                    restore_map.insert(in_flight, old[i].clone());
-                }
+                };
                 let metrics = self
                     .metrics
                     .iter()
@@ -197,6 +179,21 @@ impl Scheduler {
                     .expect("per task")
                     .2
                     .clone();
+                let control = control_rx.remove(&(v, i)).expect("a control channel per subtask");
+                let task_manager = ev.slot.task_manager;
+                if self.task_managers[task_manager].executor().is_some() {
+                    let (subtasks, handles) = remote.entry(task_manager).or_insert_with(|| {
+                        (Vec::new(), TaskHandles::new(events_tx.clone(), cancel.clone()))
+                    });
+                    subtasks.push(RemoteSubtask {
+                        vertex: v,
+                        subtask_index: i,
+                        restore: restore_map.into_iter().collect(),
+                    });
+                    handles.controls.push(control);
+                    handles.metrics.push(metrics);
+                    continue;
+                }
                 let deployment = TaskDeployment {
                     job_graph: jg.clone(),
                     vertex: v,
@@ -204,7 +201,7 @@ impl Scheduler {
                     attempt: number,
                     inputs: channels.inputs.remove(&(v, i)).unwrap_or_default(),
                     outputs: channels.outputs.remove(&(v, i)).unwrap_or_default(),
-                    control: control_rx.remove(&(v, i)).expect("a control channel per subtask"),
+                    control,
                     cancel: cancel.clone(),
                     metrics,
                     events: events_tx.clone(),
@@ -220,6 +217,31 @@ impl Scheduler {
                         cancel.store(true, Ordering::Relaxed);
                         return Err(e);
                     }
+                }
+            }
+        }
+        let endpoints: Vec<(String, std::net::SocketAddr)> = self
+            .task_managers
+            .iter()
+            .filter_map(|tm| tm.endpoint().map(|(id, address)| (id.to_string(), address)))
+            .collect();
+        for (task_manager, (subtasks, handles)) in remote {
+            let deployment = RemoteDeployment {
+                job: self.network_job,
+                attempt: number as u32,
+                slots: self.slots.clone(),
+                task_managers: endpoints.clone(),
+                task_manager,
+                restored_checkpoint_id: restored.map(|(id, _)| id),
+                subtasks,
+            };
+            let executor =
+                self.task_managers[task_manager].executor().expect("a remote TaskManager");
+            match executor.deploy(deployment, handles) {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    cancel.store(true, Ordering::Relaxed);
+                    return Err(e);
                 }
             }
         }
@@ -294,4 +316,58 @@ impl Scheduler {
         }
         Ok(coordinators)
     }
+}
+
+/// How the job's tasks take part in checkpoints, from its checkpoint config.
+pub(crate) fn task_checkpointing(
+    job_graph: &JobGraph,
+) -> Option<(AlignmentMode, Option<Duration>)> {
+    job_graph.stream_graph.checkpoint_config.as_ref().map(|c| match c.mode {
+        CheckpointingMode::AtLeastOnce => (AlignmentMode::AtLeastOnce, None),
+        CheckpointingMode::ExactlyOnce if !c.unaligned => (AlignmentMode::Aligned, None),
+        // Unaligned after a timeout: align first, switch when it takes too long.
+        CheckpointingMode::ExactlyOnce if !c.aligned_checkpoint_timeout.is_zero() => {
+            (AlignmentMode::Aligned, Some(c.aligned_checkpoint_timeout))
+        }
+        CheckpointingMode::ExactlyOnce => (AlignmentMode::Unaligned, None),
+    })
+}
+
+/// Subtask `i` of vertex `v`'s share of `restore`, per operator state key:
+/// its key groups, its operator state, and its channels' in-flight data.
+fn restore_for(
+    jg: &JobGraph,
+    v: usize,
+    i: usize,
+    restore: Option<&StateMap>,
+) -> Result<HashMap<String, OperatorSnapshot>> {
+    let sg = &jg.stream_graph;
+    let vertex = &jg.vertices[v];
+    let mut restore_map = HashMap::new();
+    let Some(restore) = restore else { return Ok(restore_map) };
+    let range =
+        sluice_core::KeyGroupRange::for_operator(vertex.max_parallelism, vertex.parallelism, i);
+    for n in &vertex.nodes {
+        let key = sg.nodes[*n].state_key();
+        if let Some(old) = restore.get(&key) {
+            let mine = OperatorSnapshot::redistribute(old, range, i, vertex.parallelism);
+            restore_map.insert(key, mine);
+        }
+    }
+    let in_flight = in_flight_key(&sg.nodes[vertex.head].state_key());
+    if let Some(old) = restore.get(&in_flight) {
+        // In-flight data belongs to the exact channel layout it was recorded on.
+        if old.len() != vertex.parallelism {
+            return Err(SluiceError::InvalidJob(format!(
+                "'{}' was checkpointed unaligned at parallelism {} with data in flight; it cannot \
+                 be restored at parallelism {}: restore at the same parallelism, or rescale \
+                 from a savepoint",
+                vertex.name,
+                old.len(),
+                vertex.parallelism
+            )));
+        }
+        restore_map.insert(in_flight, old[i].clone());
+    }
+    Ok(restore_map)
 }

@@ -2,7 +2,8 @@
 //! pair of every network edge, wired by the edge's distribution pattern.
 //! A pair placed on one TaskManager gets an in-memory channel; a pair on
 //! two TaskManagers with data planes gets a remote channel over their
-//! connection, with the same ends and credits.
+//! connection, with the same ends and credits. Each process makes only the
+//! ends of the subtasks it runs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -55,43 +56,76 @@ pub fn create_channels(
         let down = &job_graph.vertices[edge.target_vertex];
         for i in 0..up.parallelism {
             for j in edge.distribution.targets(i, up.parallelism, down.parallelism) {
-                let remote = placement.and_then(|p| {
-                    let tm = |v: usize, s: usize| {
-                        &p.task_managers[p.execution_graph.vertices[v][s].slot.task_manager]
-                    };
-                    let (from, to) = (tm(up.id, i), tm(down.id, j));
-                    match (from.network(), to.network()) {
-                        (Some(f), Some(t)) if from.index() != to.index() => Some((p, f, t)),
-                        _ => None,
+                let (tx, rx) = match placement {
+                    None => {
+                        let (tx, rx) = channel(capacity);
+                        (Some(tx), Some(rx))
                     }
-                });
-                let (tx, rx): (ChannelSender, ChannelReceiver) = match remote {
-                    None => channel(capacity),
-                    Some((p, from, to)) => {
-                        // A connection lost in an earlier attempt is made again.
-                        from.connect(to.task_manager(), to.address())?;
-                        to.connect(from.task_manager(), from.address())?;
-                        let id =
-                            ChannelId { job: p.job, attempt: p.attempt, index: remote_channels };
-                        remote_channels += 1;
-                        let rx = to.input_channel(
-                            from.task_manager(),
-                            id,
-                            capacity as u32,
-                            codec.decode,
-                        )?;
-                        (from.output_channel(to.task_manager(), id, codec.encode)?, rx)
+                    Some(p) => {
+                        let tm = |v: usize, s: usize| {
+                            &*p.task_managers[p.execution_graph.vertices[v][s].slot.task_manager]
+                        };
+                        let (from, to) = (tm(up.id, i), tm(down.id, j));
+                        match (from.endpoint(), to.endpoint()) {
+                            // Every process numbers the crossing channels alike.
+                            (Some(_), Some(_)) if from.index() != to.index() => {
+                                let id = ChannelId {
+                                    job: p.job,
+                                    attempt: p.attempt,
+                                    index: remote_channels,
+                                };
+                                remote_channels += 1;
+                                remote_ends(from, to, id, capacity as u32, codec)?
+                            }
+                            _ if from.is_local() => {
+                                let (tx, rx) = channel(capacity);
+                                (Some(tx), Some(rx))
+                            }
+                            // Both ends run in another process.
+                            _ => (None, None),
+                        }
                     }
                 };
-                outputs.entry((up.id, i)).or_default().entry(edge.id).or_default().push(tx);
-                inputs.entry((down.id, j)).or_default().push(InputChannel {
-                    receiver: rx,
-                    input: edge.type_number,
-                    description: format!("{} ({}/{})", up.name, i + 1, up.parallelism),
-                    codec,
-                });
+                if let Some(tx) = tx {
+                    outputs.entry((up.id, i)).or_default().entry(edge.id).or_default().push(tx);
+                }
+                if let Some(rx) = rx {
+                    inputs.entry((down.id, j)).or_default().push(InputChannel {
+                        receiver: rx,
+                        input: edge.type_number,
+                        description: format!("{} ({}/{})", up.name, i + 1, up.parallelism),
+                        codec,
+                    });
+                }
             }
         }
     }
     Ok(ShuffleChannels { outputs, inputs })
+}
+
+/// The ends of a channel between two TaskManagers that this process runs:
+/// the sending end on `from`'s data plane, the receiving end on `to`'s.
+fn remote_ends(
+    from: &TaskManager,
+    to: &TaskManager,
+    id: ChannelId,
+    capacity: u32,
+    codec: BatchCodec,
+) -> Result<(Option<ChannelSender>, Option<ChannelReceiver>)> {
+    let (Some((from_id, from_address)), Some((to_id, to_address))) =
+        (from.endpoint(), to.endpoint())
+    else {
+        return Ok((None, None));
+    };
+    let mut ends = (None, None);
+    // A connection lost in an earlier attempt is made again.
+    if let Some(network) = to.network() {
+        network.connect(from_id, from_address)?;
+        ends.1 = Some(network.input_channel(from_id, id, capacity, codec.decode)?);
+    }
+    if let Some(network) = from.network() {
+        network.connect(to_id, to_address)?;
+        ends.0 = Some(network.output_channel(to_id, id, codec.encode)?);
+    }
+    Ok(ends)
 }

@@ -1,7 +1,11 @@
 //! A TaskManager: a fixed number of slots, each running the subtasks the
-//! JobManager deployed to it, one thread per subtask.
+//! JobManager deployed to it, one thread per subtask. A TaskManager in
+//! another process is reached through its [`TaskExecutorGateway`]; one that
+//! only exchanges records with this process's subtasks is a peer, known by
+//! its data address.
 
-use std::sync::Mutex;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use sluice_core::{Result, SluiceError};
@@ -10,6 +14,17 @@ use sluice_runtime::network::NetworkEnvironment;
 use sluice_runtime::operator::task_error;
 use sluice_runtime::task::{run_task, TaskDeployment, TaskEvent};
 
+use crate::remote::TaskExecutorGateway;
+
+/// A TaskManager of another process, as this one sees it.
+#[derive(Debug, Clone)]
+struct Remote {
+    id: String,
+    data_address: SocketAddr,
+    /// How subtasks are deployed to it; none for a peer that only exchanges records.
+    executor: Option<Arc<dyn TaskExecutorGateway>>,
+}
+
 /// One TaskManager of a cluster.
 #[derive(Debug)]
 pub struct TaskManager {
@@ -17,17 +32,57 @@ pub struct TaskManager {
     free: Mutex<Vec<bool>>,
     /// Its data plane, when channels to other TaskManagers cross TCP.
     network: Option<NetworkEnvironment>,
+    /// Set when it runs in another process.
+    remote: Option<Remote>,
 }
 
 impl TaskManager {
     /// TaskManager number `index` with `slots` slots; all its channels are in memory.
     pub fn new(index: usize, slots: usize) -> Self {
-        Self { index, free: Mutex::new(vec![true; slots]), network: None }
+        Self { index, free: Mutex::new(vec![true; slots]), network: None, remote: None }
     }
 
     /// A TaskManager whose channels to other TaskManagers go through `network`.
     pub fn with_network(index: usize, slots: usize, network: NetworkEnvironment) -> Self {
-        Self { index, free: Mutex::new(vec![true; slots]), network: Some(network) }
+        Self { index, free: Mutex::new(vec![true; slots]), network: Some(network), remote: None }
+    }
+
+    /// A TaskManager process `id` whose data plane listens at `data_address`;
+    /// subtasks are deployed to it through `executor`.
+    pub fn remote(
+        index: usize,
+        slots: usize,
+        id: String,
+        data_address: SocketAddr,
+        executor: Arc<dyn TaskExecutorGateway>,
+    ) -> Self {
+        let remote = Remote { id, data_address, executor: Some(executor) };
+        Self { index, free: Mutex::new(vec![true; slots]), network: None, remote: Some(remote) }
+    }
+
+    /// A TaskManager of another process that this one only exchanges records with.
+    pub fn peer(index: usize, id: String, data_address: SocketAddr) -> Self {
+        let remote = Remote { id, data_address, executor: None };
+        Self { index, free: Mutex::new(Vec::new()), network: None, remote: Some(remote) }
+    }
+
+    /// How subtasks reach it when it runs in another process.
+    pub fn executor(&self) -> Option<&Arc<dyn TaskExecutorGateway>> {
+        self.remote.as_ref().and_then(|r| r.executor.as_ref())
+    }
+
+    /// Whether its subtasks run in this process.
+    pub fn is_local(&self) -> bool {
+        self.remote.is_none()
+    }
+
+    /// Its data plane's id and address, if it has one.
+    pub fn endpoint(&self) -> Option<(&str, SocketAddr)> {
+        match (&self.network, &self.remote) {
+            (Some(n), _) => Some((n.task_manager(), n.address())),
+            (None, Some(r)) => Some((&r.id, r.data_address)),
+            (None, None) => None,
+        }
     }
 
     /// Its data plane, if it has one.
@@ -37,8 +92,8 @@ impl TaskManager {
 
     /// Its id: its data plane's, or `tm-INDEX`.
     pub fn id(&self) -> String {
-        match &self.network {
-            Some(n) => n.task_manager().to_string(),
+        match self.endpoint() {
+            Some((id, _)) => id.to_string(),
             None => format!("tm-{}", self.index),
         }
     }
@@ -103,13 +158,5 @@ impl TaskManager {
                 }
             })
             .map_err(|e| SluiceError::Internal(format!("cannot start a task thread: {e}")))
-    }
-}
-
-impl Drop for TaskManager {
-    fn drop(&mut self) {
-        if let Some(network) = &self.network {
-            network.shutdown();
-        }
     }
 }

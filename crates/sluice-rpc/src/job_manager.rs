@@ -18,9 +18,11 @@ use tracing::{info, warn};
 
 use crate::proto::job_manager_server::{JobManager, JobManagerServer};
 use crate::proto::{
-    task_manager_command, HeartbeatRequest, HeartbeatResponse, ListTaskManagersRequest,
-    ListTaskManagersResponse, RegisterTaskManagerRequest, Registered, TaskManagerCommand,
-    TaskManagerInfo, UnregisterTaskManagerRequest, UnregisterTaskManagerResponse,
+    job_directive, job_update, task_manager_command, CancelJobRequest, CancelJobResponse,
+    HeartbeatRequest, HeartbeatResponse, JobDirective, JobInfo, JobUpdate, ListJobsRequest,
+    ListJobsResponse, ListTaskManagersRequest, ListTaskManagersResponse, OfferedSlots,
+    RegisterTaskManagerRequest, Registered, SlotOffer, TaskManagerCommand, TaskManagerInfo,
+    UnregisterTaskManagerRequest, UnregisterTaskManagerResponse,
 };
 use crate::Security;
 
@@ -74,6 +76,7 @@ async fn serve(config: JobManagerConfig) -> Result<()> {
     info!(%address, tls = tls.is_some(), "JobManager listening");
     let service = Service(Arc::new(State {
         task_managers: Mutex::default(),
+        jobs: Mutex::default(),
         registrations: AtomicU64::new(0),
         stopping: AtomicBool::new(false),
         heartbeat_interval: config.heartbeat_interval,
@@ -124,6 +127,8 @@ pub(crate) async fn shutdown_signal() {
 
 struct State {
     task_managers: Mutex<HashMap<String, Registration>>,
+    /// Jobs by submission number, running and ended.
+    jobs: Mutex<Vec<Job>>,
     /// Numbers registrations, so the end of a replaced one's stream is not
     /// taken for the loss of its successor.
     registrations: AtomicU64,
@@ -132,10 +137,25 @@ struct State {
     heartbeat_timeout: Duration,
 }
 
+/// A job submitted to the cluster, as its client reports it.
+struct Job {
+    job_id: String,
+    name: String,
+    status: String,
+    /// Slots it holds per TaskManager, until its client's stream ends.
+    slots: Vec<(String, u32)>,
+    submitted: Instant,
+    /// Commands to its client; none once it ended.
+    directives: Option<mpsc::Sender<Result<JobDirective, Status>>>,
+}
+
 struct Registration {
     number: u64,
     data_address: String,
+    rpc_address: String,
     slots: u32,
+    /// Slots held by running jobs.
+    allocated: u32,
     peer: String,
     last_heartbeat: Instant,
     /// Ends the TaskManager's command stream when dropped.
@@ -246,7 +266,9 @@ impl JobManager for Service {
             Registration {
                 number,
                 data_address: r.data_address.clone(),
+                rpc_address: r.rpc_address.clone(),
                 slots: r.slots,
+                allocated: 0,
                 peer: peer.clone(),
                 last_heartbeat: Instant::now(),
                 _commands: tx,
@@ -311,13 +333,168 @@ impl JobManager for Service {
                 task_manager_id: id.clone(),
                 data_address: r.data_address.clone(),
                 slots: r.slots,
-                // No job runs on a standalone cluster yet: every slot is free.
-                free_slots: r.slots,
+                free_slots: r.slots.saturating_sub(r.allocated),
                 last_heartbeat_ms_ago: r.last_heartbeat.elapsed().as_millis() as u64,
                 rpc_peer: r.peer.clone(),
+                rpc_address: r.rpc_address.clone(),
             })
             .collect();
         task_managers.sort_by(|a, b| a.task_manager_id.cmp(&b.task_manager_id));
         Ok(Response::new(ListTaskManagersResponse { task_managers }))
+    }
+
+    type RunJobStream = ReceiverStream<Result<JobDirective, Status>>;
+
+    async fn run_job(
+        &self,
+        request: Request<tonic::Streaming<JobUpdate>>,
+    ) -> std::result::Result<Response<Self::RunJobStream>, Status> {
+        let mut updates = request.into_inner();
+        let Some(job_update::Update::Submit(submit)) =
+            updates.message().await?.and_then(|u| u.update)
+        else {
+            return Err(Status::invalid_argument("a job's stream starts with its submission"));
+        };
+        let state = self.0.clone();
+        let offer = state.allocate(&submit.job_name, submit.slots)?;
+        let (tx, rx) = mpsc::channel(8);
+        let directive =
+            JobDirective { directive: Some(job_directive::Directive::Offer(offer.clone())) };
+        tx.send(Ok(directive)).await.map_err(|_| Status::internal("directive stream closed"))?;
+        let number = {
+            let mut jobs = state.jobs.lock().expect("job registry lock");
+            jobs.push(Job {
+                job_id: String::new(),
+                name: submit.job_name.clone(),
+                status: "CREATED".into(),
+                slots: offer
+                    .task_managers
+                    .iter()
+                    .map(|t| (t.task_manager_id.clone(), t.slots))
+                    .collect(),
+                submitted: Instant::now(),
+                directives: Some(tx),
+            });
+            jobs.len() - 1
+        };
+        tokio::spawn(async move {
+            // The client reports its job's status until the job ends or the client goes.
+            while let Ok(Some(update)) = updates.message().await {
+                if let Some(job_update::Update::Status(s)) = update.update {
+                    let mut jobs = state.jobs.lock().expect("job registry lock");
+                    let job = &mut jobs[number];
+                    if job.job_id.is_empty() {
+                        info!(job = %job.name, job_id = %s.job_id, "job submitted");
+                    }
+                    if job.status != s.status {
+                        info!(job = %job.name, job_id = %s.job_id, status = %s.status, "job status");
+                    }
+                    job.job_id = s.job_id;
+                    job.status = s.status;
+                }
+            }
+            state.release(number);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn list_jobs(
+        &self,
+        _request: Request<ListJobsRequest>,
+    ) -> std::result::Result<Response<ListJobsResponse>, Status> {
+        let jobs = self.0.jobs.lock().expect("job registry lock");
+        let jobs = jobs
+            .iter()
+            .map(|j| JobInfo {
+                job_id: j.job_id.clone(),
+                job_name: j.name.clone(),
+                status: j.status.clone(),
+                slots: j.slots.iter().map(|(_, n)| n).sum(),
+                running_ms: j.submitted.elapsed().as_millis() as u64,
+            })
+            .collect();
+        Ok(Response::new(ListJobsResponse { jobs }))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<CancelJobRequest>,
+    ) -> std::result::Result<Response<CancelJobResponse>, Status> {
+        let job_id = request.into_inner().job_id;
+        let directives = {
+            let jobs = self.0.jobs.lock().expect("job registry lock");
+            let job = jobs
+                .iter()
+                .find(|j| j.job_id == job_id)
+                .ok_or_else(|| Status::not_found(format!("no job {job_id} on this cluster")))?;
+            job.directives.clone().ok_or_else(|| {
+                Status::failed_precondition(format!("job {job_id} already ended ({})", job.status))
+            })?
+        };
+        let cancel = JobDirective {
+            directive: Some(job_directive::Directive::Cancel(CancelJobRequest {
+                job_id: job_id.clone(),
+            })),
+        };
+        directives
+            .send(Ok(cancel))
+            .await
+            .map_err(|_| Status::failed_precondition(format!("job {job_id} already ended")))?;
+        info!(%job_id, "job cancellation requested");
+        Ok(Response::new(CancelJobResponse {}))
+    }
+}
+
+impl State {
+    /// Takes `slots` free slots for a job, TaskManager by TaskManager in id
+    /// order; refuses the job if the cluster has fewer free.
+    fn allocate(&self, job: &str, slots: u32) -> Result<SlotOffer, Status> {
+        let mut tms = self.task_managers.lock().expect("registry lock");
+        let free: u32 = tms.values().map(|r| r.slots.saturating_sub(r.allocated)).sum();
+        if free < slots {
+            return Err(Status::resource_exhausted(format!(
+                "job '{job}' needs {slots} slots, but the cluster's {} TaskManagers have {free} free",
+                tms.len()
+            )));
+        }
+        let mut ids: Vec<&String> = tms.keys().collect();
+        ids.sort();
+        let ids: Vec<String> = ids.into_iter().cloned().collect();
+        let mut wanted = slots;
+        let mut offer = SlotOffer { task_managers: Vec::new() };
+        for id in ids {
+            let r = tms.get_mut(&id).expect("listed");
+            let take = r.slots.saturating_sub(r.allocated).min(wanted);
+            if take == 0 {
+                continue;
+            }
+            r.allocated += take;
+            wanted -= take;
+            offer.task_managers.push(OfferedSlots {
+                task_manager_id: id.clone(),
+                rpc_address: r.rpc_address.clone(),
+                data_address: r.data_address.clone(),
+                slots: take,
+            });
+        }
+        Ok(offer)
+    }
+
+    /// A job's client went: its slots are free again.
+    fn release(&self, number: usize) {
+        let mut jobs = self.jobs.lock().expect("job registry lock");
+        let job = &mut jobs[number];
+        job.directives = None;
+        let mut tms = self.task_managers.lock().expect("registry lock");
+        for (id, n) in job.slots.drain(..) {
+            if let Some(r) = tms.get_mut(&id) {
+                r.allocated = r.allocated.saturating_sub(n);
+            }
+        }
+        if !matches!(job.status.as_str(), "FINISHED" | "CANCELED" | "FAILED") {
+            warn!(job = %job.name, job_id = %job.job_id, status = %job.status, "the job's client went away");
+            job.status = "LOST".into();
+        }
+        info!(job = %job.name, job_id = %job.job_id, "job's slots released");
     }
 }

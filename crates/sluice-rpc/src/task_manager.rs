@@ -14,11 +14,14 @@ use tonic::Request;
 use tracing::{info, warn};
 
 use crate::proto::job_manager_client::JobManagerClient;
+use crate::proto::task_executor_server::TaskExecutorServer;
 use crate::proto::{
     task_manager_command, HeartbeatRequest, ListTaskManagersRequest, RegisterTaskManagerRequest,
     TaskManagerInfo, UnregisterTaskManagerRequest,
 };
+use crate::task_executor::{Executor, JobBuilder};
 use crate::Security;
+use tokio_stream::wrappers::TcpListenerStream;
 
 /// How long a TaskManager keeps trying to reach the JobManager at start.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,12 +37,15 @@ pub struct TaskManagerConfig {
     pub slots: u32,
     /// Where its data plane listens (port 0: any free port).
     pub data_address: SocketAddr,
+    /// Where its TaskExecutor service listens for JobMasters (port 0: any free port).
+    pub rpc_address: SocketAddr,
     /// The cluster secret and TLS certificates.
     pub security: Security,
 }
 
-/// Runs the TaskManager until Ctrl-C (or SIGTERM).
-pub fn run(config: TaskManagerConfig) -> Result<()> {
+/// Runs the TaskManager until Ctrl-C (or SIGTERM); `builder` builds the
+/// jobs it is asked to run, as the program that submits them does.
+pub fn run(config: TaskManagerConfig, builder: JobBuilder) -> Result<()> {
     if config.slots == 0 {
         return Err(SluiceError::Config("--slots must be at least 1".into()));
     }
@@ -54,11 +60,19 @@ pub fn run(config: TaskManagerConfig) -> Result<()> {
             .map(|t| DataTls::load(&t.cert, &t.key, &t.ca))
             .transpose()?,
     })?;
+    if !config.security.protects() && !config.rpc_address.ip().is_loopback() {
+        return Err(SluiceError::Config(format!(
+            "--rpc-address {} is not on loopback, so the cluster needs a secret or TLS certificates",
+            config.rpc_address
+        )));
+    }
     let runtime = runtime()?;
+    let executor = Executor::new(network.clone(), builder);
     let result = runtime.block_on(async {
+        let rpc_address = serve_executor(&config, executor).await?;
         // Kept alive while unregistering: dropping it first would break the
         // registration stream, which the JobManager takes for a loss.
-        let registered = stay_registered(&config, network.address());
+        let registered = stay_registered(&config, network.address(), rpc_address);
         tokio::pin!(registered);
         tokio::select! {
             r = &mut registered => r,
@@ -102,9 +116,44 @@ async fn connect(job_manager: &str, security: &Security) -> Result<Channel> {
     }
 }
 
+/// Serves the TaskExecutor service; returns where it listens.
+async fn serve_executor(config: &TaskManagerConfig, executor: Executor) -> Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(config.rpc_address).await.map_err(|e| {
+        SluiceError::Config(format!("cannot listen on --rpc-address {}: {e}", config.rpc_address))
+    })?;
+    let address = listener.local_addr().map_err(|e| SluiceError::Internal(e.to_string()))?;
+    let secret = config.security.secret.clone();
+    // Deployments carry restored state, which can be large.
+    let server = TaskExecutorServer::new(executor)
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
+    let service = InterceptedService::new(server, move |request: Request<()>| {
+        if crate::authorized(&request, secret.as_deref()) {
+            return Ok(request);
+        }
+        let from = request.remote_addr().map_or("an unknown address".into(), |a| a.to_string());
+        warn!(%from, "refused an RPC: wrong or missing cluster secret");
+        Err(tonic::Status::unauthenticated("wrong or missing cluster secret"))
+    });
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = config.security.server_tls()? {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| SluiceError::Config(format!("the TLS certificates do not work: {e}")))?;
+    }
+    let router = builder.add_service(service);
+    tokio::spawn(async move {
+        if let Err(e) = router.serve_with_incoming(TcpListenerStream::new(listener)).await {
+            warn!("the TaskExecutor service stopped: {e}");
+        }
+    });
+    info!(task_manager = %config.id, %address, "TaskExecutor listening");
+    Ok(address)
+}
+
 /// Adds the cluster secret to every request.
 #[derive(Clone)]
-struct Secret(Option<String>);
+pub(crate) struct Secret(pub(crate) Option<String>);
 
 impl tonic::service::Interceptor for Secret {
     fn call(&mut self, request: Request<()>) -> std::result::Result<Request<()>, tonic::Status> {
@@ -114,12 +163,16 @@ impl tonic::service::Interceptor for Secret {
 
 type Client = JobManagerClient<InterceptedService<Channel, Secret>>;
 
-fn client(channel: Channel, secret: Option<String>) -> Client {
+pub(crate) fn client(channel: Channel, secret: Option<String>) -> Client {
     JobManagerClient::with_interceptor(channel, Secret(secret))
 }
 
 /// Registers, heartbeats, and registers again whenever the registration ends.
-async fn stay_registered(config: &TaskManagerConfig, data_address: SocketAddr) -> Result<()> {
+async fn stay_registered(
+    config: &TaskManagerConfig,
+    data_address: SocketAddr,
+    rpc_address: SocketAddr,
+) -> Result<()> {
     let channel = connect(&config.job_manager, &config.security).await?;
     let mut jm = client(channel, config.security.secret.clone());
     let mut first = true;
@@ -129,6 +182,7 @@ async fn stay_registered(config: &TaskManagerConfig, data_address: SocketAddr) -
             data_address: data_address.to_string(),
             slots: config.slots,
             version: env!("CARGO_PKG_VERSION").into(),
+            rpc_address: rpc_address.to_string(),
         };
         let mut commands = match jm.register_task_manager(request).await {
             Ok(r) => r.into_inner(),
@@ -221,12 +275,8 @@ async fn unregister(config: &TaskManagerConfig) {
 /// The TaskManagers registered with the JobManager at `job_manager`.
 pub fn list_task_managers(job_manager: &str, security: &Security) -> Result<Vec<TaskManagerInfo>> {
     runtime()?.block_on(async {
-        let endpoint = security.endpoint(job_manager)?;
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| job_manager_error(job_manager, format!("unreachable: {e}")))?;
-        let reply = client(channel, security.secret.clone())
+        let reply = connect_once(job_manager, security)
+            .await?
             .list_task_managers(ListTaskManagersRequest {})
             .await
             .map_err(|s| job_manager_error(job_manager, s.message()))?;
@@ -234,7 +284,44 @@ pub fn list_task_managers(job_manager: &str, security: &Security) -> Result<Vec<
     })
 }
 
+/// The jobs the cluster at `job_manager` runs and ran.
+pub fn list_jobs(job_manager: &str, security: &Security) -> Result<Vec<crate::proto::JobInfo>> {
+    runtime()?.block_on(async {
+        let mut jm = connect_once(job_manager, security).await?;
+        let reply = jm
+            .list_jobs(crate::proto::ListJobsRequest {})
+            .await
+            .map_err(|s| job_manager_error(job_manager, s.message()))?;
+        Ok(reply.into_inner().jobs)
+    })
+}
+
+/// Asks the cluster at `job_manager` to cancel job `job_id`.
+pub fn cancel_job(job_manager: &str, security: &Security, job_id: &str) -> Result<()> {
+    runtime()?.block_on(async {
+        let mut jm = connect_once(job_manager, security).await?;
+        jm.cancel_job(crate::proto::CancelJobRequest { job_id: job_id.to_string() })
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::NotFound | tonic::Code::FailedPrecondition => {
+                    SluiceError::Config(s.message().to_string())
+                }
+                _ => job_manager_error(job_manager, s.message()),
+            })?;
+        Ok(())
+    })
+}
+
+async fn connect_once(job_manager: &str, security: &Security) -> Result<Client> {
+    let channel = security
+        .endpoint(job_manager)?
+        .connect()
+        .await
+        .map_err(|e| job_manager_error(job_manager, format!("unreachable: {e}")))?;
+    Ok(client(channel, security.secret.clone()))
+}
+
 /// An error talking to the JobManager at `address`: external, so a retry may help.
-fn job_manager_error(address: &str, message: impl Into<String>) -> SluiceError {
+pub(crate) fn job_manager_error(address: &str, message: impl Into<String>) -> SluiceError {
     SluiceError::external(format!("JobManager at {address}"), message)
 }

@@ -4,13 +4,13 @@
 //! `i`, so a group needs as many slots as its largest parallelism; slots are
 //! taken TaskManager by TaskManager. Placement is fixed for the attempt.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sluice_core::{Result, SluiceError};
 
 use crate::job_graph::JobGraph;
 
 /// A slot of a TaskManager.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SlotId {
     /// TaskManager index, from 0.
     pub task_manager: usize,

@@ -152,6 +152,47 @@ impl JobGraph {
         Ok(Self { stream_graph, vertices, edges, vertex_of_node })
     }
 
+    /// A digest of the job's shape: vertices, chains, operators' state
+    /// keys and record types, edges, parallelism and configuration. Two
+    /// builds of a program agree on it when they would run the same job, so
+    /// a TaskManager refuses deployments of a job it would build differently.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        use std::fmt::Write;
+        let sg = &*self.stream_graph;
+        let mut shape = format!(
+            "{}|{:?}|{:?}|{:?}\n",
+            sg.job_name, sg.config, sg.checkpoint_config, sg.checkpoint_storage
+        );
+        for v in &self.vertices {
+            let _ = write!(
+                shape,
+                "v {} {} {} {} {}:",
+                v.name, v.parallelism, v.max_parallelism, v.slot_sharing_group, v.is_source
+            );
+            for n in &v.nodes {
+                let node = &sg.nodes[*n];
+                let _ =
+                    write!(shape, " [{} {} {:?}]", node.state_key(), node.output.name, node.kind);
+            }
+            shape.push('\n');
+        }
+        for e in &self.edges {
+            let _ = writeln!(
+                shape,
+                "e {}->{} {:?} {:?} {} {}",
+                e.source_vertex,
+                e.target_vertex,
+                e.partitioner,
+                e.distribution,
+                e.type_number,
+                sg.edges[e.stream_edge].output_type(sg).name
+            );
+        }
+        let digest = Sha256::digest(shape.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Network edges leaving `vertex`.
     pub fn out_edges(&self, vertex: usize) -> impl Iterator<Item = &JobEdge> {
         self.edges.iter().filter(move |e| e.source_vertex == vertex)

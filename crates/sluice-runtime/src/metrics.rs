@@ -39,6 +39,38 @@ impl Default for TaskMetrics {
 }
 
 impl TaskMetrics {
+    /// Every counter, to report them to another process.
+    pub fn values(&self) -> [i64; 8] {
+        let u = |c: &AtomicU64| c.load(Ordering::Relaxed) as i64;
+        [
+            u(&self.records_in),
+            u(&self.records_out),
+            u(&self.source_records),
+            u(&self.records_in_errors),
+            u(&self.idle_nanos),
+            u(&self.back_pressured_nanos),
+            self.watermark.load(Ordering::Relaxed),
+            self.source_lag.load(Ordering::Relaxed),
+        ]
+    }
+
+    /// Sets every counter to what [`Self::values`] read in another process.
+    pub fn set_values(&self, values: [i64; 8]) {
+        let counters = [
+            &self.records_in,
+            &self.records_out,
+            &self.source_records,
+            &self.records_in_errors,
+            &self.idle_nanos,
+            &self.back_pressured_nanos,
+        ];
+        for (c, v) in counters.into_iter().zip(values) {
+            c.store(v as u64, Ordering::Relaxed);
+        }
+        self.watermark.store(values[6], Ordering::Relaxed);
+        self.source_lag.store(values[7], Ordering::Relaxed);
+    }
+
     /// Adds time spent waiting for input.
     #[inline]
     pub fn add_idle(&self, waited: Duration) {

@@ -34,7 +34,7 @@ pub type OutputChannels = HashMap<usize, Vec<ChannelSender>>;
 
 /// From the JobManager to a task, in order on one channel: an assignment
 /// sent before a checkpoint's trigger reaches the reader before it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum TaskControl {
     /// Source tasks: snapshot now and emit this barrier.
     TriggerCheckpoint(CheckpointBarrier),
