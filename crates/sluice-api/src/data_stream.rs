@@ -368,12 +368,19 @@ impl<T: Data> DataStream<T> {
         let sink: Arc<dyn Sink<T>> = Arc::new(sink);
         let check = sink.clone();
         self.env.borrow_mut().sink_checks.push(Arc::new(move |c| check.validate(c)));
+        let merge = sink.clone();
         let factory: OperatorFactory = Arc::new(move || {
             sink.clone()
                 .create_operator()
                 .unwrap_or_else(|| Box::new(SinkOperator::new(sink.clone())))
         });
-        DataStreamSink { stream: self.add_fed_node(name, NodeKind::Sink, factory) }
+        let stream = self.add_fed_node(name, NodeKind::Sink, factory);
+        let node = stream.ports[0].node;
+        self.env
+            .borrow_mut()
+            .accumulators
+            .push((node, Arc::new(move |b| merge.merge_accumulator(b))));
+        DataStreamSink { stream }
     }
 
     /// Writes the stream to a two-phase-commit sink: output becomes visible

@@ -18,8 +18,8 @@ use sluice_runtime::job_graph::JobGraph;
 use sluice_runtime::plan::Plan;
 use sluice_runtime::source::{ErasedSource, Source, SourceAdapter};
 use sluice_runtime::stream_graph::{
-    ChainingStrategy, NodeBody, NodeKind, OutputType, SinkCheck, StreamEdge, StreamGraph,
-    StreamNode, WatermarkerFactory,
+    AccumulatorMerge, ChainingStrategy, NodeBody, NodeKind, OutputType, SinkCheck, StreamEdge,
+    StreamGraph, StreamNode, WatermarkerFactory,
 };
 use sluice_runtime::watermark_strategy::{
     SourceWatermarker, WatermarkGenerator, WatermarkStrategy,
@@ -40,6 +40,7 @@ pub(crate) struct EnvState {
     pub(crate) checkpoint_storage: Option<String>,
     pub(crate) options: JobOptions,
     pub(crate) sink_checks: Vec<SinkCheck>,
+    pub(crate) accumulators: Vec<(usize, AccumulatorMerge)>,
 }
 
 pub(crate) type Env = Rc<RefCell<EnvState>>;
@@ -116,6 +117,7 @@ impl StreamExecutionEnvironment {
             checkpoint_storage: None,
             options: JobOptions::default(),
             sink_checks: Vec::new(),
+            accumulators: Vec::new(),
         };
         Self { env: Rc::new(RefCell::new(state)) }
     }
@@ -333,6 +335,7 @@ impl StreamExecutionEnvironment {
             checkpoint_config: s.checkpoint_config.clone(),
             checkpoint_storage: s.checkpoint_storage.clone(),
             sink_checks: s.sink_checks.clone(),
+            accumulators: s.accumulators.clone(),
         };
         graph.validate()?;
         Ok(graph)

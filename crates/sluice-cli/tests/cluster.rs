@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A cluster process, killed when dropped (also when the test fails).
@@ -228,4 +229,167 @@ fn task_managers_register_again_with_a_restarted_job_manager() {
     tm.wait_for("registering again", 1);
     let second = Process::start(dir.path(), "jobmanager-2", &args);
     second.wait_for("TaskManager registered task_manager=tm-1 slots=2", 1);
+}
+
+/// `sluice ARGS` run to its end.
+fn sluice(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice")).args(args).output().unwrap()
+}
+
+/// A JobManager and two TaskManagers with one slot each, registered.
+fn cluster(dir: &Path) -> (Process, String, [Process; 2]) {
+    let (jm, address) = job_manager(dir, &[]);
+    let a = task_manager(dir, &address, "tm-a", "1", &[]);
+    let b = task_manager(dir, &address, "tm-b", "1", &[]);
+    jm.wait_for("TaskManager registered", 2);
+    (jm, address, [a, b])
+}
+
+#[test]
+fn a_word_count_submitted_to_a_standalone_cluster_prints_the_mini_clusters_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jm, address, tms) = cluster(dir.path());
+    let input = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+    let job =
+        ["run", "wordcount", "--input", input, "--parallelism", "2", "--rest-address", "none"];
+    let local = sluice(&job);
+    let mut on_cluster = job.to_vec();
+    on_cluster.extend(["--jobmanager", &address]);
+    let remote = sluice(&on_cluster);
+    let stderr = String::from_utf8_lossy(&remote.stderr);
+    assert!(remote.status.success(), "{stderr}");
+    assert!(local.stdout.len() > 1000);
+    assert_eq!(remote.stdout, local.stdout, "{stderr}");
+    // Each TaskManager ran its share: a source and a counter subtask.
+    for tm in &tms {
+        let log = tm.wait_for("deploying subtasks", 1);
+        assert!(log.contains("job=word count attempt=0 subtasks=2"), "{log}");
+    }
+    jm.wait_for("job's slots released", 1);
+    let jobs = String::from_utf8(sluice(&["list", "--jobmanager", &address]).stdout).unwrap();
+    assert!(jobs.contains("word count") && jobs.contains("FINISHED"), "{jobs}");
+}
+
+#[test]
+fn a_checkpointed_job_on_a_standalone_cluster_commits_every_record_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_jm, address, _tms) = cluster(dir.path());
+    let output = dir.path().join("out");
+    let checkpoints = dir.path().join("checkpoints");
+    let run = sluice(&[
+        "run",
+        "counting",
+        "--events",
+        "20000",
+        "--keys",
+        "50",
+        "--rate",
+        "10000",
+        "--parallelism",
+        "2",
+        "--checkpoint-interval",
+        "200ms",
+        "--checkpoint-dir",
+        checkpoints.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--rest-address",
+        "none",
+        "--jobmanager",
+        &address,
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    // Each key's rolling counts are 1, 2, … n with none missing and none twice.
+    let mut counts: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+    let mut parts = 0;
+    for file in std::fs::read_dir(&output).unwrap() {
+        parts += 1;
+        for line in std::fs::read_to_string(file.unwrap().path()).unwrap().lines() {
+            let [key, count]: [u64; 2] = serde_json::from_str(line).unwrap();
+            counts.entry(key).or_default().push(count);
+        }
+    }
+    let total: usize = counts.values().map(Vec::len).sum();
+    assert_eq!(total, 20000);
+    for (key, mut seen) in counts {
+        seen.sort_unstable();
+        assert!(seen.iter().enumerate().all(|(i, c)| *c == i as u64 + 1), "key {key}: {seen:?}");
+    }
+    // Transactions were committed at checkpoints, not only at the end.
+    assert!(parts > 2, "{parts} part files");
+}
+
+#[test]
+fn sluice_cancel_stops_a_job_running_on_a_standalone_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jm, address, _tms) = cluster(dir.path());
+    let log = dir.path().join("client.log");
+    let mut client = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "counting", "--events", "100000000", "--rate", "1000", "--parallelism", "2"])
+        .args(["--rest-address", "none", "--jobmanager", &address])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let jm_log = jm.wait_for("status=RUNNING", 1);
+    let job_id = jm_log.split("job_id=").nth(1).unwrap().split_whitespace().next().unwrap();
+    let jobs = String::from_utf8(sluice(&["list", "--jobmanager", &address]).stdout).unwrap();
+    assert!(jobs.contains(job_id) && jobs.contains("RUNNING"), "{jobs}");
+    let cancelled = sluice(&["cancel", job_id, "--jobmanager", &address]);
+    assert!(cancelled.status.success(), "{}", String::from_utf8_lossy(&cancelled.stderr));
+    let started = Instant::now();
+    while client.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(20), "the client did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    jm.wait_for("status=CANCELED", 1);
+    jm.wait_for("job's slots released", 1);
+    let again = sluice(&["cancel", job_id, "--jobmanager", &address]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already ended"));
+}
+
+#[test]
+fn a_job_needing_more_slots_than_the_cluster_has_free_is_refused_with_the_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_jm, address, _tms) = cluster(dir.path());
+    let run = sluice(&["run", "pipeline", "--parallelism", "3", "--jobmanager", &address]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("needs 3 slots, but the cluster's 2 TaskManagers have 2 free"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_task_manager_refuses_a_job_it_would_build_with_another_fingerprint() {
+    use sluice::StreamExecutionEnvironment;
+    let dir = tempfile::tempdir().unwrap();
+    let (jm, address) = job_manager(dir.path(), &[]);
+    // A TaskManager in this process whose program builds the job differently.
+    let config = sluice_rpc::task_manager::TaskManagerConfig {
+        job_manager: address.clone(),
+        id: "tm-other-build".into(),
+        slots: 1,
+        data_address: "127.0.0.1:0".parse().unwrap(),
+        rpc_address: "127.0.0.1:0".parse().unwrap(),
+        security: sluice_rpc::Security::default(),
+    };
+    let other_build = |_: &sluice_rpc::proto::JobSpec| {
+        let env = StreamExecutionEnvironment::new();
+        env.from_sequence(10).map(|x| x + 1).name("a renamed map").discard();
+        env.job("numbers")
+    };
+    let builder = Arc::new(move |spec: &_| other_build(spec).map(|(graph, _)| graph));
+    std::thread::spawn(move || sluice_rpc::task_manager::run(config, builder));
+    jm.wait_for("TaskManager registered", 1);
+    let env = StreamExecutionEnvironment::new();
+    env.from_sequence(10).map(|x| x + 2).discard();
+    let (graph, options) = env.job("numbers").unwrap();
+    let submitted =
+        sluice_rpc::client::submit(&address, &Default::default(), graph, options, Vec::new());
+    let error = submitted.err().expect("the deployment is refused").report().to_string();
+    assert!(error.contains("TaskManager tm-other-build builds job 'numbers'"), "{error}");
+    assert!(error.contains("fingerprint"), "{error}");
 }

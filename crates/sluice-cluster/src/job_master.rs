@@ -99,10 +99,15 @@ impl JobMaster {
             }
             self.scheduler.release_attempt(attempt.number);
             let error = match end {
-                AttemptEnd::Finished => match self.final_commits(&mut attempt) {
-                    Ok(()) => return Ok(()),
-                    Err(e) => e,
-                },
+                AttemptEnd::Finished => {
+                    match self
+                        .final_commits(&mut attempt)
+                        .and_then(|()| self.merge_accumulators(&mut attempt))
+                    {
+                        Ok(()) => return Ok(()),
+                        Err(e) => e,
+                    }
+                }
                 AttemptEnd::Cancelled => return Err(SluiceError::Cancelled),
                 AttemptEnd::Failed(e) => e,
             };
@@ -185,6 +190,20 @@ impl JobMaster {
         Ok(())
     }
 
+    /// The attempt that finished the job gives the sinks' accumulators to
+    /// their sinks here, where the job was submitted; a failed attempt's
+    /// are dropped, so a restart counts nothing twice.
+    fn merge_accumulators(&self, attempt: &mut Attempt) -> Result<()> {
+        let sg = &self.scheduler.job_graph.stream_graph;
+        for (key, bytes) in std::mem::take(&mut attempt.accumulators) {
+            let node = sg.nodes.iter().find(|n| n.state_key() == key).map(|n| n.id);
+            if let Some((_, merge)) = sg.accumulators.iter().find(|(id, _)| Some(*id) == node) {
+                merge(&bytes)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Waits out a restart delay; true if the job was cancelled meanwhile.
     fn wait_unless_cancelled(&self, delay: Duration) -> bool {
         let until = Instant::now() + delay;
@@ -234,7 +253,8 @@ impl JobMaster {
             let path = self.restore_path.take();
             self.status.lock().expect("job status lock").restored(id, path);
         }
-        let total = attempt.threads.len();
+        // Every subtask reports its end; threads may run several remote ones.
+        let total = self.scheduler.metrics.len();
         let mut finished = HashSet::new();
         let mut failure: Option<SluiceError> = None;
         let mut a_task_finished = false;
@@ -263,9 +283,16 @@ impl JobMaster {
             };
             match event {
                 None => {}
-                Some(Ok(TaskEvent::Finished { vertex, subtask_index, result, final_commits })) => {
+                Some(Ok(TaskEvent::Finished {
+                    vertex,
+                    subtask_index,
+                    result,
+                    final_commits,
+                    accumulators,
+                })) => {
                     finished.insert((vertex, subtask_index));
                     attempt.final_commits.extend(final_commits);
+                    attempt.accumulators.extend(accumulators);
                     match result {
                         Ok(()) => {
                             // Checkpoints need every task; one has finished, so no more are taken.

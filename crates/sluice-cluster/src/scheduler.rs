@@ -49,6 +49,9 @@ pub(crate) struct Attempt {
     _coordinator_sender: Sender<CoordinatorEvent>,
     /// What finished tasks' transactional sinks make visible when the job finishes.
     pub(crate) final_commits: Vec<FinalCommit>,
+    /// What finished tasks' sinks accumulated, by operator state key: the
+    /// job's result if this attempt is the one that finishes it.
+    pub(crate) accumulators: Vec<(String, Vec<u8>)>,
 }
 
 /// Deploys attempts of a job onto the slots its ExecutionGraph placed it in.
@@ -255,6 +258,7 @@ impl Scheduler {
             coordinator_events,
             _coordinator_sender: coordinator_tx,
             final_commits: Vec::new(),
+            accumulators: Vec::new(),
         })
     }
 

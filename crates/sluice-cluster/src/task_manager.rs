@@ -154,6 +154,7 @@ impl TaskManager {
                         subtask_index,
                         result: Err(task_error(&operator, &subtask, panic)),
                         final_commits: Vec::new(),
+                        accumulators: Vec::new(),
                     });
                 }
             })

@@ -308,7 +308,13 @@ impl TaskExecutorGateway for RemoteExecutor {
                         }
                         continue;
                     }
-                    Report::Finished { vertex, subtask_index, result, final_commits } => {
+                    Report::Finished {
+                        vertex,
+                        subtask_index,
+                        result,
+                        final_commits,
+                        accumulators,
+                    } => {
                         if let Some(k) = subtasks.iter().position(|s| *s == (vertex, subtask_index))
                         {
                             finished[k] = true;
@@ -327,6 +333,7 @@ impl TaskExecutorGateway for RemoteExecutor {
                                 true => vec![reader.final_commit(request)],
                                 false => Vec::new(),
                             },
+                            accumulators,
                         }
                     }
                     Report::Acknowledged {
@@ -363,6 +370,7 @@ impl TaskExecutorGateway for RemoteExecutor {
                         subtask_index: *subtask_index,
                         result: Err(reader.lost(format!("lost: {cause}"))),
                         final_commits: Vec::new(),
+                        accumulators: Vec::new(),
                     });
                 }
             }

@@ -18,6 +18,7 @@ pub enum Report {
         subtask_index: usize,
         result: Result<(), WireError>,
         final_commits: bool,
+        accumulators: Vec<(String, Vec<u8>)>,
     },
     /// A subtask snapshotted its state for a checkpoint.
     Acknowledged {
@@ -40,12 +41,13 @@ impl Report {
     /// The report of `event`, and the final commits it carried.
     pub fn from_event(event: TaskEvent) -> (Self, Vec<sluice_runtime::operator::FinalCommit>) {
         match event {
-            TaskEvent::Finished { vertex, subtask_index, result, final_commits } => (
+            TaskEvent::Finished { vertex, subtask_index, result, final_commits, accumulators } => (
                 Report::Finished {
                     vertex,
                     subtask_index,
                     result: result.map_err(|e| WireError::from_error(&e)),
                     final_commits: !final_commits.is_empty(),
+                    accumulators,
                 },
                 final_commits,
             ),

@@ -107,6 +107,12 @@ pub trait StreamOperator: Send {
     fn take_final_commit(&mut self) -> Option<FinalCommit> {
         None
     }
+
+    /// After the operator's input ended: what a sink accumulated for the
+    /// job's result (see [`SinkWriter::accumulator`](crate::sink::SinkWriter::accumulator)).
+    fn take_accumulator(&mut self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// A boxed operator is an operator (the harness and factories hand them around).
@@ -149,6 +155,9 @@ impl StreamOperator for Box<dyn StreamOperator> {
     }
     fn take_final_commit(&mut self) -> Option<FinalCommit> {
         (**self).take_final_commit()
+    }
+    fn take_accumulator(&mut self) -> Option<Vec<u8>> {
+        (**self).take_accumulator()
     }
 
     fn close(&mut self) -> Result<()> {
@@ -383,6 +392,15 @@ impl Output {
         }
     }
 
+    /// The accumulators of every operator chained after this output.
+    pub(crate) fn take_accumulators(&mut self, into: &mut Vec<(String, Vec<u8>)>) {
+        for target in self.all_targets() {
+            if let OutputTarget::Chained(op) = target {
+                op.take_accumulators(into);
+            }
+        }
+    }
+
     pub(crate) fn close(&mut self) -> Result<()> {
         let mut first = Ok(());
         let targets: Vec<&mut OutputTarget> = self.all_targets().collect();
@@ -536,6 +554,14 @@ impl ChainedOperator {
     pub fn take_final_commits(&mut self, into: &mut Vec<FinalCommit>) {
         into.extend(self.operator.take_final_commit());
         self.output.take_final_commits(into);
+    }
+
+    /// The accumulators of this operator and everything chained after it, by state key.
+    pub fn take_accumulators(&mut self, into: &mut Vec<(String, Vec<u8>)>) {
+        if let Some(bytes) = self.operator.take_accumulator() {
+            into.push((self.state_key.clone(), bytes));
+        }
+        self.output.take_accumulators(into);
     }
 
     /// Closes this operator and everything chained after it; reports the first error.

@@ -21,6 +21,14 @@ pub trait Sink<T: Data>: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Merges what one subtask's writer accumulated (its
+    /// [`SinkWriter::accumulator`]) into the job's result, where the job was
+    /// submitted: after the job finished, once per subtask.
+    fn merge_accumulator(&self, accumulated: &[u8]) -> Result<()> {
+        let _ = accumulated;
+        Ok(())
+    }
+
     /// An operator of the sink's own for each subtask, for a sink that runs
     /// transactions (a [`TwoPhaseCommitSinkOperator`](crate::two_phase_commit::TwoPhaseCommitSinkOperator));
     /// `None` runs the writer of [`Self::create_writer`].
@@ -44,18 +52,27 @@ pub trait SinkWriter<T>: Send {
     fn close(&mut self) -> Result<()> {
         Ok(())
     }
+
+    /// After the end of input: what this subtask accumulated for the job's
+    /// result (Flink's accumulators), serialized. It travels with the
+    /// subtask's end to where the job was submitted, also from another
+    /// process, and reaches [`Sink::merge_accumulator`] there.
+    fn accumulator(&mut self) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
 }
 
 /// Runs a [`SinkWriter`] as the last operator of a chain.
 pub struct SinkOperator<T: Data> {
     sink: Arc<dyn Sink<T>>,
     writer: Option<Box<dyn SinkWriter<T>>>,
+    accumulator: Option<Vec<u8>>,
 }
 
 impl<T: Data> SinkOperator<T> {
     /// A sink operator for `sink`; the writer is created in `open`.
     pub fn new(sink: Arc<dyn Sink<T>>) -> Self {
-        Self { sink, writer: None }
+        Self { sink, writer: None, accumulator: None }
     }
 
     fn writer(&mut self) -> &mut dyn SinkWriter<T> {
@@ -94,7 +111,13 @@ impl<T: Data> StreamOperator for SinkOperator<T> {
     }
 
     fn end_input(&mut self, _input: usize, _out: &mut Output) -> Result<()> {
-        self.writer().flush(true)
+        self.writer().flush(true)?;
+        self.accumulator = self.writer().accumulator()?;
+        Ok(())
+    }
+
+    fn take_accumulator(&mut self) -> Option<Vec<u8>> {
+        self.accumulator.take()
     }
 
     fn close(&mut self) -> Result<()> {

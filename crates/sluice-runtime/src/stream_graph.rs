@@ -21,6 +21,8 @@ pub type OperatorFactory = Arc<dyn Fn() -> Box<dyn StreamOperator> + Send + Sync
 /// Creates the per-split watermark generation of one source subtask.
 pub type WatermarkerFactory =
     Arc<dyn Fn(&RuntimeContext) -> Box<dyn SourceWatermarker> + Send + Sync>;
+/// Merges a subtask's accumulator into a sink's result where the job was submitted.
+pub type AccumulatorMerge = Arc<dyn Fn(&[u8]) -> Result<()> + Send + Sync>;
 /// Checks a sink against the job's checkpointing before the job starts.
 pub type SinkCheck = Arc<dyn Fn(Option<&CheckpointConfig>) -> Result<()> + Send + Sync>;
 /// Creates the record writer of a keyed edge (it holds the key selector).
@@ -180,6 +182,8 @@ pub struct StreamGraph {
     pub checkpoint_storage: Option<String>,
     /// Checks of the job's sinks, run by [`StreamGraph::validate`].
     pub sink_checks: Vec<SinkCheck>,
+    /// Per sink node id: where its subtasks' accumulators are merged.
+    pub accumulators: Vec<(usize, AccumulatorMerge)>,
 }
 
 /// The default slot sharing group.

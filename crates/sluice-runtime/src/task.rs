@@ -61,6 +61,8 @@ pub enum TaskEvent {
         result: Result<()>,
         /// What its transactional sinks make visible once the whole job finished.
         final_commits: Vec<FinalCommit>,
+        /// What its sinks accumulated for the job's result, by operator state key.
+        accumulators: Vec<(String, Vec<u8>)>,
     },
     /// The task snapshotted its state for a checkpoint.
     Acknowledged {
@@ -192,14 +194,27 @@ pub fn run_task(d: TaskDeployment) {
     let mut head = None;
     let result = run_task_inner(d, &mut head);
     let mut final_commits = Vec::new();
+    let mut accumulators = Vec::new();
     if result.is_ok() {
         match head.as_mut() {
-            Some(Head::Source { output, .. }) => output.take_final_commits(&mut final_commits),
-            Some(Head::Operator { chain, .. }) => chain.take_final_commits(&mut final_commits),
+            Some(Head::Source { output, .. }) => {
+                output.take_final_commits(&mut final_commits);
+                output.take_accumulators(&mut accumulators);
+            }
+            Some(Head::Operator { chain, .. }) => {
+                chain.take_final_commits(&mut final_commits);
+                chain.take_accumulators(&mut accumulators);
+            }
             None => {}
         }
     }
-    let _ = events.send(TaskEvent::Finished { vertex, subtask_index, result, final_commits });
+    let _ = events.send(TaskEvent::Finished {
+        vertex,
+        subtask_index,
+        result,
+        final_commits,
+        accumulators,
+    });
     drop(head);
 }
 

@@ -74,20 +74,38 @@ impl FinalCounts {
 
 impl Sink<(String, u64)> for FinalCounts {
     fn create_writer(&self, _ctx: &RuntimeContext) -> Result<Box<dyn SinkWriter<(String, u64)>>> {
-        Ok(Box::new(self.clone()))
+        Ok(Box::new(SubtaskCounts::default()))
     }
-}
 
-impl SinkWriter<(String, u64)> for FinalCounts {
-    fn write_batch(&mut self, records: Vec<StreamRecord<(String, u64)>>) -> Result<()> {
+    fn merge_accumulator(&self, accumulated: &[u8]) -> Result<()> {
+        let subtask: HashMap<String, u64> = postcard::from_bytes(accumulated)?;
         let mut counts = self.counts.lock().expect("counts lock");
-        for r in records {
-            // A word lives on one subtask and its counts only grow, so the
-            // latest update is the largest.
-            let (w, c) = r.value;
+        for (w, c) in subtask {
             let e = counts.entry(w).or_insert(0);
             *e = (*e).max(c);
         }
         Ok(())
+    }
+}
+
+/// One sink subtask's latest count per word; it reaches the job's
+/// [`FinalCounts`] as an accumulator, also from a TaskManager process.
+#[derive(Default)]
+struct SubtaskCounts(HashMap<String, u64>);
+
+impl SinkWriter<(String, u64)> for SubtaskCounts {
+    fn write_batch(&mut self, records: Vec<StreamRecord<(String, u64)>>) -> Result<()> {
+        for r in records {
+            // A word lives on one subtask and its counts only grow, so the
+            // latest update is the largest.
+            let (w, c) = r.value;
+            let e = self.0.entry(w).or_insert(0);
+            *e = (*e).max(c);
+        }
+        Ok(())
+    }
+
+    fn accumulator(&mut self) -> Result<Option<Vec<u8>>> {
+        Ok(Some(postcard::to_allocvec(&self.0)?))
     }
 }
