@@ -236,6 +236,28 @@ fn sluice(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_sluice")).args(args).output().unwrap()
 }
 
+/// Checks the counting job's committed output: each key's rolling counts
+/// are 1, 2, … n with none missing and none twice, `events` in all.
+/// Returns the number of part files.
+fn assert_exactly_once(output: &Path, events: usize) -> usize {
+    let mut counts: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+    let mut parts = 0;
+    for file in std::fs::read_dir(output).unwrap() {
+        parts += 1;
+        for line in std::fs::read_to_string(file.unwrap().path()).unwrap().lines() {
+            let [key, count]: [u64; 2] = serde_json::from_str(line).unwrap();
+            counts.entry(key).or_default().push(count);
+        }
+    }
+    let total: usize = counts.values().map(Vec::len).sum();
+    assert_eq!(total, events, "lost or duplicated records");
+    for (key, mut seen) in counts {
+        seen.sort_unstable();
+        assert!(seen.iter().enumerate().all(|(i, c)| *c == i as u64 + 1), "key {key}: {seen:?}");
+    }
+    parts
+}
+
 /// A JobManager and two TaskManagers with one slot each, registered.
 fn cluster(dir: &Path) -> (Process, String, [Process; 2]) {
     let (jm, address) = job_manager(dir, &[]);
@@ -299,22 +321,7 @@ fn a_checkpointed_job_on_a_standalone_cluster_commits_every_record_exactly_once(
         &address,
     ]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    // Each key's rolling counts are 1, 2, … n with none missing and none twice.
-    let mut counts: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
-    let mut parts = 0;
-    for file in std::fs::read_dir(&output).unwrap() {
-        parts += 1;
-        for line in std::fs::read_to_string(file.unwrap().path()).unwrap().lines() {
-            let [key, count]: [u64; 2] = serde_json::from_str(line).unwrap();
-            counts.entry(key).or_default().push(count);
-        }
-    }
-    let total: usize = counts.values().map(Vec::len).sum();
-    assert_eq!(total, 20000);
-    for (key, mut seen) in counts {
-        seen.sort_unstable();
-        assert!(seen.iter().enumerate().all(|(i, c)| *c == i as u64 + 1), "key {key}: {seen:?}");
-    }
+    let parts = assert_exactly_once(&output, 20000);
     // Transactions were committed at checkpoints, not only at the end.
     assert!(parts > 2, "{parts} part files");
 }
@@ -392,4 +399,93 @@ fn a_task_manager_refuses_a_job_it_would_build_with_another_fingerprint() {
     let error = submitted.err().expect("the deployment is refused").report().to_string();
     assert!(error.contains("TaskManager tm-other-build builds job 'numbers'"), "{error}");
     assert!(error.contains("fingerprint"), "{error}");
+}
+
+/// The counting job on the cluster at `address`, with exactly-once part
+/// files under `dir/out` and a checkpoint every 200 ms; logs to `dir/client.log`.
+fn counting_on_cluster(dir: &Path, address: &str, events: &str, parallelism: &str) -> Process {
+    let output = dir.join("out");
+    let checkpoints = dir.join("checkpoints");
+    let log = dir.join("client.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "counting", "--events", events, "--keys", "50", "--rate", "10000"])
+        .args(["--parallelism", parallelism, "--checkpoint-interval", "200ms"])
+        .args(["--checkpoint-dir", checkpoints.to_str().unwrap()])
+        .args(["--output", output.to_str().unwrap(), "--rest-address", "none"])
+        .args(["--jobmanager", address])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    Process { child, log }
+}
+
+/// Waits for the client to end; its log.
+fn wait_for_end(client: &mut Process) -> String {
+    let started = Instant::now();
+    while client.child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the job did not end:\n{}",
+            client.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(client.child.wait().unwrap().success(), "{}", client.log());
+    client.log()
+}
+
+/// `kill -9` of a TaskManager during a checkpointed job, then a new
+/// TaskManager: the job restarts from its latest checkpoint on the new one
+/// and its committed output holds every record exactly once.
+fn recovers_from_a_killed_task_manager(task_managers: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (jm, address) = job_manager(dir.path(), &[]);
+    let mut tms: Vec<Process> = (0..task_managers)
+        .map(|i| task_manager(dir.path(), &address, &format!("tm-{i}"), "1", &[]))
+        .collect();
+    jm.wait_for("TaskManager registered", task_managers);
+    let events = "40000";
+    let mut client = counting_on_cluster(dir.path(), &address, events, &task_managers.to_string());
+    client.wait_for("checkpoint completed", 2);
+    let victim = tms.pop().unwrap();
+    victim.signal("-KILL");
+    jm.wait_for("TaskManager lost", 1);
+    let _new = task_manager(dir.path(), &address, "tm-new", "1", &[]);
+    let log = wait_for_end(&mut client);
+    assert!(log.contains("(restart 1) starts in"), "{log}");
+    assert!(log.contains("task_manager=tm-new"), "{log}");
+    assert_exactly_once(&dir.path().join("out"), 40000);
+}
+
+#[test]
+fn a_job_on_two_task_managers_recovers_from_a_killed_one_on_a_new_one_exactly_once() {
+    recovers_from_a_killed_task_manager(2);
+}
+
+#[test]
+fn a_job_on_three_task_managers_recovers_from_a_killed_one_on_a_new_one_exactly_once() {
+    recovers_from_a_killed_task_manager(3);
+}
+
+#[test]
+fn a_paused_task_manager_declared_lost_writes_and_commits_nothing_after_it_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jm, address, mut tms) = cluster(dir.path());
+    let mut client = counting_on_cluster(dir.path(), &address, "60000", "2");
+    client.wait_for("checkpoint completed", 2);
+    let zombie = &mut tms[1];
+    zombie.signal("-STOP");
+    // The JobManager declares it lost after the 2 s heartbeat timeout and
+    // tells the job, which restarts on a new TaskManager.
+    jm.wait_for("TaskManager lost: no heartbeat", 1);
+    let _new = task_manager(dir.path(), &address, "tm-new", "1", &[]);
+    client.wait_for("task_manager=tm-new", 1);
+    zombie.signal("-CONT");
+    // Its attempt is over: the JobMaster ended it there when it resumed.
+    zombie.wait_for("the JobMaster ended the attempt here", 1);
+    let log = wait_for_end(&mut client);
+    assert!(log.contains("lost: the JobManager declared it lost"), "{log}");
+    assert_exactly_once(&dir.path().join("out"), 60000);
 }

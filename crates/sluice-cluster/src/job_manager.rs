@@ -21,6 +21,7 @@ use crate::job_checkpoints::JobCheckpoints;
 use crate::job_client::{JobClient, JobParts, JobView};
 use crate::job_master::{transition, JobMaster, StateMap};
 use crate::job_status::{JobState, JobStatus};
+use crate::remote::ResourceProvider;
 use crate::restart_strategy::RestartStrategy;
 use crate::scheduler::Scheduler;
 use crate::task_manager::TaskManager;
@@ -57,12 +58,28 @@ pub fn default_checkpoint_storage() -> String {
 #[derive(Debug)]
 pub struct JobManager {
     task_managers: Vec<Arc<TaskManager>>,
+    resources: Option<Arc<dyn ResourceProvider>>,
+}
+
+impl std::fmt::Debug for dyn ResourceProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResourceProvider")
+    }
 }
 
 impl JobManager {
     /// A JobManager scheduling onto `task_managers`.
     pub fn new(task_managers: Vec<Arc<TaskManager>>) -> Self {
-        Self { task_managers }
+        Self { task_managers, resources: None }
+    }
+
+    /// A JobManager whose first attempt runs on `task_managers` and whose
+    /// restarts ask `resources` for TaskManagers again.
+    pub fn with_resources(
+        task_managers: Vec<Arc<TaskManager>>,
+        resources: Arc<dyn ResourceProvider>,
+    ) -> Self {
+        Self { task_managers, resources: Some(resources) }
     }
 
     /// Says goodbye on every TaskManager's data plane in this process.
@@ -162,6 +179,7 @@ impl JobManager {
                 Some(RestoreSource::Path(path)) => Some(path.clone()),
                 _ => None,
             },
+            resources: self.resources.clone(),
         };
         let master = std::thread::Builder::new()
             .name(format!("JobMaster {}", sg.job_name))

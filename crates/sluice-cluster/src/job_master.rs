@@ -20,8 +20,10 @@ use crate::failure_handler::{FailureDecision, FailureHandler};
 use crate::job_checkpoints::JobCheckpoints;
 use crate::job_client::{vertex_metrics, JobException, JobExecutionResult};
 use crate::job_status::{JobState, JobStatus};
+use crate::remote::ResourceProvider;
 use crate::scheduler::{Attempt, Scheduler};
 use crate::source_coordinator::{CoordinatorEvent, SourceCoordinator};
+use sluice_runtime::execution_graph::ExecutionGraph;
 
 /// Operator state key → subtask snapshots, as a checkpoint holds them.
 pub(crate) type StateMap = BTreeMap<String, Vec<OperatorSnapshot>>;
@@ -54,6 +56,8 @@ pub(crate) struct JobMaster {
     /// The directory the job was submitted to restore from, until the first
     /// attempt's restore is recorded.
     pub(crate) restore_path: Option<String>,
+    /// Where restarts find TaskManagers, when they can come and go.
+    pub(crate) resources: Option<Arc<dyn ResourceProvider>>,
 }
 
 impl JobMaster {
@@ -158,7 +162,7 @@ impl JobMaster {
                 return Err(SluiceError::Cancelled);
             }
             number += 1;
-            match self.scheduler.deploy(number, self.checkpoints.latest()) {
+            match self.place_and_deploy(number) {
                 Ok(attempt) => return Ok(attempt),
                 Err(e) => {
                     self.scheduler.release_attempt(number);
@@ -166,6 +170,17 @@ impl JobMaster {
                 }
             }
         }
+    }
+
+    /// Deploys attempt `number`, first placing the job again on the
+    /// TaskManagers there are now, if they can come and go.
+    fn place_and_deploy(&mut self, number: usize) -> Result<Attempt> {
+        if let Some(resources) = &self.resources {
+            let slots = ExecutionGraph::slots_needed(&self.scheduler.job_graph);
+            let task_managers = resources.task_managers_for_attempt(slots)?;
+            self.scheduler.place_on(task_managers)?;
+        }
+        self.scheduler.deploy(number, self.checkpoints.latest())
     }
 
     /// Every task finished: what transactional sinks held back becomes

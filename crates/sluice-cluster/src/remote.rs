@@ -83,6 +83,16 @@ pub trait TaskExecutorGateway: Send + Sync + std::fmt::Debug {
     fn deploy(&self, deployment: RemoteDeployment, handles: TaskHandles) -> Result<JoinHandle<()>>;
 }
 
+/// Where a job's attempts find their TaskManagers when they can come and
+/// go (a standalone cluster): each restart asks for slots again, so an
+/// attempt after a TaskManager was lost runs on the remaining or new ones.
+pub trait ResourceProvider: Send + Sync {
+    /// TaskManagers offering `slots` slots for the next attempt; the slots of
+    /// the attempt before are given back first. Waits for TaskManagers to
+    /// join up to a timeout, then fails (and the restart strategy decides).
+    fn task_managers_for_attempt(&self, slots: usize) -> Result<Vec<Arc<TaskManager>>>;
+}
+
 /// In a TaskManager process: makes this TaskManager's channel ends of the
 /// attempt and starts its subtasks, one thread each.
 pub fn run_deployment(

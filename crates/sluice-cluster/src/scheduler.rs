@@ -78,17 +78,6 @@ impl Scheduler {
         network_job: u64,
     ) -> Result<Self> {
         let execution_graph = ExecutionGraph::schedule(&job_graph, slots)?;
-        // Placement is fixed for the life of every attempt: said once.
-        for subtask in execution_graph.vertices.iter().flatten() {
-            let tm = &task_managers[subtask.slot.task_manager];
-            tracing::info!(
-                job = %job_graph.stream_graph.job_name,
-                subtask = %subtask.name,
-                task_manager = %tm.id(),
-                slot = subtask.slot.slot,
-                "subtask placed"
-            );
-        }
         let metrics = execution_graph
             .vertices
             .iter()
@@ -98,7 +87,7 @@ impl Scheduler {
             })
             .collect();
         let alignment = task_checkpointing(&job_graph);
-        Ok(Self {
+        let scheduler = Self {
             job_graph,
             execution_graph,
             task_managers,
@@ -106,7 +95,35 @@ impl Scheduler {
             alignment,
             network_job,
             slots: slots.to_vec(),
-        })
+        };
+        // Placement is fixed for the life of an attempt (and, on a fixed set
+        // of TaskManagers, of the job): said when it is made.
+        scheduler.log_placement();
+        Ok(scheduler)
+    }
+
+    /// Places the job again, on `task_managers` (every one of their slots),
+    /// for the attempts from now on.
+    pub(crate) fn place_on(&mut self, task_managers: Vec<Arc<TaskManager>>) -> Result<()> {
+        let slots: Vec<SlotId> = task_managers.iter().flat_map(|tm| tm.free_slots()).collect();
+        self.execution_graph = ExecutionGraph::schedule(&self.job_graph, &slots)?;
+        self.task_managers = task_managers;
+        self.slots = slots;
+        self.log_placement();
+        Ok(())
+    }
+
+    fn log_placement(&self) {
+        for subtask in self.execution_graph.vertices.iter().flatten() {
+            let tm = &self.task_managers[subtask.slot.task_manager];
+            tracing::info!(
+                job = %self.job_graph.stream_graph.job_name,
+                subtask = %subtask.name,
+                task_manager = %tm.id(),
+                slot = subtask.slot.slot,
+                "subtask placed"
+            );
+        }
     }
 
     /// Ends attempt `number`'s remote channels on every TaskManager: their

@@ -11,7 +11,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::Select;
-use sluice_cluster::remote::{RemoteDeployment, TaskExecutorGateway, TaskHandles};
+use sluice_cluster::remote::{
+    RemoteDeployment, ResourceProvider, TaskExecutorGateway, TaskHandles,
+};
 use sluice_cluster::{JobClient, JobManager, JobOptions, TaskManager};
 use sluice_core::{Result, SluiceError};
 use sluice_runtime::execution_graph::ExecutionGraph;
@@ -29,7 +31,7 @@ use crate::proto::job_directive::Directive;
 use crate::proto::task_executor_client::TaskExecutorClient;
 use crate::proto::{
     attempt_message, job_update, AttemptMessage, DeployTasks, FinalCommitRequest, JobSpec,
-    JobStatusUpdate, JobUpdate, SubmitJob,
+    JobStatusUpdate, JobUpdate, RequestSlots, SlotOffer, SubmitJob,
 };
 use crate::task_manager::{client as job_manager_client, job_manager_error, Secret};
 use crate::wire::{durations, Report};
@@ -108,36 +110,20 @@ pub fn submit(
             _ => Err(job_manager_error(job_manager, "ended the job's registration without slots")),
         }
     })?;
-    let spec = Arc::new(spec);
-    let task_managers = offer
-        .task_managers
-        .iter()
-        .enumerate()
-        .map(|(i, o)| {
-            let data_address = o.data_address.parse().map_err(|_| {
-                SluiceError::Internal(format!(
-                    "TaskManager {} has a malformed data address '{}'",
-                    o.task_manager_id, o.data_address
-                ))
-            })?;
-            let executor = RemoteExecutor {
-                task_manager: o.task_manager_id.clone(),
-                rpc_address: o.rpc_address.clone(),
-                security: security.clone(),
-                spec: spec.clone(),
-                runtime: runtime.handle().clone(),
-            };
-            info!(job = %name, task_manager = %o.task_manager_id, slots = o.slots, "slots offered");
-            Ok(Arc::new(TaskManager::remote(
-                i,
-                o.slots as usize,
-                o.task_manager_id.clone(),
-                data_address,
-                Arc::new(executor),
-            )))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let client = JobManager::new(task_managers).submit_job(job_graph, options)?;
+    let (lost, _) = tokio::sync::broadcast::channel(16);
+    let (offers, offers_rx) = crossbeam_channel::unbounded();
+    let resources = Arc::new(ClusterResources {
+        name: name.clone(),
+        spec: Arc::new(spec),
+        security: security.clone(),
+        runtime: runtime.handle().clone(),
+        lost: lost.clone(),
+        updates: updates.clone(),
+        offers: offers_rx,
+    });
+    let task_managers = resources.task_managers(&offer)?;
+    let client =
+        JobManager::with_resources(task_managers, resources).submit_job(job_graph, options)?;
     let view = client.view();
     let (finish, mut finishing) = tokio::sync::oneshot::channel();
     let (finished, done) = tokio::sync::oneshot::channel();
@@ -179,6 +165,13 @@ pub fn submit(
                         info!(job = %view.job_name(), "cancelled through the JobManager");
                         view.cancel();
                     }
+                    Ok(Some(crate::proto::JobDirective { directive: Some(Directive::Offer(offer)) })) => {
+                        let _ = offers.send(offer);
+                    }
+                    Ok(Some(crate::proto::JobDirective { directive: Some(Directive::TaskManagerLost(l)) })) => {
+                        warn!(job = %view.job_name(), task_manager = %l.task_manager_id, "the JobManager lost a TaskManager of the job");
+                        let _ = lost.send(l.task_manager_id);
+                    }
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => {
                         warn!(job = %view.job_name(), "the connection to the JobManager ended; the job goes on");
@@ -202,6 +195,81 @@ fn refusal(job_manager: &str, status: tonic::Status) -> SluiceError {
     }
 }
 
+/// How long a TaskManager may take to accept a deployment.
+const DEPLOY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a restart waits for enough slots (TaskManagers to join).
+const SLOT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The TaskManagers the JobManager offers a job, attempt by attempt.
+struct ClusterResources {
+    name: String,
+    spec: Arc<JobSpec>,
+    security: Security,
+    runtime: tokio::runtime::Handle,
+    /// Ids of TaskManagers the JobManager lost.
+    lost: tokio::sync::broadcast::Sender<String>,
+    updates: mpsc::Sender<JobUpdate>,
+    offers: crossbeam_channel::Receiver<SlotOffer>,
+}
+
+impl ClusterResources {
+    /// The offered TaskManagers, as the JobMaster deploys to them.
+    fn task_managers(&self, offer: &SlotOffer) -> Result<Vec<Arc<TaskManager>>> {
+        offer
+            .task_managers
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let data_address = o.data_address.parse().map_err(|_| {
+                    SluiceError::Internal(format!(
+                        "TaskManager {} has a malformed data address '{}'",
+                        o.task_manager_id, o.data_address
+                    ))
+                })?;
+                let executor = RemoteExecutor {
+                    task_manager: o.task_manager_id.clone(),
+                    rpc_address: o.rpc_address.clone(),
+                    security: self.security.clone(),
+                    spec: self.spec.clone(),
+                    runtime: self.runtime.clone(),
+                    lost: self.lost.clone(),
+                };
+                info!(job = %self.name, task_manager = %o.task_manager_id, slots = o.slots, "slots offered");
+                Ok(Arc::new(TaskManager::remote(
+                    i,
+                    o.slots as usize,
+                    o.task_manager_id.clone(),
+                    data_address,
+                    Arc::new(executor),
+                )))
+            })
+            .collect()
+    }
+}
+
+impl ResourceProvider for ClusterResources {
+    fn task_managers_for_attempt(&self, slots: usize) -> Result<Vec<Arc<TaskManager>>> {
+        while self.offers.try_recv().is_ok() {}
+        let request = RequestSlots {
+            slots: slots as u32,
+            timeout_ms: SLOT_REQUEST_TIMEOUT.as_millis() as u64,
+        };
+        let update = JobUpdate { update: Some(job_update::Update::RequestSlots(request)) };
+        self.updates
+            .blocking_send(update)
+            .map_err(|_| SluiceError::external("JobManager", "the job's registration ended"))?;
+        // The JobManager's own wait ends first; this one only guards against its silence.
+        match self.offers.recv_timeout(SLOT_REQUEST_TIMEOUT + Duration::from_secs(5)) {
+            Ok(offer) => self.task_managers(&offer),
+            Err(_) => Err(SluiceError::Scheduling(format!(
+                "job '{}' got no {slots} free slots within {SLOT_REQUEST_TIMEOUT:?}: start more TaskManagers",
+                self.name
+            ))),
+        }
+    }
+}
+
 /// A TaskManager process's TaskExecutor, as a JobMaster deploys to it.
 #[derive(Debug)]
 struct RemoteExecutor {
@@ -210,6 +278,8 @@ struct RemoteExecutor {
     security: Security,
     spec: Arc<JobSpec>,
     runtime: tokio::runtime::Handle,
+    /// Ids of TaskManagers the JobManager lost.
+    lost: tokio::sync::broadcast::Sender<String>,
 }
 
 type Executor =
@@ -257,6 +327,7 @@ impl RemoteExecutor {
             security: self.security.clone(),
             spec: self.spec.clone(),
             runtime: self.runtime.clone(),
+            lost: self.lost.clone(),
         }
     }
 }
@@ -274,15 +345,23 @@ impl TaskExecutorGateway for RemoteExecutor {
         };
         let (out, out_rx) = mpsc::channel(64);
         out.try_send(deploy).expect("an empty channel");
+        let mut lost = self.lost.subscribe();
         let mut reports = self.runtime.block_on(async {
             let mut client = self.connect().await?;
-            let response = client.run_attempt(ReceiverStream::new(out_rx)).await.map_err(|s| {
-                if s.code() == tonic::Code::FailedPrecondition {
-                    SluiceError::InvalidJob(s.message().to_string())
-                } else {
-                    self.lost(format!("deployment failed: {}", s.message()))
-                }
-            })?;
+            let deployed = client.run_attempt(ReceiverStream::new(out_rx));
+            // A paused TaskManager accepts the connection and then says nothing.
+            let response = tokio::time::timeout(DEPLOY_TIMEOUT, deployed)
+                .await
+                .map_err(|_| {
+                    self.lost(format!("no answer to the deployment within {DEPLOY_TIMEOUT:?}"))
+                })?
+                .map_err(|s| {
+                    if s.code() == tonic::Code::FailedPrecondition {
+                        SluiceError::InvalidJob(s.message().to_string())
+                    } else {
+                        self.lost(format!("deployment failed: {}", s.message()))
+                    }
+                })?;
             Ok::<_, SluiceError>(response.into_inner())
         })?;
         let (done, done_rx) = crossbeam_channel::bounded::<()>(1);
@@ -292,7 +371,16 @@ impl TaskExecutorGateway for RemoteExecutor {
         self.runtime.spawn(async move {
             let mut finished = vec![false; subtasks.len()];
             let cause = loop {
-                let report = match reports.message().await {
+                let message = tokio::select! {
+                    message = reports.message() => message,
+                    gone = lost.recv() => match gone {
+                        Ok(id) if id == reader.task_manager => {
+                            break "the JobManager declared it lost".to_string()
+                        }
+                        _ => continue,
+                    },
+                };
+                let report = match message {
                     Ok(Some(r)) => r,
                     Ok(None) => break "its report stream ended".to_string(),
                     Err(s) => break format!("its connection broke: {}", s.message()),

@@ -22,7 +22,7 @@ use crate::proto::{
     HeartbeatRequest, HeartbeatResponse, JobDirective, JobInfo, JobUpdate, ListJobsRequest,
     ListJobsResponse, ListTaskManagersRequest, ListTaskManagersResponse, OfferedSlots,
     RegisterTaskManagerRequest, Registered, SlotOffer, TaskManagerCommand, TaskManagerInfo,
-    UnregisterTaskManagerRequest, UnregisterTaskManagerResponse,
+    TaskManagerLost, UnregisterTaskManagerRequest, UnregisterTaskManagerResponse,
 };
 use crate::Security;
 
@@ -171,6 +171,8 @@ impl State {
             // When the JobManager stops, it leaves its TaskManagers; none is lost.
             if !self.stopping.load(Ordering::Acquire) {
                 warn!(task_manager = id, remaining = tms.len(), "TaskManager lost: {reason}");
+                drop(tms);
+                self.tell_jobs_lost(id);
             }
         }
     }
@@ -318,6 +320,8 @@ impl JobManager for Service {
         let mut tms = self.0.task_managers.lock().expect("registry lock");
         if tms.remove(&id).is_some() {
             info!(task_manager = %id, remaining = tms.len(), "TaskManager stopped");
+            drop(tms);
+            self.0.tell_jobs_lost(&id);
         }
         Ok(Response::new(UnregisterTaskManagerResponse {}))
     }
@@ -380,6 +384,9 @@ impl JobManager for Service {
         tokio::spawn(async move {
             // The client reports its job's status until the job ends or the client goes.
             while let Ok(Some(update)) = updates.message().await {
+                if let Some(job_update::Update::RequestSlots(request)) = &update.update {
+                    state.offer_again(number, request.slots, request.timeout_ms).await;
+                }
                 if let Some(job_update::Update::Status(s)) = update.update {
                     let mut jobs = state.jobs.lock().expect("job registry lock");
                     let job = &mut jobs[number];
@@ -480,17 +487,67 @@ impl State {
         Ok(offer)
     }
 
-    /// A job's client went: its slots are free again.
-    fn release(&self, number: usize) {
+    /// Gives job `number`'s slots back, then offers it `slots` slots as soon
+    /// as the cluster has them free, waiting up to `timeout_ms`.
+    async fn offer_again(&self, number: usize, slots: u32, timeout_ms: u64) {
+        let name = {
+            let mut jobs = self.jobs.lock().expect("job registry lock");
+            self.give_back(&mut jobs[number]);
+            jobs[number].name.clone()
+        };
+        let until = Instant::now() + Duration::from_millis(timeout_ms);
+        let offer = loop {
+            match self.allocate(&name, slots) {
+                Ok(offer) => break offer,
+                Err(_) if Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(status) => {
+                    warn!(job = %name, "no slots for the job's next attempt: {}", status.message());
+                    return;
+                }
+            }
+        };
         let mut jobs = self.jobs.lock().expect("job registry lock");
         let job = &mut jobs[number];
-        job.directives = None;
+        job.slots =
+            offer.task_managers.iter().map(|t| (t.task_manager_id.clone(), t.slots)).collect();
+        info!(job = %name, task_managers = ?job.slots, "slots offered again");
+        let directive = JobDirective { directive: Some(job_directive::Directive::Offer(offer)) };
+        if let Some(d) = &job.directives {
+            let _ = d.try_send(Ok(directive));
+        }
+    }
+
+    /// Frees the slots `job` holds.
+    fn give_back(&self, job: &mut Job) {
         let mut tms = self.task_managers.lock().expect("registry lock");
         for (id, n) in job.slots.drain(..) {
             if let Some(r) = tms.get_mut(&id) {
                 r.allocated = r.allocated.saturating_sub(n);
             }
         }
+    }
+
+    /// Tells every job with slots on TaskManager `id` that it is gone.
+    fn tell_jobs_lost(&self, id: &str) {
+        let jobs = self.jobs.lock().expect("job registry lock");
+        for job in jobs.iter().filter(|j| j.slots.iter().any(|(tm, _)| tm == id)) {
+            let lost = TaskManagerLost { task_manager_id: id.to_string() };
+            let directive =
+                JobDirective { directive: Some(job_directive::Directive::TaskManagerLost(lost)) };
+            if let Some(d) = &job.directives {
+                let _ = d.try_send(Ok(directive));
+            }
+        }
+    }
+
+    /// A job's client went: its slots are free again.
+    fn release(&self, number: usize) {
+        let mut jobs = self.jobs.lock().expect("job registry lock");
+        let job = &mut jobs[number];
+        job.directives = None;
+        self.give_back(job);
         if !matches!(job.status.as_str(), "FINISHED" | "CANCELED" | "FAILED") {
             warn!(job = %job.name, job_id = %job.job_id, status = %job.status, "the job's client went away");
             job.status = "LOST".into();

@@ -127,6 +127,7 @@ impl TaskExecutor for Executor {
         let (reports, stream) = mpsc::channel(64);
         let forwarding = inner.clone();
         let stop = cancel.clone();
+        let releasing = inner.clone();
         std::thread::Builder::new()
             .name(format!("reports-{}-{}", key.0, key.1))
             .spawn(move || forward_reports(&forwarding, key, events, &metrics, &reports, &cancel))
@@ -146,8 +147,16 @@ impl TaskExecutor for Executor {
                     Err(e) => warn!("a malformed message to a subtask: {e}"),
                 }
             }
-            // A JobMaster that is gone, or stopped the attempt, ends its subtasks here.
+            // A JobMaster that is gone, or stopped the attempt, ends its subtasks
+            // here; ending the attempt's channels wakes a subtask waiting for
+            // credit from a TaskManager that will never grant it.
             stop.store(true, Ordering::Relaxed);
+            releasing.network.release_attempt(key.0, key.1);
+            info!(
+                task_manager = %releasing.network.task_manager(),
+                attempt = key.1,
+                "the JobMaster ended the attempt here"
+            );
         });
         Ok(Response::new(ReceiverStream::new(stream)))
     }

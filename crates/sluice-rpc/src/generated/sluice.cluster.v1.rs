@@ -2,7 +2,7 @@
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct JobUpdate {
-    #[prost(oneof = "job_update::Update", tags = "1, 2")]
+    #[prost(oneof = "job_update::Update", tags = "1, 2, 3")]
     pub update: ::core::option::Option<job_update::Update>,
 }
 /// Nested message and enum types in `JobUpdate`.
@@ -14,7 +14,20 @@ pub mod job_update {
         Submit(super::SubmitJob),
         #[prost(message, tag = "2")]
         Status(super::JobStatusUpdate),
+        /// Before a restart: the job gives its slots back and asks for slots
+        /// again, on the TaskManagers there are now.
+        #[prost(message, tag = "3")]
+        RequestSlots(super::RequestSlots),
     }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RequestSlots {
+    #[prost(uint32, tag = "1")]
+    pub slots: u32,
+    /// How long to wait for TaskManagers to join before giving up.
+    #[prost(uint64, tag = "2")]
+    pub timeout_ms: u64,
 }
 /// The first message of a job's stream.
 #[allow(clippy::all)]
@@ -38,7 +51,7 @@ pub struct JobStatusUpdate {
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct JobDirective {
-    #[prost(oneof = "job_directive::Directive", tags = "1, 2")]
+    #[prost(oneof = "job_directive::Directive", tags = "1, 2, 3")]
     pub directive: ::core::option::Option<job_directive::Directive>,
 }
 /// Nested message and enum types in `JobDirective`.
@@ -50,7 +63,17 @@ pub mod job_directive {
         Offer(super::SlotOffer),
         #[prost(message, tag = "2")]
         Cancel(super::CancelJobRequest),
+        /// A TaskManager the job has slots on is lost (its connection broke or
+        /// its heartbeats stopped): its subtasks are to be taken for failed.
+        #[prost(message, tag = "3")]
+        TaskManagerLost(super::TaskManagerLost),
     }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TaskManagerLost {
+    #[prost(string, tag = "1")]
+    pub task_manager_id: ::prost::alloc::string::String,
 }
 /// Slots for a job, TaskManager by TaskManager.
 #[allow(clippy::all)]
