@@ -164,3 +164,24 @@ pub fn cancel(job_id: &str, args: ListArgs) -> Result<()> {
     println!("cancellation of job {job_id} requested");
     Ok(())
 }
+
+/// Takes a savepoint of a job of a standalone cluster, stopping it after if `stop`.
+pub fn savepoint(job_id: &str, directory: &str, stop: bool, args: ListArgs) -> Result<()> {
+    // A relative directory means the one the user is in.
+    let directory = match directory.contains("://") {
+        true => directory.to_string(),
+        false => std::path::absolute(directory)?.display().to_string(),
+    };
+    let path = sluice_rpc::task_manager::trigger_savepoint(
+        &args.jobmanager,
+        &args.security.security(),
+        job_id,
+        &directory,
+        stop,
+    )?;
+    match stop {
+        true => println!("job {job_id} stopped with a savepoint at {path}"),
+        false => println!("savepoint of job {job_id} written to {path}"),
+    }
+    Ok(())
+}

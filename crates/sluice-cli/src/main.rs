@@ -82,6 +82,25 @@ enum Command {
     TaskManagers(cluster_cli::ListArgs),
     /// List the jobs a standalone cluster runs and ran.
     List(cluster_cli::ListArgs),
+    /// Take a savepoint of a job running on a standalone cluster.
+    Savepoint {
+        /// The job's id, as `sluice list` shows it.
+        job_id: String,
+        /// Where the savepoint goes (written by the job's client).
+        directory: String,
+        #[command(flatten)]
+        cluster: cluster_cli::ListArgs,
+    },
+    /// Stop a job running on a standalone cluster with a savepoint.
+    Stop {
+        /// The job's id, as `sluice list` shows it.
+        job_id: String,
+        /// Where the savepoint goes (written by the job's client).
+        #[arg(long)]
+        savepoint: String,
+        #[command(flatten)]
+        cluster: cluster_cli::ListArgs,
+    },
     /// Cancel a job running on a standalone cluster.
     Cancel {
         /// The job's id, as `sluice list` shows it.
@@ -373,6 +392,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::TaskManagers(args) => cluster_cli::list(args),
         Command::List(args) => cluster_cli::list_jobs(args),
         Command::Cancel { job_id, cluster } => cluster_cli::cancel(&job_id, cluster),
+        Command::Savepoint { job_id, directory, cluster } => {
+            cluster_cli::savepoint(&job_id, &directory, false, cluster)
+        }
+        Command::Stop { job_id, savepoint, cluster } => {
+            cluster_cli::savepoint(&job_id, &savepoint, true, cluster)
+        }
     }
 }
 

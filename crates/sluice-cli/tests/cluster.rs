@@ -489,3 +489,51 @@ fn a_paused_task_manager_declared_lost_writes_and_commits_nothing_after_it_resum
     assert!(log.contains("lost: the JobManager declared it lost"), "{log}");
     assert_exactly_once(&dir.path().join("out"), 60000);
 }
+
+#[test]
+fn a_job_stopped_with_a_savepoint_on_a_standalone_cluster_resumes_from_it_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jm, address, _tms) = cluster(dir.path());
+    let mut client = counting_on_cluster(dir.path(), &address, "30000", "2");
+    client.wait_for("checkpoint completed", 2);
+    let jm_log = jm.wait_for("status=RUNNING", 1);
+    let job_id = jm_log.split("job_id=").nth(1).unwrap().split_whitespace().next().unwrap();
+    let savepoint = dir.path().join("savepoint");
+    let taken = sluice(&["savepoint", job_id, savepoint.to_str().unwrap(), "--jobmanager", &address]);
+    let said = String::from_utf8_lossy(&taken.stdout);
+    assert!(taken.status.success(), "{}", String::from_utf8_lossy(&taken.stderr));
+    assert!(said.contains("written to"), "{said}");
+    assert!(savepoint.join("_metadata").exists());
+    let stop_at = dir.path().join("stop-savepoint");
+    let stop = ["stop", job_id, "--savepoint", stop_at.to_str().unwrap(), "--jobmanager", &address];
+    let stopped = sluice(&stop);
+    assert!(stopped.status.success(), "{}", String::from_utf8_lossy(&stopped.stderr));
+    let log = wait_for_end(&mut client);
+    assert!(log.contains("stopped"), "{log}");
+    // The job resumes from the savepoint, on the cluster, and completes its 30000 events.
+    let output = dir.path().join("out");
+    let resumed = sluice(&[
+        "run",
+        "counting",
+        "--events",
+        "30000",
+        "--keys",
+        "50",
+        "--rate",
+        "20000",
+        "--parallelism",
+        "2",
+        "--checkpoint-interval",
+        "200ms",
+        "--from-savepoint",
+        stop_at.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--rest-address",
+        "none",
+        "--jobmanager",
+        &address,
+    ]);
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert_exactly_once(&output, 30000);
+}

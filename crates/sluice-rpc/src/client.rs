@@ -31,7 +31,7 @@ use crate::proto::job_directive::Directive;
 use crate::proto::task_executor_client::TaskExecutorClient;
 use crate::proto::{
     attempt_message, job_update, AttemptMessage, DeployTasks, FinalCommitRequest, JobSpec,
-    JobStatusUpdate, JobUpdate, RequestSlots, SlotOffer, SubmitJob,
+    JobStatusUpdate, JobUpdate, RequestSlots, SavepointResult, SlotOffer, SubmitJob,
 };
 use crate::task_manager::{client as job_manager_client, job_manager_error, Secret};
 use crate::wire::{durations, Report};
@@ -164,6 +164,22 @@ pub fn submit(
                     Ok(Some(crate::proto::JobDirective { directive: Some(Directive::Cancel(_)) })) => {
                         info!(job = %view.job_name(), "cancelled through the JobManager");
                         view.cancel();
+                    }
+                    Ok(Some(crate::proto::JobDirective { directive: Some(Directive::Savepoint(request)) })) => {
+                        // Taking a savepoint waits for a checkpoint: off the runtime's threads.
+                        let (view, updates) = (view.clone(), updates.clone());
+                        tokio::task::spawn_blocking(move || {
+                            let written = match request.stop {
+                                true => view.stop_with_savepoint(&request.directory),
+                                false => view.trigger_savepoint(&request.directory),
+                            };
+                            let (path, error) = match written {
+                                Ok(path) => (path, String::new()),
+                                Err(e) => (String::new(), e.report().to_string()),
+                            };
+                            let result = SavepointResult { request_id: request.request_id, path, error };
+                            let _ = updates.blocking_send(JobUpdate { update: Some(job_update::Update::Savepoint(result)) });
+                        });
                     }
                     Ok(Some(crate::proto::JobDirective { directive: Some(Directive::Offer(offer)) })) => {
                         let _ = offers.send(offer);

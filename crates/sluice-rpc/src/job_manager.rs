@@ -22,7 +22,7 @@ use crate::proto::{
     HeartbeatRequest, HeartbeatResponse, JobDirective, JobInfo, JobUpdate, ListJobsRequest,
     ListJobsResponse, ListTaskManagersRequest, ListTaskManagersResponse, OfferedSlots,
     RegisterTaskManagerRequest, Registered, SlotOffer, TaskManagerCommand, TaskManagerInfo,
-    TaskManagerLost, UnregisterTaskManagerRequest, UnregisterTaskManagerResponse,
+    SavepointRequest, SavepointResponse, SavepointResult, TaskManagerLost, UnregisterTaskManagerRequest, UnregisterTaskManagerResponse,
 };
 use crate::Security;
 
@@ -77,6 +77,8 @@ async fn serve(config: JobManagerConfig) -> Result<()> {
     let service = Service(Arc::new(State {
         task_managers: Mutex::default(),
         jobs: Mutex::default(),
+        savepoints: Mutex::default(),
+        savepoint_requests: AtomicU64::new(0),
         registrations: AtomicU64::new(0),
         stopping: AtomicBool::new(false),
         heartbeat_interval: config.heartbeat_interval,
@@ -129,6 +131,9 @@ struct State {
     task_managers: Mutex<HashMap<String, Registration>>,
     /// Jobs by submission number, running and ended.
     jobs: Mutex<Vec<Job>>,
+    /// Savepoint requests waiting for the job's answer, by request id.
+    savepoints: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<SavepointResult>>>,
+    savepoint_requests: AtomicU64,
     /// Numbers registrations, so the end of a replaced one's stream is not
     /// taken for the loss of its successor.
     registrations: AtomicU64,
@@ -387,6 +392,12 @@ impl JobManager for Service {
                 if let Some(job_update::Update::RequestSlots(request)) = &update.update {
                     state.offer_again(number, request.slots, request.timeout_ms).await;
                 }
+                if let Some(job_update::Update::Savepoint(result)) = &update.update {
+                    let waiting = state.savepoints.lock().expect("savepoint lock").remove(&result.request_id);
+                    if let Some(reply) = waiting {
+                        let _ = reply.send(result.clone());
+                    }
+                }
                 if let Some(job_update::Update::Status(s)) = update.update {
                     let mut jobs = state.jobs.lock().expect("job registry lock");
                     let job = &mut jobs[number];
@@ -423,21 +434,37 @@ impl JobManager for Service {
         Ok(Response::new(ListJobsResponse { jobs }))
     }
 
+    async fn trigger_savepoint(
+        &self,
+        request: Request<SavepointRequest>,
+    ) -> std::result::Result<Response<SavepointResponse>, Status> {
+        let mut request = request.into_inner();
+        let directives = self.0.job_directives(&request.job_id)?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        request.request_id = self.0.savepoint_requests.fetch_add(1, Ordering::Relaxed);
+        self.0.savepoints.lock().expect("savepoint lock").insert(request.request_id, reply);
+        let job_id = request.job_id.clone();
+        info!(%job_id, directory = %request.directory, stop = request.stop, "savepoint requested");
+        let directive = JobDirective { directive: Some(job_directive::Directive::Savepoint(request)) };
+        directives
+            .send(Ok(directive))
+            .await
+            .map_err(|_| Status::failed_precondition(format!("job {job_id} already ended")))?;
+        match answer.await {
+            Ok(r) if r.error.is_empty() => Ok(Response::new(SavepointResponse { path: r.path })),
+            Ok(r) => Err(Status::failed_precondition(r.error)),
+            Err(_) => Err(Status::unavailable(format!(
+                "job {job_id}'s client went away before the savepoint was written"
+            ))),
+        }
+    }
+
     async fn cancel_job(
         &self,
         request: Request<CancelJobRequest>,
     ) -> std::result::Result<Response<CancelJobResponse>, Status> {
         let job_id = request.into_inner().job_id;
-        let directives = {
-            let jobs = self.0.jobs.lock().expect("job registry lock");
-            let job = jobs
-                .iter()
-                .find(|j| j.job_id == job_id)
-                .ok_or_else(|| Status::not_found(format!("no job {job_id} on this cluster")))?;
-            job.directives.clone().ok_or_else(|| {
-                Status::failed_precondition(format!("job {job_id} already ended ({})", job.status))
-            })?
-        };
+        let directives = self.0.job_directives(&job_id)?;
         let cancel = JobDirective {
             directive: Some(job_directive::Directive::Cancel(CancelJobRequest {
                 job_id: job_id.clone(),
@@ -453,6 +480,21 @@ impl JobManager for Service {
 }
 
 impl State {
+    /// The command stream of running job `job_id`.
+    fn job_directives(
+        &self,
+        job_id: &str,
+    ) -> Result<mpsc::Sender<Result<JobDirective, Status>>, Status> {
+        let jobs = self.jobs.lock().expect("job registry lock");
+        let job = jobs
+            .iter()
+            .find(|j| j.job_id == job_id)
+            .ok_or_else(|| Status::not_found(format!("no job {job_id} on this cluster")))?;
+        job.directives.clone().ok_or_else(|| {
+            Status::failed_precondition(format!("job {job_id} already ended ({})", job.status))
+        })
+    }
+
     /// Takes `slots` free slots for a job, TaskManager by TaskManager in id
     /// order; refuses the job if the cluster has fewer free.
     fn allocate(&self, job: &str, slots: u32) -> Result<SlotOffer, Status> {

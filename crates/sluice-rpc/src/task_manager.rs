@@ -312,6 +312,33 @@ pub fn cancel_job(job_manager: &str, security: &Security, job_id: &str) -> Resul
     })
 }
 
+/// Takes a savepoint of job `job_id` into `directory` (and stops the job
+/// after it if `stop`); the savepoint's path.
+pub fn trigger_savepoint(
+    job_manager: &str,
+    security: &Security,
+    job_id: &str,
+    directory: &str,
+    stop: bool,
+) -> Result<String> {
+    runtime()?.block_on(async {
+        let mut jm = connect_once(job_manager, security).await?;
+        let request = crate::proto::SavepointRequest {
+            job_id: job_id.to_string(),
+            directory: directory.to_string(),
+            stop,
+            request_id: 0,
+        };
+        let reply = jm.trigger_savepoint(request).await.map_err(|s| match s.code() {
+            tonic::Code::NotFound | tonic::Code::FailedPrecondition => {
+                SluiceError::Config(s.message().to_string())
+            }
+            _ => job_manager_error(job_manager, s.message()),
+        })?;
+        Ok(reply.into_inner().path)
+    })
+}
+
 async fn connect_once(job_manager: &str, security: &Security) -> Result<Client> {
     let channel = security
         .endpoint(job_manager)?
