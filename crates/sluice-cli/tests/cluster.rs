@@ -397,7 +397,7 @@ fn a_task_manager_refuses_a_job_it_would_build_with_another_fingerprint() {
     let submitted =
         sluice_rpc::client::submit(&address, &Default::default(), graph, options, Vec::new());
     let error = submitted.err().expect("the deployment is refused").report().to_string();
-    assert!(error.contains("TaskManager tm-other-build builds job 'numbers'"), "{error}");
+    assert!(error.contains("TaskManager tm-other-build: it builds job 'numbers'"), "{error}");
     assert!(error.contains("fingerprint"), "{error}");
 }
 
@@ -499,7 +499,8 @@ fn a_job_stopped_with_a_savepoint_on_a_standalone_cluster_resumes_from_it_exactl
     let jm_log = jm.wait_for("status=RUNNING", 1);
     let job_id = jm_log.split("job_id=").nth(1).unwrap().split_whitespace().next().unwrap();
     let savepoint = dir.path().join("savepoint");
-    let taken = sluice(&["savepoint", job_id, savepoint.to_str().unwrap(), "--jobmanager", &address]);
+    let taken =
+        sluice(&["savepoint", job_id, savepoint.to_str().unwrap(), "--jobmanager", &address]);
     let said = String::from_utf8_lossy(&taken.stdout);
     assert!(taken.status.success(), "{}", String::from_utf8_lossy(&taken.stderr));
     assert!(said.contains("written to"), "{said}");

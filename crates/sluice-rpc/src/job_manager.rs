@@ -21,8 +21,9 @@ use crate::proto::{
     job_directive, job_update, task_manager_command, CancelJobRequest, CancelJobResponse,
     HeartbeatRequest, HeartbeatResponse, JobDirective, JobInfo, JobUpdate, ListJobsRequest,
     ListJobsResponse, ListTaskManagersRequest, ListTaskManagersResponse, OfferedSlots,
-    RegisterTaskManagerRequest, Registered, SlotOffer, TaskManagerCommand, TaskManagerInfo,
-    SavepointRequest, SavepointResponse, SavepointResult, TaskManagerLost, UnregisterTaskManagerRequest, UnregisterTaskManagerResponse,
+    RegisterTaskManagerRequest, Registered, SavepointRequest, SavepointResponse, SavepointResult,
+    SlotOffer, TaskManagerCommand, TaskManagerInfo, TaskManagerLost, UnregisterTaskManagerRequest,
+    UnregisterTaskManagerResponse,
 };
 use crate::Security;
 
@@ -393,7 +394,8 @@ impl JobManager for Service {
                     state.offer_again(number, request.slots, request.timeout_ms).await;
                 }
                 if let Some(job_update::Update::Savepoint(result)) = &update.update {
-                    let waiting = state.savepoints.lock().expect("savepoint lock").remove(&result.request_id);
+                    let waiting =
+                        state.savepoints.lock().expect("savepoint lock").remove(&result.request_id);
                     if let Some(reply) = waiting {
                         let _ = reply.send(result.clone());
                     }
@@ -445,7 +447,8 @@ impl JobManager for Service {
         self.0.savepoints.lock().expect("savepoint lock").insert(request.request_id, reply);
         let job_id = request.job_id.clone();
         info!(%job_id, directory = %request.directory, stop = request.stop, "savepoint requested");
-        let directive = JobDirective { directive: Some(job_directive::Directive::Savepoint(request)) };
+        let directive =
+            JobDirective { directive: Some(job_directive::Directive::Savepoint(request)) };
         directives
             .send(Ok(directive))
             .await

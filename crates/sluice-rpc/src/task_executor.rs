@@ -54,8 +54,13 @@ impl Executor {
     }
 }
 
-fn refused(e: SluiceError) -> Status {
-    Status::failed_precondition(e.report().to_string())
+/// A deployment this TaskManager cannot run, said with its id.
+fn refused(task_manager: &str, e: &SluiceError) -> Status {
+    let why = match e.root() {
+        SluiceError::InvalidJob(m) => m.clone(),
+        other => other.report().to_string(),
+    };
+    Status::failed_precondition(format!("TaskManager {task_manager}: {why}"))
 }
 
 #[tonic::async_trait]
@@ -107,13 +112,10 @@ impl TaskExecutor for Executor {
             let fingerprint = graph.fingerprint();
             if fingerprint != spec.fingerprint {
                 return Err(SluiceError::InvalidJob(format!(
-                    "TaskManager {} builds job '{}' from {:?} with fingerprint {fingerprint}, but it \
-                     was submitted with fingerprint {}: run the same build of the program, with the \
+                    "it builds job '{}' from {:?} with fingerprint {fingerprint}, but the job was \
+                     submitted with fingerprint {}: run the same build of the program, with the \
                      same arguments, as the client and as the TaskManager",
-                    deploying.network.task_manager(),
-                    spec.job_name,
-                    spec.args,
-                    spec.fingerprint
+                    spec.job_name, spec.args, spec.fingerprint
                 )));
             }
             run_deployment(Arc::new(graph), &deploying.network, deployment, handles)
@@ -122,7 +124,7 @@ impl TaskExecutor for Executor {
         .map_err(|e| Status::internal(format!("the deployment panicked: {e}")))?
         .map_err(|e| {
             warn!(task_manager = %id, "deployment refused: {}", e.report());
-            refused(e)
+            refused(&id, &e)
         })?;
         let (reports, stream) = mpsc::channel(64);
         let forwarding = inner.clone();

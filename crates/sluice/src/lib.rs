@@ -5,6 +5,9 @@
 //! its built-in jobs and benchmarks live in `sluice-cli`).
 #![deny(missing_docs)]
 
+#[cfg(feature = "cluster")]
+pub mod application;
+
 pub use sluice_api::*;
 pub use sluice_cluster::VertexMetrics;
 /// Sources and sinks.
