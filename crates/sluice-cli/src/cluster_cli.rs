@@ -185,3 +185,32 @@ pub fn savepoint(job_id: &str, directory: &str, stop: bool, args: ListArgs) -> R
     }
     Ok(())
 }
+
+/// The job's plan placed on the standalone cluster's free slots as they are
+/// now, the way the JobManager offers them (TaskManager by TaskManager in id
+/// order).
+pub fn plan_on_cluster(
+    env: &sluice::StreamExecutionEnvironment,
+    name: &str,
+    job_manager: &str,
+    security: &Security,
+) -> Result<sluice_runtime::plan::Plan> {
+    use sluice_runtime::execution_graph::{ExecutionGraph, SlotId};
+    let (job_graph, _) = env.job(name)?;
+    let mut tms = sluice_rpc::task_manager::list_task_managers(job_manager, security)?;
+    tms.sort_by(|a, b| a.task_manager_id.cmp(&b.task_manager_id));
+    let mut wanted = ExecutionGraph::slots_needed(&job_graph);
+    let mut slots = Vec::new();
+    let mut ids = Vec::new();
+    for tm in tms.iter().filter(|t| t.free_slots > 0) {
+        let take = (tm.free_slots as usize).min(wanted);
+        if take == 0 {
+            break;
+        }
+        slots.extend((0..take).map(|slot| SlotId { task_manager: ids.len(), slot }));
+        ids.push(tm.task_manager_id.clone());
+        wanted -= take;
+    }
+    let placed = ExecutionGraph::schedule(&job_graph, &slots)?;
+    Ok(sluice_runtime::plan::Plan::new(&job_graph, placed).with_task_managers(ids))
+}

@@ -374,7 +374,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => run_job(&args),
         Command::Plan { job, format } => {
             let (env, _) = build(&job)?;
-            let plan = env.explain()?;
+            let plan = match &job.jobmanager {
+                None => env.explain()?,
+                Some(job_manager) => {
+                    let security = job.cluster_security.clone().security();
+                    cluster_cli::plan_on_cluster(&env, job_name(job.job), job_manager, &security)?
+                }
+            };
             match format {
                 Format::Text => println!("{plan}"),
                 Format::Json => println!("{}", plan.to_json()),

@@ -287,9 +287,24 @@ fn a_word_count_submitted_to_a_standalone_cluster_prints_the_mini_clusters_count
         let log = tm.wait_for("deploying subtasks", 1);
         assert!(log.contains("job=word count attempt=0 subtasks=2"), "{log}");
     }
-    jm.wait_for("job's slots released", 1);
+    // The JobManager's log says where each subtask ran.
+    let log = jm.wait_for("job's slots released", 1);
+    let placed =
+        log.lines().filter(|l| l.contains("subtask placed")).collect::<Vec<_>>().join("\n");
+    assert_eq!(placed.lines().count(), 4, "{placed}");
+    assert!(
+        placed.contains("task_manager=tm-a") && placed.contains("task_manager=tm-b"),
+        "{placed}"
+    );
     let jobs = String::from_utf8(sluice(&["list", "--jobmanager", &address]).stdout).unwrap();
     assert!(jobs.contains("word count") && jobs.contains("FINISHED"), "{jobs}");
+    // `sluice plan` places the job on the cluster's free slots as they are.
+    let mut plan = job[1..6].to_vec();
+    plan.insert(0, "plan");
+    plan.extend(["--jobmanager", &address]);
+    let plan = String::from_utf8(sluice(&plan).stdout).unwrap();
+    assert!(plan.contains("(1/2) -> TaskManager tm-a slot 1"), "{plan}");
+    assert!(plan.contains("(2/2) -> TaskManager tm-b slot 1"), "{plan}");
 }
 
 #[test]

@@ -136,6 +136,9 @@ impl JobManager {
             network_job,
         )
         .map_err(fail)?;
+        if let Some(resources) = &self.resources {
+            resources.placed(&scheduler.placement());
+        }
         let attempt =
             scheduler.deploy(0, restored.as_ref().map(|(id, state)| (*id, state))).map_err(fail)?;
         scheduler.allocate_slots();

@@ -179,6 +179,7 @@ impl JobMaster {
             let slots = ExecutionGraph::slots_needed(&self.scheduler.job_graph);
             let task_managers = resources.task_managers_for_attempt(slots)?;
             self.scheduler.place_on(task_managers)?;
+            resources.placed(&self.scheduler.placement());
         }
         self.scheduler.deploy(number, self.checkpoints.latest())
     }

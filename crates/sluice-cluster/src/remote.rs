@@ -91,6 +91,12 @@ pub trait ResourceProvider: Send + Sync {
     /// the attempt before are given back first. Waits for TaskManagers to
     /// join up to a timeout, then fails (and the restart strategy decides).
     fn task_managers_for_attempt(&self, slots: usize) -> Result<Vec<Arc<TaskManager>>>;
+
+    /// The job was placed (at submission or a restart): each subtask's
+    /// name, TaskManager id and slot, for the cluster's books.
+    fn placed(&self, placement: &[(String, String, usize)]) {
+        let _ = placement;
+    }
 }
 
 /// In a TaskManager process: makes this TaskManager's channel ends of the

@@ -113,6 +113,19 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Each subtask's name, TaskManager id and slot.
+    pub(crate) fn placement(&self) -> Vec<(String, String, usize)> {
+        let tm = |s: &sluice_runtime::execution_graph::ExecutionVertex| {
+            self.task_managers[s.slot.task_manager].id()
+        };
+        self.execution_graph
+            .vertices
+            .iter()
+            .flatten()
+            .map(|s| (s.name.clone(), tm(s), s.slot.slot))
+            .collect()
+    }
+
     fn log_placement(&self) {
         for subtask in self.execution_graph.vertices.iter().flatten() {
             let tm = &self.task_managers[subtask.slot.task_manager];

@@ -31,7 +31,8 @@ use crate::proto::job_directive::Directive;
 use crate::proto::task_executor_client::TaskExecutorClient;
 use crate::proto::{
     attempt_message, job_update, AttemptMessage, DeployTasks, FinalCommitRequest, JobSpec,
-    JobStatusUpdate, JobUpdate, RequestSlots, SavepointResult, SlotOffer, SubmitJob,
+    JobStatusUpdate, JobUpdate, PlacedSubtask, Placement, RequestSlots, SavepointResult, SlotOffer,
+    SubmitJob,
 };
 use crate::task_manager::{client as job_manager_client, job_manager_error, Secret};
 use crate::wire::{durations, Report};
@@ -265,6 +266,19 @@ impl ClusterResources {
 }
 
 impl ResourceProvider for ClusterResources {
+    fn placed(&self, placement: &[(String, String, usize)]) {
+        let subtasks = placement
+            .iter()
+            .map(|(subtask, task_manager, slot)| PlacedSubtask {
+                subtask: subtask.clone(),
+                task_manager_id: task_manager.clone(),
+                slot: *slot as u32,
+            })
+            .collect();
+        let update = job_update::Update::Placement(Placement { subtasks });
+        let _ = self.updates.blocking_send(JobUpdate { update: Some(update) });
+    }
+
     fn task_managers_for_attempt(&self, slots: usize) -> Result<Vec<Arc<TaskManager>>> {
         while self.offers.try_recv().is_ok() {}
         let request = RequestSlots {

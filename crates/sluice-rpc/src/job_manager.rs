@@ -393,6 +393,18 @@ impl JobManager for Service {
                 if let Some(job_update::Update::RequestSlots(request)) = &update.update {
                     state.offer_again(number, request.slots, request.timeout_ms).await;
                 }
+                if let Some(job_update::Update::Placement(placement)) = &update.update {
+                    let name = state.jobs.lock().expect("job registry lock")[number].name.clone();
+                    for s in &placement.subtasks {
+                        info!(
+                            job = %name,
+                            subtask = %s.subtask,
+                            task_manager = %s.task_manager_id,
+                            slot = s.slot,
+                            "subtask placed"
+                        );
+                    }
+                }
                 if let Some(job_update::Update::Savepoint(result)) = &update.update {
                     let waiting =
                         state.savepoints.lock().expect("savepoint lock").remove(&result.request_id);

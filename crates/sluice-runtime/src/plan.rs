@@ -23,6 +23,9 @@ pub struct Plan {
     pub job_graph: Vec<PlanVertex>,
     /// The ExecutionGraph.
     pub execution_graph: ExecutionGraph,
+    /// The TaskManagers' ids by index, when placed on a standalone cluster
+    /// (empty: the mini-cluster's, numbered from 1).
+    pub task_managers: Vec<String>,
 }
 
 /// A StreamGraph node as shown.
@@ -142,7 +145,14 @@ impl Plan {
             stream_graph,
             job_graph: job_vertices,
             execution_graph,
+            task_managers: Vec::new(),
         }
+    }
+
+    /// The plan with the placement's TaskManagers named by their ids.
+    pub fn with_task_managers(mut self, ids: Vec<String>) -> Self {
+        self.task_managers = ids;
+        self
     }
 
     /// The plan as pretty-printed JSON.
@@ -198,13 +208,11 @@ impl fmt::Display for Plan {
         writeln!(f, "\n== ExecutionGraph ==")?;
         for subtasks in &self.execution_graph.vertices {
             for s in subtasks {
-                writeln!(
-                    f,
-                    "  {} -> TaskManager {} slot {}",
-                    s.name,
-                    s.slot.task_manager + 1,
-                    s.slot.slot + 1
-                )?;
+                let task_manager = match self.task_managers.get(s.slot.task_manager) {
+                    Some(id) => id.clone(),
+                    None => (s.slot.task_manager + 1).to_string(),
+                };
+                writeln!(f, "  {} -> TaskManager {task_manager} slot {}", s.name, s.slot.slot + 1)?;
             }
         }
         write!(f, "  slots used: {}", self.execution_graph.slots_used.len())

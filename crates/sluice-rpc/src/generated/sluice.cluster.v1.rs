@@ -32,15 +32,15 @@ pub struct SavepointResult {
     pub error: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct JobUpdate {
-    #[prost(oneof = "job_update::Update", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "job_update::Update", tags = "1, 2, 3, 4, 5")]
     pub update: ::core::option::Option<job_update::Update>,
 }
 /// Nested message and enum types in `JobUpdate`.
 pub mod job_update {
     #[allow(clippy::all)]
-    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
     pub enum Update {
         #[prost(message, tag = "1")]
         Submit(super::SubmitJob),
@@ -52,7 +52,28 @@ pub mod job_update {
         RequestSlots(super::RequestSlots),
         #[prost(message, tag = "4")]
         Savepoint(super::SavepointResult),
+        /// Where each subtask runs, for every placement (the first, and each
+        /// restart's): the JobManager logs it.
+        #[prost(message, tag = "5")]
+        Placement(super::Placement),
     }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Placement {
+    #[prost(message, repeated, tag = "1")]
+    pub subtasks: ::prost::alloc::vec::Vec<PlacedSubtask>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PlacedSubtask {
+    /// "Vertex name (i/p)".
+    #[prost(string, tag = "1")]
+    pub subtask: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub task_manager_id: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "3")]
+    pub slot: u32,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
