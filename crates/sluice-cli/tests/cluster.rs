@@ -553,3 +553,38 @@ fn a_job_stopped_with_a_savepoint_on_a_standalone_cluster_resumes_from_it_exactl
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     assert_exactly_once(&output, 30000);
 }
+
+/// Resident memory of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap();
+    kb.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap() * 1024
+}
+
+#[test]
+fn a_slow_sink_on_a_standalone_cluster_holds_every_process_memory_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jm, address, tms) = cluster(dir.path());
+    // Sources could make millions of records a second; the sinks take 20000.
+    let log = dir.path().join("client.log");
+    let client = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "pipeline", "--events", "1000000000", "--sink-rate", "20000"])
+        .args(["--parallelism", "2", "--rest-address", "none", "--jobmanager", &address])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let client = Process { child: client, log };
+    jm.wait_for("status=RUNNING", 1);
+    let pids = [client.child.id(), tms[0].child.id(), tms[1].child.id(), jm.child.id()];
+    std::thread::sleep(Duration::from_secs(1));
+    let before: Vec<u64> = pids.iter().map(|p| rss(*p)).collect();
+    // Unbounded buffering would grow by hundreds of megabytes in these 3 s.
+    std::thread::sleep(Duration::from_secs(3));
+    for (pid, before) in pids.iter().zip(before) {
+        let after = rss(*pid);
+        let growth = after.saturating_sub(before);
+        assert!(growth < 32 << 20, "process {pid} grew from {before} to {after} bytes");
+    }
+    assert!(client.log().contains("submitted"), "{}", client.log());
+}
