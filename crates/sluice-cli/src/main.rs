@@ -269,7 +269,7 @@ pub(crate) fn parse_duration(text: &str) -> std::result::Result<Duration, String
     }
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct BenchArgs {
     /// The benchmark.
     #[arg(value_enum)]
@@ -296,6 +296,12 @@ struct BenchArgs {
     /// How those TaskManagers exchange records.
     #[arg(long, value_enum, default_value_t = DataPlaneArg::InMemory, requires = "task_managers")]
     data_plane: DataPlaneArg,
+    /// pipeline, windows, nexmark: run on the standalone cluster whose
+    /// JobManager is here (HOST:PORT), on TaskManagers started with `sluice taskmanager`.
+    #[arg(long, env = "SLUICE_JOBMANAGER", conflicts_with = "task_managers")]
+    jobmanager: Option<String>,
+    #[command(flatten)]
+    cluster_security: cluster_cli::SecurityArgs,
     /// kafka-source, kafka-sink, network: bytes per record value.
     #[arg(long, default_value_t = 100)]
     record_bytes: usize,
@@ -512,10 +518,23 @@ fn job_for_task_manager(
     };
     let argv = std::iter::once("sluice".to_string()).chain(spec.args.iter().cloned());
     let cli = Cli::try_parse_from(argv).map_err(|e| refused(e.to_string()))?;
-    let Command::Run(args) = cli.command else {
-        return Err(refused("not a `sluice run` command".into()));
+    let env = match cli.command {
+        Command::Run(args) => build(&args).map(|(env, _)| env),
+        Command::Bench(args) => match args.job {
+            BenchJob::Nexmark => nexmark_cli::task_manager_bench_env(
+                &args.nexmark,
+                args.events,
+                args.parallelism,
+                args.checkpoint_interval,
+            ),
+            BenchJob::Pipeline | BenchJob::TumblingWindow | BenchJob::SlidingWindow => {
+                Ok(bench_env(&args, &std::env::temp_dir(), &Arc::default()))
+            }
+            _ => Err(anyhow::anyhow!("this benchmark does not run on a standalone cluster")),
+        },
+        _ => Err(anyhow::anyhow!("not a `sluice run` or `sluice bench` command")),
     };
-    let (env, _) = build(&args).map_err(|e| refused(format!("{e:#}")))?;
+    let env = env.map_err(|e| refused(format!("{e:#}")))?;
     Ok(env.job(&spec.job_name)?.0)
 }
 
@@ -835,6 +854,10 @@ fn bench(args: &BenchArgs) -> Result<()> {
             checkpoint_interval: args.checkpoint_interval,
             checkpoint_dir: &checkpoints,
             cluster: args.task_managers.map(|n| (n, args.data_plane.into())),
+            job_manager: args
+                .jobmanager
+                .as_ref()
+                .map(|jm| (jm.clone(), args.cluster_security.clone().security())),
         });
         let _ = std::fs::remove_dir_all(&checkpoints);
         return result;
@@ -856,49 +879,23 @@ fn bench(args: &BenchArgs) -> Result<()> {
         "{description}, {} events, {} keys, parallelism {}",
         args.events, args.keys, args.parallelism
     );
+    if args.jobmanager.is_some() && matches!(args.job, BenchJob::Recovery) {
+        bail!("bench recovery runs on the mini-cluster only (it injects its failure in-process)");
+    }
     let mut rates = Vec::new();
     let mut per_core = Vec::new();
     for run in 1..=args.runs {
-        let env = StreamExecutionEnvironment::new();
-        env.set_parallelism(args.parallelism);
-        if let Some(tms) = args.task_managers {
-            env.set_mini_cluster_with(tms, args.parallelism.div_ceil(tms), args.data_plane.into());
-        }
         let checkpoints = tempfile_dir()?;
-        if let Some(interval) = args.checkpoint_interval {
-            env.enable_checkpointing(interval)
-                .set_checkpoint_storage(checkpoints.display().to_string());
-        }
         let failed_at = Arc::new(AtomicI64::new(0));
-        match args.job {
-            BenchJob::Recovery => {
-                env.enable_checkpointing(
-                    args.checkpoint_interval.unwrap_or(Duration::from_millis(500)),
-                )
-                .set_checkpoint_storage(checkpoints.display().to_string())
-                .set_restart_strategy(RestartStrategy::FixedDelay {
-                    attempts: 1,
-                    delay: Duration::ZERO,
-                });
-                recovery_pipeline(&env, args.events, args.keys, failed_at.clone());
-            }
-            BenchJob::Pipeline => drop(pipeline(&env, args.events, args.keys, None, None)),
-            BenchJob::TumblingWindow => {
-                drop(window_count(&env, args.events, args.keys, WindowKind::Tumbling))
-            }
-            BenchJob::SlidingWindow => {
-                drop(window_count(&env, args.events, args.keys, WindowKind::Sliding))
-            }
-            BenchJob::Nexmark
-            | BenchJob::NexmarkDecode
-            | BenchJob::Network
-            | BenchJob::KafkaSource
-            | BenchJob::KafkaSink => {
-                unreachable!("handled above")
-            }
-        }
+        let env = bench_env(args, &checkpoints, &failed_at);
         let (cpu0, t0) = (cpu_time(), Instant::now());
-        let result = env.execute("benchmark")?;
+        let result = match &args.jobmanager {
+            None => env.execute("benchmark")?,
+            Some(job_manager) => {
+                let security = args.cluster_security.clone().security();
+                execute_on_cluster(&env, "benchmark", job_manager, &security)?
+            }
+        };
         let (wall, cpu) = (t0.elapsed().as_secs_f64(), (cpu_time() - cpu0).as_secs_f64());
         let _ = std::fs::remove_dir_all(&checkpoints);
         report_checkpoints(&result, failed_at.load(Ordering::SeqCst));
@@ -926,4 +923,67 @@ fn bench(args: &BenchArgs) -> Result<()> {
         println!("peak RSS:            {:.1} MiB", rss as f64 / (1 << 20) as f64);
     }
     Ok(())
+}
+
+/// Submits `env`'s job to the standalone cluster at `job_manager` (for
+/// TaskManagers to build from this command's arguments) and waits for its end.
+pub(crate) fn execute_on_cluster(
+    env: &StreamExecutionEnvironment,
+    name: &str,
+    job_manager: &str,
+    security: &sluice_rpc::Security,
+) -> Result<sluice::JobExecutionResult> {
+    let (job_graph, options) = env.job(name)?;
+    let (client, session) =
+        sluice_rpc::client::submit(job_manager, security, job_graph, options, job_spec_args())?;
+    let result = client.wait();
+    session.close();
+    Ok(result?)
+}
+
+/// The environment of one run of a benchmark job (pipeline, windows, recovery).
+fn bench_env(
+    args: &BenchArgs,
+    checkpoints: &std::path::Path,
+    failed_at: &Arc<AtomicI64>,
+) -> StreamExecutionEnvironment {
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(args.parallelism);
+    if let Some(tms) = args.task_managers {
+        env.set_mini_cluster_with(tms, args.parallelism.div_ceil(tms), args.data_plane.into());
+    }
+    if let Some(interval) = args.checkpoint_interval {
+        env.enable_checkpointing(interval)
+            .set_checkpoint_storage(checkpoints.display().to_string());
+    }
+    {
+        match args.job {
+            BenchJob::Recovery => {
+                env.enable_checkpointing(
+                    args.checkpoint_interval.unwrap_or(Duration::from_millis(500)),
+                )
+                .set_checkpoint_storage(checkpoints.display().to_string())
+                .set_restart_strategy(RestartStrategy::FixedDelay {
+                    attempts: 1,
+                    delay: Duration::ZERO,
+                });
+                recovery_pipeline(&env, args.events, args.keys, failed_at.clone());
+            }
+            BenchJob::Pipeline => drop(pipeline(&env, args.events, args.keys, None, None)),
+            BenchJob::TumblingWindow => {
+                drop(window_count(&env, args.events, args.keys, WindowKind::Tumbling))
+            }
+            BenchJob::SlidingWindow => {
+                drop(window_count(&env, args.events, args.keys, WindowKind::Sliding))
+            }
+            BenchJob::Nexmark
+            | BenchJob::NexmarkDecode
+            | BenchJob::Network
+            | BenchJob::KafkaSource
+            | BenchJob::KafkaSink => {
+                unreachable!("handled above")
+            }
+        }
+    }
+    env
 }

@@ -188,6 +188,8 @@ pub struct BenchSettings<'a> {
     pub checkpoint_dir: &'a Path,
     /// Spread the subtasks over this many TaskManagers exchanging records this way.
     pub cluster: Option<(usize, sluice::DataPlane)>,
+    /// Run on the standalone cluster whose JobManager is here, with this security.
+    pub job_manager: Option<(String, sluice_rpc::Security)>,
 }
 
 fn parse_queries(text: &str) -> Result<Vec<Query>> {
@@ -306,6 +308,55 @@ fn peak_rss_mib() -> String {
     peak_rss_bytes().map_or("-".into(), |b| format!("{:.0}", b as f64 / (1 << 20) as f64))
 }
 
+/// In a TaskManager: the environment of `sluice bench nexmark` with these
+/// arguments (one query), as the submitting command built it.
+pub(crate) fn task_manager_bench_env(
+    nexmark: &NexmarkBenchArgs,
+    events: u64,
+    parallelism: usize,
+    checkpoint_interval: Option<Duration>,
+) -> Result<StreamExecutionEnvironment> {
+    let [query] = parse_queries(&nexmark.query)?[..] else {
+        bail!("a standalone cluster runs one Nexmark query at a time, not '{}'", nexmark.query)
+    };
+    let settings = BenchSettings {
+        nexmark,
+        events,
+        parallelism,
+        runs: 1,
+        checkpoint_interval,
+        checkpoint_dir: Path::new(""),
+        cluster: None,
+        job_manager: None,
+    };
+    Ok(bench_env(query, &settings)?.0)
+}
+
+/// The environment of one run of `query`, and its latency tracker.
+pub(crate) fn bench_env(
+    query: Query,
+    settings: &BenchSettings<'_>,
+) -> Result<(StreamExecutionEnvironment, std::sync::Arc<LatencyTracker>)> {
+    let n = settings.nexmark;
+    let tracker = LatencyTracker::new();
+    let env = StreamExecutionEnvironment::new();
+    env.set_parallelism(settings.parallelism);
+    if let Some((task_managers, data_plane)) = settings.cluster {
+        let slots = settings.parallelism.div_ceil(task_managers);
+        env.set_mini_cluster_with(task_managers, slots, data_plane);
+    }
+    if let Some(interval) = settings.checkpoint_interval {
+        env.enable_checkpointing(interval)
+            .set_checkpoint_storage(settings.checkpoint_dir.display().to_string());
+    }
+    let input = nexmark_input(&n.source, &n.generator, settings.events)?;
+    let events = tracked_events(&env, &input, tracker.clone())?;
+    let mut sink =
+        BenchSink { tracker: tracker.clone(), measure_latency: !query.is_processing_time() };
+    query.add_to(&events, &mut sink);
+    Ok((env, tracker))
+}
+
 fn bench_query(query: Query, settings: &BenchSettings<'_>) -> Result<()> {
     let n = settings.nexmark;
     let source = if n.source == "generator" { "generator".to_string() } else { n.source.clone() };
@@ -323,24 +374,16 @@ fn bench_query(query: Query, settings: &BenchSettings<'_>) -> Result<()> {
     );
     let mut runs = Vec::new();
     for run in 1..=settings.runs {
-        let tracker = LatencyTracker::new();
-        let env = StreamExecutionEnvironment::new();
-        env.set_parallelism(settings.parallelism);
-        if let Some((task_managers, data_plane)) = settings.cluster {
-            let slots = settings.parallelism.div_ceil(task_managers);
-            env.set_mini_cluster_with(task_managers, slots, data_plane);
-        }
-        if let Some(interval) = settings.checkpoint_interval {
-            env.enable_checkpointing(interval)
-                .set_checkpoint_storage(settings.checkpoint_dir.display().to_string());
-        }
-        let input = nexmark_input(&n.source, &n.generator, settings.events)?;
-        let events = tracked_events(&env, &input, tracker.clone())?;
-        let mut sink =
-            BenchSink { tracker: tracker.clone(), measure_latency: !query.is_processing_time() };
-        query.add_to(&events, &mut sink);
+        let (env, tracker) = bench_env(query, settings)?;
+        let name = format!("nexmark {query}");
         let (cpu0, t0) = (cpu_time(), Instant::now());
-        let result = env.execute(&format!("nexmark {query}"))?;
+        let result = match &settings.job_manager {
+            None => env.execute(&name)?,
+            // Latency is tracked where the sinks run: not here.
+            Some((job_manager, security)) => {
+                super::execute_on_cluster(&env, &name, job_manager, security)?
+            }
+        };
         let (wall, cpu) = (t0.elapsed().as_secs_f64(), (cpu_time() - cpu0).as_secs_f64());
         let events: u64 = result.vertices.iter().map(|v| v.source_records).sum();
         super::report_checkpoints(&result, 0);

@@ -153,17 +153,15 @@ impl JobGraph {
     }
 
     /// A digest of the job's shape: vertices, chains, operators' state
-    /// keys and record types, edges, parallelism and configuration. Two
+    /// keys and record types, edges, parallelism and configuration (not the
+    /// checkpoint storage, which only the JobMaster writes). Two
     /// builds of a program agree on it when they would run the same job, so
     /// a TaskManager refuses deployments of a job it would build differently.
     pub fn fingerprint(&self) -> String {
         use sha2::{Digest, Sha256};
         use std::fmt::Write;
         let sg = &*self.stream_graph;
-        let mut shape = format!(
-            "{}|{:?}|{:?}|{:?}\n",
-            sg.job_name, sg.config, sg.checkpoint_config, sg.checkpoint_storage
-        );
+        let mut shape = format!("{}|{:?}|{:?}\n", sg.job_name, sg.config, sg.checkpoint_config);
         for v in &self.vertices {
             let _ = write!(
                 shape,
