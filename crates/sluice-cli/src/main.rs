@@ -882,6 +882,9 @@ fn bench(args: &BenchArgs) -> Result<()> {
     if args.jobmanager.is_some() && matches!(args.job, BenchJob::Recovery) {
         bail!("bench recovery runs on the mini-cluster only (it injects its failure in-process)");
     }
+    if let Some(job_manager) = &args.jobmanager {
+        println!("on the standalone cluster at {job_manager}: CPU time and peak RSS are this client's, not the TaskManagers'");
+    }
     let mut rates = Vec::new();
     let mut per_core = Vec::new();
     for run in 1..=args.runs {

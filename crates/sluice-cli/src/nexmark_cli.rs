@@ -372,6 +372,9 @@ fn bench_query(query: Query, settings: &BenchSettings<'_>) -> Result<()> {
             .checkpoint_interval
             .map_or(String::new(), |i| format!(", checkpoints every {i:?}"))
     );
+    if let Some((job_manager, _)) = &settings.job_manager {
+        println!("on the standalone cluster at {job_manager}: CPU time and peak RSS are this client's, not the TaskManagers', and latency is not measured");
+    }
     let mut runs = Vec::new();
     for run in 1..=settings.runs {
         let (env, tracker) = bench_env(query, settings)?;
