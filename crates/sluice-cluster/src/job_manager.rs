@@ -82,13 +82,6 @@ impl JobManager {
         Self { task_managers, resources: Some(resources) }
     }
 
-    /// Says goodbye on every TaskManager's data plane in this process.
-    pub fn shutdown_data_planes(&self) {
-        for network in self.task_managers.iter().filter_map(|tm| tm.network()) {
-            network.shutdown();
-        }
-    }
-
     /// Every free slot, TaskManager by TaskManager.
     pub fn free_slots(&self) -> Vec<sluice_runtime::execution_graph::SlotId> {
         self.task_managers.iter().flat_map(|tm| tm.free_slots()).collect()

@@ -112,7 +112,11 @@ impl JobMaster {
                         Err(e) => e,
                     }
                 }
-                AttemptEnd::Cancelled => return Err(SluiceError::Cancelled),
+                AttemptEnd::Cancelled => {
+                    // What the sinks got until the job stopped (a stop with a savepoint).
+                    self.merge_accumulators(&mut attempt)?;
+                    return Err(SluiceError::Cancelled);
+                }
                 AttemptEnd::Failed(e) => e,
             };
             attempt = self.restart(attempt.number, error)?;

@@ -113,9 +113,3 @@ impl MiniCluster {
         self.job_manager.submit_job(job_graph, options)
     }
 }
-
-impl Drop for MiniCluster {
-    fn drop(&mut self) {
-        self.job_manager.shutdown_data_planes();
-    }
-}

@@ -125,7 +125,7 @@ pub fn run_deployment(
         .iter()
         .enumerate()
         .map(|(i, (id, address))| match i == d.task_manager {
-            true => Arc::new(TaskManager::with_network(i, 0, network.clone())),
+            true => Arc::new(TaskManager::deployed_on(i, network.clone())),
             false => Arc::new(TaskManager::peer(i, id.clone(), *address)),
         })
         .collect();

@@ -34,17 +34,30 @@ pub struct TaskManager {
     network: Option<NetworkEnvironment>,
     /// Set when it runs in another process.
     remote: Option<Remote>,
+    /// Whether its data plane ends with it (not when it is a view of a
+    /// TaskManager process's data plane for one deployment).
+    owns_network: bool,
 }
 
 impl TaskManager {
     /// TaskManager number `index` with `slots` slots; all its channels are in memory.
     pub fn new(index: usize, slots: usize) -> Self {
-        Self { index, free: Mutex::new(vec![true; slots]), network: None, remote: None }
+        let free = Mutex::new(vec![true; slots]);
+        Self { index, free, network: None, remote: None, owns_network: false }
     }
 
-    /// A TaskManager whose channels to other TaskManagers go through `network`.
+    /// A TaskManager whose channels to other TaskManagers go through
+    /// `network`, which it shuts down when it is dropped.
     pub fn with_network(index: usize, slots: usize, network: NetworkEnvironment) -> Self {
-        Self { index, free: Mutex::new(vec![true; slots]), network: Some(network), remote: None }
+        let free = Mutex::new(vec![true; slots]);
+        Self { index, free, network: Some(network), remote: None, owns_network: true }
+    }
+
+    /// TaskManager number `index` of a deployment placed in this process,
+    /// on a data plane that outlives it.
+    pub fn deployed_on(index: usize, network: NetworkEnvironment) -> Self {
+        let free = Mutex::new(Vec::new());
+        Self { index, free, network: Some(network), remote: None, owns_network: false }
     }
 
     /// A TaskManager process `id` whose data plane listens at `data_address`;
@@ -57,13 +70,15 @@ impl TaskManager {
         executor: Arc<dyn TaskExecutorGateway>,
     ) -> Self {
         let remote = Remote { id, data_address, executor: Some(executor) };
-        Self { index, free: Mutex::new(vec![true; slots]), network: None, remote: Some(remote) }
+        let free = Mutex::new(vec![true; slots]);
+        Self { index, free, network: None, remote: Some(remote), owns_network: false }
     }
 
     /// A TaskManager of another process that this one only exchanges records with.
     pub fn peer(index: usize, id: String, data_address: SocketAddr) -> Self {
         let remote = Remote { id, data_address, executor: None };
-        Self { index, free: Mutex::new(Vec::new()), network: None, remote: Some(remote) }
+        let free = Mutex::new(Vec::new());
+        Self { index, free, network: None, remote: Some(remote), owns_network: false }
     }
 
     /// How subtasks reach it when it runs in another process.
@@ -159,5 +174,13 @@ impl TaskManager {
                 }
             })
             .map_err(|e| SluiceError::Internal(format!("cannot start a task thread: {e}")))
+    }
+}
+
+impl Drop for TaskManager {
+    fn drop(&mut self) {
+        if let Some(network) = self.network.as_ref().filter(|_| self.owns_network) {
+            network.shutdown();
+        }
     }
 }

@@ -117,7 +117,8 @@ impl<T: Data> StreamOperator for SinkOperator<T> {
     }
 
     fn take_accumulator(&mut self) -> Option<Vec<u8>> {
-        self.accumulator.take()
+        // A cancelled subtask's input never ended: what it wrote until then.
+        self.accumulator.take().or_else(|| self.writer.as_mut()?.accumulator().ok().flatten())
     }
 
     fn close(&mut self) -> Result<()> {

@@ -195,18 +195,23 @@ pub fn run_task(d: TaskDeployment) {
     let result = run_task_inner(d, &mut head);
     let mut final_commits = Vec::new();
     let mut accumulators = Vec::new();
-    if result.is_ok() {
-        match head.as_mut() {
-            Some(Head::Source { output, .. }) => {
+    // Accumulators go with every end: the JobMaster keeps those of an
+    // attempt that finished or was cancelled (a stop with a savepoint), and
+    // drops a failed one's. Only a finished subtask commits.
+    match head.as_mut() {
+        Some(Head::Source { output, .. }) => {
+            if result.is_ok() {
                 output.take_final_commits(&mut final_commits);
-                output.take_accumulators(&mut accumulators);
             }
-            Some(Head::Operator { chain, .. }) => {
-                chain.take_final_commits(&mut final_commits);
-                chain.take_accumulators(&mut accumulators);
-            }
-            None => {}
+            output.take_accumulators(&mut accumulators);
         }
+        Some(Head::Operator { chain, .. }) => {
+            if result.is_ok() {
+                chain.take_final_commits(&mut final_commits);
+            }
+            chain.take_accumulators(&mut accumulators);
+        }
+        None => {}
     }
     let _ = events.send(TaskEvent::Finished {
         vertex,
