@@ -588,3 +588,30 @@ fn a_slow_sink_on_a_standalone_cluster_holds_every_process_memory_bounded() {
     }
     assert!(client.log().contains("submitted"), "{}", client.log());
 }
+
+#[test]
+fn a_job_runs_on_a_cluster_with_a_secret_and_a_client_with_a_wrong_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = ["--cluster-secret", "s3cret"];
+    let (jm, address) = job_manager(dir.path(), &secret);
+    let _tms = [
+        task_manager(dir.path(), &address, "tm-a", "1", &secret),
+        task_manager(dir.path(), &address, "tm-b", "1", &secret),
+    ];
+    jm.wait_for("TaskManager registered", 2);
+    let input = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+    let job =
+        ["run", "wordcount", "--input", input, "--parallelism", "2", "--rest-address", "none"];
+    let mut with = job.to_vec();
+    with.extend(["--jobmanager", &address, "--cluster-secret", "s3cret"]);
+    let run = sluice(&with);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(run.stdout, sluice(&job).stdout);
+    let mut wrong = job.to_vec();
+    wrong.extend(["--jobmanager", &address, "--cluster-secret", "guess"]);
+    let refused = sluice(&wrong);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("refused the job: wrong or missing cluster secret"), "{stderr}");
+    jm.wait_for("refused an RPC: wrong or missing cluster secret", 1);
+}
