@@ -143,16 +143,16 @@ pub fn list(args: ListArgs) -> Result<()> {
 /// Prints the jobs of a standalone cluster.
 pub fn list_jobs(args: ListArgs) -> Result<()> {
     let jobs = sluice_rpc::task_manager::list_jobs(&args.jobmanager, &args.security.security())?;
-    println!("{:<34}{:<24}{:<12}{:>6}{:>12}", "job id", "name", "status", "slots", "running");
+    println!("{:<34}{:<24}{:<12}{:>6}{:>16}", "job id", "name", "status", "slots", "submitted");
     for j in &jobs {
         let id = if j.job_id.is_empty() { "(submitting)" } else { &j.job_id };
         println!(
-            "{:<34}{:<24}{:<12}{:>6}{:>10.1} s",
+            "{:<34}{:<24}{:<12}{:>6}{:>10.1} s ago",
             id,
             j.job_name,
             j.status,
             j.slots,
-            j.running_ms as f64 / 1000.0
+            j.submitted_ms_ago as f64 / 1000.0
         );
     }
     Ok(())

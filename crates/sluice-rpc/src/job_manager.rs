@@ -442,7 +442,7 @@ impl JobManager for Service {
                 job_name: j.name.clone(),
                 status: j.status.clone(),
                 slots: j.slots.iter().map(|(_, n)| n).sum(),
-                running_ms: j.submitted.elapsed().as_millis() as u64,
+                submitted_ms_ago: j.submitted.elapsed().as_millis() as u64,
             })
             .collect();
         Ok(Response::new(ListJobsResponse { jobs }))

@@ -174,7 +174,7 @@ pub struct JobInfo {
     pub slots: u32,
     /// Milliseconds since it was submitted.
     #[prost(uint64, tag = "5")]
-    pub running_ms: u64,
+    pub submitted_ms_ago: u64,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
