@@ -5,10 +5,12 @@
 //! it plays that role; started without, it runs the scenario.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use sluice::{Result, StreamExecutionEnvironment};
+
+mod common;
+use common::Process;
 
 /// The job: rolling sums of 0..n by the number's last digit, at parallelism
 /// 2, written as text part files under the directory in the arguments.
@@ -51,74 +53,22 @@ fn main() {
     println!("application mode: 2 tests passed");
 }
 
-struct Process {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Process {
-    fn start(program: &str, dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(program)
-            .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Self { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_for(&self, needle: &str, count: usize) -> String {
-        let started = Instant::now();
-        loop {
-            let log = self.log();
-            if log.matches(needle).count() >= count {
-                return log;
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "no '{needle}' in:\n{log}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits for the process to end; whether it succeeded, and its log.
-    fn wait(&mut self) -> (bool, String) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.success(), self.log());
-            }
-            assert!(started.elapsed() < Duration::from_secs(60), "still running:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
 
 fn this_program() -> String {
     std::env::current_exe().unwrap().display().to_string()
 }
 
+/// This program as the client of its job on the cluster at `address`.
+fn client(program: &str, args: &[&str], address: &str) -> Command {
+    let mut command = Command::new(program);
+    command.args(args).env("APPLICATION", "client").env("SLUICE_JOBMANAGER", address);
+    command
+}
+
 fn job_manager(dir: &Path) -> (Process, String) {
-    let jm = Process::start(
-        SLUICE,
-        dir,
-        "jobmanager",
-        &["jobmanager", "--rpc-address", "127.0.0.1:0"],
-        &[],
-    );
+    let jm =
+        Process::start(SLUICE, dir, "jobmanager", &["jobmanager", "--rpc-address", "127.0.0.1:0"]);
     let log = jm.wait_for("JobManager listening", 1);
     let address = log.split("address=").nth(1).unwrap().split_whitespace().next().unwrap();
     let address = address.to_string();
@@ -133,19 +83,13 @@ fn a_job_program_runs_as_the_client_and_the_task_managers_of_its_job() {
         .iter()
         .map(|id| {
             let args = ["taskmanager", "--jobmanager", &address, "--slots", "1", "--id", id];
-            Process::start(&program, dir.path(), id, &args, &[])
+            Process::start(&program, dir.path(), id, &args)
         })
         .collect();
     jm.wait_for("TaskManager registered", 2);
     let output = dir.path().join("out");
     let args = ["--numbers", "100000", "--output", output.to_str().unwrap()];
-    let mut client = Process::start(
-        &program,
-        dir.path(),
-        "client",
-        &args,
-        &[("APPLICATION", "client"), ("SLUICE_JOBMANAGER", &address)],
-    );
+    let mut client = Process::spawn(client(&program, &args, &address), dir.path(), "client");
     let (ok, log) = client.wait();
     assert!(ok, "{log}");
     // The last rolling sum of each digit d is the sum of the numbers ending in d.
@@ -170,12 +114,12 @@ fn a_task_manager_of_another_program_refuses_the_job() {
     let (jm, address) = job_manager(dir.path());
     // The `sluice` command's TaskManager builds only `sluice run` jobs.
     let args = ["taskmanager", "--jobmanager", &address, "--slots", "2", "--id", "tm-sluice"];
-    let _tm = Process::start(SLUICE, dir.path(), "tm-sluice", &args, &[]);
+    let _tm = Process::start(SLUICE, dir.path(), "tm-sluice", &args);
     jm.wait_for("TaskManager registered", 1);
     let output = dir.path().join("out");
     let args = ["--numbers", "10", "--output", output.to_str().unwrap()];
-    let env = [("APPLICATION", "client"), ("SLUICE_JOBMANAGER", address.as_str())];
-    let mut client = Process::start(&this_program(), dir.path(), "client", &args, &env);
+    let client = client(&this_program(), &args, &address);
+    let mut client = Process::spawn(client, dir.path(), "client");
     let (ok, log) = client.wait();
     assert!(!ok, "{log}");
     assert!(log.contains("TaskManager tm-sluice: cannot build job 'digit sums'"), "{log}");

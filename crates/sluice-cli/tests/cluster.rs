@@ -2,65 +2,24 @@
 //! and `sluice taskmanager` processes on free ports, each killed by its own
 //! pid when the test ends. TaskManagers register; a killed one is lost at
 //! once, a paused one after the heartbeat timeout; wrong secrets are refused.
+//! Jobs submitted to it run on its TaskManagers, recover from a lost one,
+//! and commit their output exactly once.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// A cluster process, killed when dropped (also when the test fails).
-struct Process {
-    child: Child,
-    log: PathBuf,
-}
+mod common;
+use common::Process;
 
-impl Process {
-    fn start(dir: &Path, name: &str, args: &[&str]) -> Self {
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("the sluice binary starts");
-        Self { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the log has `count` lines containing `needle`.
-    fn wait_for(&self, needle: &str, count: usize) -> String {
-        let started = Instant::now();
-        loop {
-            let log = self.log();
-            if log.matches(needle).count() >= count {
-                return log;
-            }
-            assert!(started.elapsed() < Duration::from_secs(20), "no '{needle}' in:\n{log}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
 
 /// A JobManager on a free loopback port, and its address.
 fn job_manager(dir: &Path, extra: &[&str]) -> (Process, String) {
     let mut args = vec!["jobmanager", "--rpc-address", "127.0.0.1:0", "--heartbeat-timeout", "2s"];
     args.extend_from_slice(extra);
-    let jm = Process::start(dir, "jobmanager", &args);
+    let jm = Process::start(SLUICE, dir, "jobmanager", &args);
     let log = jm.wait_for("JobManager listening", 1);
     let address =
         log.split("address=").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
@@ -70,15 +29,11 @@ fn job_manager(dir: &Path, extra: &[&str]) -> (Process, String) {
 fn task_manager(dir: &Path, jm: &str, id: &str, slots: &str, extra: &[&str]) -> Process {
     let mut args = vec!["taskmanager", "--jobmanager", jm, "--id", id, "--slots", slots];
     args.extend_from_slice(extra);
-    Process::start(dir, id, &args)
+    Process::start(SLUICE, dir, id, &args)
 }
 
 fn list(jm: &str, extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["task-managers", "--jobmanager", jm])
-        .args(extra)
-        .output()
-        .unwrap()
+    Command::new(SLUICE).args(["task-managers", "--jobmanager", jm]).args(extra).output().unwrap()
 }
 
 #[test]
@@ -137,7 +92,7 @@ fn a_paused_task_manager_is_lost_after_the_heartbeat_timeout_and_registers_again
 fn a_wrong_cluster_secret_is_refused_and_logged() {
     let dir = tempfile::tempdir().unwrap();
     let (jm, address) = job_manager(dir.path(), &["--cluster-secret", "right"]);
-    let mut intruder = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let mut intruder = Command::new(SLUICE)
         .args([
             "taskmanager",
             "--jobmanager",
@@ -191,7 +146,7 @@ fn over_mutual_tls_task_managers_register_and_a_peer_without_the_clusters_certif
 
 #[test]
 fn without_a_secret_the_job_manager_refuses_an_address_off_loopback() {
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let out = Command::new(SLUICE)
         .args(["jobmanager", "--rpc-address", "0.0.0.0:0"])
         .env_remove("SLUICE_CLUSTER_SECRET")
         .output()
@@ -211,7 +166,12 @@ fn a_task_manager_started_before_its_job_manager_registers_once_the_job_manager_
     let dir = tempfile::tempdir().unwrap();
     let address = format!("127.0.0.1:{}", free_port());
     let tm = task_manager(dir.path(), &address, "tm-early", "1", &[]);
-    let jm = Process::start(dir.path(), "jobmanager", &["jobmanager", "--rpc-address", &address]);
+    let jm = Process::start(
+        SLUICE,
+        dir.path(),
+        "jobmanager",
+        &["jobmanager", "--rpc-address", &address],
+    );
     jm.wait_for("TaskManager registered", 1);
     tm.wait_for("registered with the JobManager", 1);
 }
@@ -221,19 +181,19 @@ fn task_managers_register_again_with_a_restarted_job_manager() {
     let dir = tempfile::tempdir().unwrap();
     let address = format!("127.0.0.1:{}", free_port());
     let args = ["jobmanager", "--rpc-address", address.as_str()];
-    let first = Process::start(dir.path(), "jobmanager-1", &args);
+    let first = Process::start(SLUICE, dir.path(), "jobmanager-1", &args);
     first.wait_for("JobManager listening", 1);
     let tm = task_manager(dir.path(), &address, "tm-1", "2", &[]);
     first.wait_for("TaskManager registered", 1);
     first.signal("-KILL");
     tm.wait_for("registering again", 1);
-    let second = Process::start(dir.path(), "jobmanager-2", &args);
+    let second = Process::start(SLUICE, dir.path(), "jobmanager-2", &args);
     second.wait_for("TaskManager registered task_manager=tm-1 slots=2", 1);
 }
 
 /// `sluice ARGS` run to its end.
 fn sluice(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice")).args(args).output().unwrap()
+    Command::new(SLUICE).args(args).output().unwrap()
 }
 
 /// Checks the counting job's committed output: each key's rolling counts
@@ -312,29 +272,7 @@ fn a_checkpointed_job_on_a_standalone_cluster_commits_every_record_exactly_once(
     let dir = tempfile::tempdir().unwrap();
     let (_jm, address, _tms) = cluster(dir.path());
     let output = dir.path().join("out");
-    let checkpoints = dir.path().join("checkpoints");
-    let run = sluice(&[
-        "run",
-        "counting",
-        "--events",
-        "20000",
-        "--keys",
-        "50",
-        "--rate",
-        "10000",
-        "--parallelism",
-        "2",
-        "--checkpoint-interval",
-        "200ms",
-        "--checkpoint-dir",
-        checkpoints.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-        "--rest-address",
-        "none",
-        "--jobmanager",
-        &address,
-    ]);
+    let run = counting(dir.path(), &address, "20000", "2", "10000").output().unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let parts = assert_exactly_once(&output, 20000);
     // Transactions were committed at checkpoints, not only at the end.
@@ -345,25 +283,19 @@ fn a_checkpointed_job_on_a_standalone_cluster_commits_every_record_exactly_once(
 fn sluice_cancel_stops_a_job_running_on_a_standalone_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let (jm, address, _tms) = cluster(dir.path());
-    let log = dir.path().join("client.log");
-    let mut client = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let mut command = Command::new(SLUICE);
+    command
         .args(["run", "counting", "--events", "100000000", "--rate", "1000", "--parallelism", "2"])
-        .args(["--rest-address", "none", "--jobmanager", &address])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+        .args(["--rest-address", "none", "--jobmanager", &address]);
+    let mut client = Process::spawn(command, dir.path(), "client");
     let jm_log = jm.wait_for("status=RUNNING", 1);
     let job_id = jm_log.split("job_id=").nth(1).unwrap().split_whitespace().next().unwrap();
     let jobs = String::from_utf8(sluice(&["list", "--jobmanager", &address]).stdout).unwrap();
     assert!(jobs.contains(job_id) && jobs.contains("RUNNING"), "{jobs}");
     let cancelled = sluice(&["cancel", job_id, "--jobmanager", &address]);
     assert!(cancelled.status.success(), "{}", String::from_utf8_lossy(&cancelled.stderr));
-    let started = Instant::now();
-    while client.try_wait().unwrap().is_none() {
-        assert!(started.elapsed() < Duration::from_secs(20), "the client did not end");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (_, log) = client.wait();
+    assert!(log.contains("job 'counting' stopped"), "{log}");
     jm.wait_for("status=CANCELED", 1);
     jm.wait_for("job's slots released", 1);
     let again = sluice(&["cancel", job_id, "--jobmanager", &address]);
@@ -416,39 +348,34 @@ fn a_task_manager_refuses_a_job_it_would_build_with_another_fingerprint() {
     assert!(error.contains("fingerprint"), "{error}");
 }
 
-/// The counting job on the cluster at `address`, with exactly-once part
-/// files under `dir/out` and a checkpoint every 200 ms; logs to `dir/client.log`.
-fn counting_on_cluster(dir: &Path, address: &str, events: &str, parallelism: &str) -> Process {
+/// `sluice run counting` on the cluster at `address`: `events` events over
+/// 50 keys at `rate` per second, exactly-once part files under `dir/out`,
+/// a checkpoint every 200 ms under `dir/checkpoints`.
+fn counting(dir: &Path, address: &str, events: &str, parallelism: &str, rate: &str) -> Command {
     let output = dir.join("out");
     let checkpoints = dir.join("checkpoints");
-    let log = dir.join("client.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "counting", "--events", events, "--keys", "50", "--rate", "10000"])
+    let mut command = Command::new(SLUICE);
+    command
+        .args(["run", "counting", "--events", events, "--keys", "50", "--rate", rate])
         .args(["--parallelism", parallelism, "--checkpoint-interval", "200ms"])
         .args(["--checkpoint-dir", checkpoints.to_str().unwrap()])
         .args(["--output", output.to_str().unwrap(), "--rest-address", "none"])
-        .args(["--jobmanager", address])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    Process { child, log }
+        .args(["--jobmanager", address]);
+    command
 }
 
-/// Waits for the client to end; its log.
+/// The counting job started in the background, logging to `dir/client.log`.
+fn counting_on_cluster(dir: &Path, address: &str, events: &str, parallelism: &str) -> Process {
+    let mut command = counting(dir, address, events, parallelism, "10000");
+    command.env("RUST_LOG", "info");
+    Process::spawn(command, dir, "client")
+}
+
+/// Waits for the client to end successfully; its log.
 fn wait_for_end(client: &mut Process) -> String {
-    let started = Instant::now();
-    while client.child.try_wait().unwrap().is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "the job did not end:\n{}",
-            client.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(client.child.wait().unwrap().success(), "{}", client.log());
-    client.log()
+    let (ok, log) = client.wait();
+    assert!(ok, "{log}");
+    log
 }
 
 /// `kill -9` of a TaskManager during a checkpointed job, then a new
@@ -528,28 +455,8 @@ fn a_job_stopped_with_a_savepoint_on_a_standalone_cluster_resumes_from_it_exactl
     assert!(log.contains("stopped"), "{log}");
     // The job resumes from the savepoint, on the cluster, and completes its 30000 events.
     let output = dir.path().join("out");
-    let resumed = sluice(&[
-        "run",
-        "counting",
-        "--events",
-        "30000",
-        "--keys",
-        "50",
-        "--rate",
-        "20000",
-        "--parallelism",
-        "2",
-        "--checkpoint-interval",
-        "200ms",
-        "--from-savepoint",
-        stop_at.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-        "--rest-address",
-        "none",
-        "--jobmanager",
-        &address,
-    ]);
+    let mut resumed = counting(dir.path(), &address, "30000", "2", "20000");
+    let resumed = resumed.args(["--from-savepoint", stop_at.to_str().unwrap()]).output().unwrap();
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     assert_exactly_once(&output, 30000);
 }
@@ -566,15 +473,16 @@ fn a_slow_sink_on_a_standalone_cluster_holds_every_process_memory_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let (jm, address, tms) = cluster(dir.path());
     // Sources could make millions of records a second; the sinks take 20000.
-    let log = dir.path().join("client.log");
-    let client = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "pipeline", "--events", "1000000000", "--sink-rate", "20000"])
-        .args(["--parallelism", "2", "--rest-address", "none", "--jobmanager", &address])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let client = Process { child: client, log };
+    let mut command = Command::new(SLUICE);
+    command.args(["run", "pipeline", "--events", "1000000000", "--sink-rate", "20000"]).args([
+        "--parallelism",
+        "2",
+        "--rest-address",
+        "none",
+        "--jobmanager",
+        &address,
+    ]);
+    let client = Process::spawn(command, dir.path(), "client");
     jm.wait_for("status=RUNNING", 1);
     let pids = [client.child.id(), tms[0].child.id(), tms[1].child.id(), jm.child.id()];
     std::thread::sleep(Duration::from_secs(1));
