@@ -19,7 +19,7 @@ use sluice_core::{Result, SluiceError};
 use sluice_runtime::execution_graph::ExecutionGraph;
 use sluice_runtime::job_graph::JobGraph;
 use sluice_runtime::operator::FinalCommit;
-use sluice_runtime::task::TaskEvent;
+use sluice_runtime::task::{SnapshotDurations, TaskEvent};
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -35,7 +35,7 @@ use crate::proto::{
     SubmitJob,
 };
 use crate::task_manager::{client as job_manager_client, job_manager_error, Secret};
-use crate::wire::{durations, Report};
+use crate::wire::Report;
 use crate::Security;
 
 /// A job submitted to a standalone cluster. Keep it while the job runs:
@@ -301,7 +301,7 @@ impl ResourceProvider for ClusterResources {
 }
 
 /// A TaskManager process's TaskExecutor, as a JobMaster deploys to it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct RemoteExecutor {
     task_manager: String,
     rpc_address: String,
@@ -337,7 +337,7 @@ impl RemoteExecutor {
 
     /// A final commit that asks the TaskManager to run the commits it holds.
     fn final_commit(&self, request: FinalCommitRequest) -> FinalCommit {
-        let (runtime, executor) = (self.runtime.clone(), self.clone_for_commit());
+        let (runtime, executor) = (self.runtime.clone(), self.clone());
         FinalCommit(Box::new(move || {
             runtime.block_on(async {
                 let mut client = executor.connect().await?;
@@ -348,17 +348,6 @@ impl RemoteExecutor {
                 Ok(())
             })
         }))
-    }
-
-    fn clone_for_commit(&self) -> Self {
-        Self {
-            task_manager: self.task_manager.clone(),
-            rpc_address: self.rpc_address.clone(),
-            security: self.security.clone(),
-            spec: self.spec.clone(),
-            runtime: self.runtime.clone(),
-            lost: self.lost.clone(),
-        }
     }
 }
 
@@ -397,7 +386,7 @@ impl TaskExecutorGateway for RemoteExecutor {
         let (done, done_rx) = crossbeam_channel::bounded::<()>(1);
         let events = handles.events.clone();
         let metrics = handles.metrics.clone();
-        let reader = self.clone_for_commit();
+        let reader = self.clone();
         self.runtime.spawn(async move {
             let mut finished = vec![false; subtasks.len()];
             let cause = loop {
@@ -466,7 +455,7 @@ impl TaskExecutorGateway for RemoteExecutor {
                         subtask_index,
                         checkpoint_id,
                         states,
-                        durations: durations(alignment_ms, sync_ms),
+                        durations: SnapshotDurations { alignment_ms, sync_ms },
                     },
                     Report::SplitRequest { vertex, subtask_index, finished } => {
                         TaskEvent::SplitRequest { vertex, subtask_index, finished }

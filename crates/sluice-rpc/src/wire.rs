@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use sluice_checkpoint::OperatorSnapshot;
 use sluice_core::{ErrorOrigin, SluiceError};
-use sluice_runtime::task::{SnapshotDurations, TaskEvent};
+use sluice_runtime::task::TaskEvent;
 
 /// A subtask's report to its JobMaster.
 #[derive(Debug, Serialize, Deserialize)]
@@ -164,11 +164,6 @@ impl WireError {
             None => root,
         }
     }
-}
-
-/// The durations of an acknowledgement.
-pub fn durations(alignment_ms: i64, sync_ms: i64) -> SnapshotDurations {
-    SnapshotDurations { alignment_ms, sync_ms }
 }
 
 #[cfg(test)]
