@@ -43,6 +43,26 @@ impl SecurityArgs {
     }
 }
 
+/// Where a job runs when not on the mini-cluster: a standalone cluster's
+/// JobManager, and how to prove membership of its cluster.
+#[derive(Args, Debug, Clone)]
+pub struct SubmitArgs {
+    /// Run on the standalone cluster whose JobManager is here (HOST:PORT),
+    /// on TaskManagers started with `sluice taskmanager`, instead of the mini-cluster.
+    #[arg(long, env = "SLUICE_JOBMANAGER", conflicts_with = "task_managers")]
+    pub jobmanager: Option<String>,
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+impl SubmitArgs {
+    /// The JobManager's address and the cluster's security, if a cluster is named.
+    pub fn cluster(&self) -> Option<(String, Security)> {
+        let job_manager = self.jobmanager.clone()?;
+        Some((job_manager, self.security.clone().security()))
+    }
+}
+
 /// `sluice jobmanager` options.
 #[derive(Args, Debug)]
 pub struct JobManagerArgs {

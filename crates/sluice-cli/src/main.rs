@@ -163,12 +163,8 @@ struct JobArgs {
     /// How the mini-cluster's TaskManagers exchange records.
     #[arg(long, value_enum, default_value_t = DataPlaneArg::InMemory, requires = "task_managers")]
     data_plane: DataPlaneArg,
-    /// Submit the job to the standalone cluster whose JobManager is here
-    /// (HOST:PORT) instead of running it on the mini-cluster.
-    #[arg(long, env = "SLUICE_JOBMANAGER", conflicts_with = "task_managers")]
-    jobmanager: Option<String>,
     #[command(flatten)]
-    cluster_security: cluster_cli::SecurityArgs,
+    cluster: cluster_cli::SubmitArgs,
     /// Number of generated events (pipeline).
     #[arg(long, default_value_t = 10_000_000)]
     events: u64,
@@ -296,12 +292,9 @@ struct BenchArgs {
     /// How those TaskManagers exchange records.
     #[arg(long, value_enum, default_value_t = DataPlaneArg::InMemory, requires = "task_managers")]
     data_plane: DataPlaneArg,
-    /// pipeline, windows, nexmark: run on the standalone cluster whose
-    /// JobManager is here (HOST:PORT), on TaskManagers started with `sluice taskmanager`.
-    #[arg(long, env = "SLUICE_JOBMANAGER", conflicts_with = "task_managers")]
-    jobmanager: Option<String>,
+    /// pipeline, windows, nexmark: on a standalone cluster (`--jobmanager`).
     #[command(flatten)]
-    cluster_security: cluster_cli::SecurityArgs,
+    cluster: cluster_cli::SubmitArgs,
     /// kafka-source, kafka-sink, network: bytes per record value.
     #[arg(long, default_value_t = 100)]
     record_bytes: usize,
@@ -380,11 +373,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => run_job(&args),
         Command::Plan { job, format } => {
             let (env, _) = build(&job)?;
-            let plan = match &job.jobmanager {
+            let plan = match job.cluster.cluster() {
                 None => env.explain()?,
-                Some(job_manager) => {
-                    let security = job.cluster_security.clone().security();
-                    cluster_cli::plan_on_cluster(&env, job_name(job.job), job_manager, &security)?
+                Some((job_manager, security)) => {
+                    cluster_cli::plan_on_cluster(&env, job_name(job.job), &job_manager, &security)?
                 }
             };
             match format {
@@ -565,7 +557,7 @@ fn absolute(path: PathBuf) -> PathBuf {
 
 fn run_job(args: &JobArgs) -> Result<()> {
     let mut args = args.clone();
-    if args.jobmanager.is_some() {
+    if args.cluster.jobmanager.is_some() {
         // As the TaskManagers will see them (`job_spec_args`).
         args.input = args.input.map(absolute);
         args.output = args.output.map(absolute);
@@ -575,18 +567,10 @@ fn run_job(args: &JobArgs) -> Result<()> {
     let name = job_name(args.job);
     let stops = stop_requests()?;
     let rest = start_rest(args)?;
-    let (client, session) = match &args.jobmanager {
+    let (client, session) = match args.cluster.cluster() {
         None => (env.execute_async(name)?, None),
-        Some(job_manager) => {
-            let (job_graph, options) = env.job(name)?;
-            let security = args.cluster_security.clone().security();
-            let (client, session) = sluice_rpc::client::submit(
-                job_manager,
-                &security,
-                job_graph,
-                options,
-                job_spec_args(),
-            )?;
+        Some((job_manager, security)) => {
+            let (client, session) = submit_to_cluster(&env, name, &job_manager, &security)?;
             eprintln!(
                 "job '{name}' submitted to the JobManager at {job_manager}: {}",
                 client.job_id()
@@ -854,10 +838,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
             checkpoint_interval: args.checkpoint_interval,
             checkpoint_dir: &checkpoints,
             cluster: args.task_managers.map(|n| (n, args.data_plane.into())),
-            job_manager: args
-                .jobmanager
-                .as_ref()
-                .map(|jm| (jm.clone(), args.cluster_security.clone().security())),
+            job_manager: args.cluster.cluster(),
         });
         let _ = std::fs::remove_dir_all(&checkpoints);
         return result;
@@ -879,10 +860,11 @@ fn bench(args: &BenchArgs) -> Result<()> {
         "{description}, {} events, {} keys, parallelism {}",
         args.events, args.keys, args.parallelism
     );
-    if args.jobmanager.is_some() && matches!(args.job, BenchJob::Recovery) {
+    let cluster = args.cluster.cluster();
+    if cluster.is_some() && matches!(args.job, BenchJob::Recovery) {
         bail!("bench recovery runs on the mini-cluster only (it injects its failure in-process)");
     }
-    if let Some(job_manager) = &args.jobmanager {
+    if let Some((job_manager, _)) = &cluster {
         println!("on the standalone cluster at {job_manager}: CPU time and peak RSS are this client's, not the TaskManagers'");
     }
     let mut rates = Vec::new();
@@ -892,11 +874,10 @@ fn bench(args: &BenchArgs) -> Result<()> {
         let failed_at = Arc::new(AtomicI64::new(0));
         let env = bench_env(args, &checkpoints, &failed_at);
         let (cpu0, t0) = (cpu_time(), Instant::now());
-        let result = match &args.jobmanager {
+        let result = match &cluster {
             None => env.execute("benchmark")?,
-            Some(job_manager) => {
-                let security = args.cluster_security.clone().security();
-                execute_on_cluster(&env, "benchmark", job_manager, &security)?
+            Some((job_manager, security)) => {
+                execute_on_cluster(&env, "benchmark", job_manager, security)?
             }
         };
         let (wall, cpu) = (t0.elapsed().as_secs_f64(), (cpu_time() - cpu0).as_secs_f64());
@@ -928,20 +909,29 @@ fn bench(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Submits `env`'s job to the standalone cluster at `job_manager` (for
-/// TaskManagers to build from this command's arguments) and waits for its end.
+/// Runs `env`'s job on the standalone cluster at `job_manager` to its end.
 pub(crate) fn execute_on_cluster(
     env: &StreamExecutionEnvironment,
     name: &str,
     job_manager: &str,
     security: &sluice_rpc::Security,
 ) -> Result<sluice::JobExecutionResult> {
-    let (job_graph, options) = env.job(name)?;
-    let (client, session) =
-        sluice_rpc::client::submit(job_manager, security, job_graph, options, job_spec_args())?;
+    let (client, session) = submit_to_cluster(env, name, job_manager, security)?;
     let result = client.wait();
     session.close();
     Ok(result?)
+}
+
+/// Submits `env`'s job to the standalone cluster at `job_manager`, for
+/// TaskManagers to build from this command's arguments.
+fn submit_to_cluster(
+    env: &StreamExecutionEnvironment,
+    name: &str,
+    job_manager: &str,
+    security: &sluice_rpc::Security,
+) -> Result<(JobClient, sluice_rpc::client::ClusterSession)> {
+    let (job_graph, options) = env.job(name)?;
+    Ok(sluice_rpc::client::submit(job_manager, security, job_graph, options, job_spec_args())?)
 }
 
 /// The environment of one run of a benchmark job (pipeline, windows, recovery).

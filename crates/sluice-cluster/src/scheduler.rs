@@ -253,29 +253,12 @@ impl Scheduler {
                 }
             }
         }
-        let endpoints: Vec<(String, std::net::SocketAddr)> = self
-            .task_managers
-            .iter()
-            .filter_map(|tm| tm.endpoint().map(|(id, address)| (id.to_string(), address)))
-            .collect();
-        for (task_manager, (subtasks, handles)) in remote {
-            let deployment = RemoteDeployment {
-                job: self.network_job,
-                attempt: number as u32,
-                slots: self.slots.clone(),
-                task_managers: endpoints.clone(),
-                task_manager,
-                restored_checkpoint_id: restored.map(|(id, _)| id),
-                subtasks,
-            };
-            let executor =
-                self.task_managers[task_manager].executor().expect("a remote TaskManager");
-            match executor.deploy(deployment, handles) {
-                Ok(t) => threads.push(t),
-                Err(e) => {
-                    cancel.store(true, Ordering::Relaxed);
-                    return Err(e);
-                }
+        if !remote.is_empty() {
+            if let Err(e) =
+                self.deploy_remote(number, restored.map(|(id, _)| id), remote, &mut threads)
+            {
+                cancel.store(true, Ordering::Relaxed);
+                return Err(e);
             }
         }
         Ok(Attempt {
@@ -290,6 +273,44 @@ impl Scheduler {
             final_commits: Vec::new(),
             accumulators: Vec::new(),
         })
+    }
+
+    /// Sends each TaskManager of another process its share of attempt
+    /// `number`; the threads that follow them join `threads`.
+    fn deploy_remote(
+        &self,
+        number: usize,
+        restored_checkpoint_id: Option<u64>,
+        remote: BTreeMap<usize, (Vec<RemoteSubtask>, TaskHandles)>,
+        threads: &mut Vec<JoinHandle<()>>,
+    ) -> Result<()> {
+        // Indexed like the placement's TaskManagers, so every one needs a data plane.
+        let endpoints = self
+            .task_managers
+            .iter()
+            .map(|tm| match tm.endpoint() {
+                Some((id, address)) => Ok((id.to_string(), address)),
+                None => Err(SluiceError::Internal(format!(
+                    "TaskManager {} has no data plane, but shares a job with other processes",
+                    tm.id()
+                ))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (task_manager, (subtasks, handles)) in remote {
+            let deployment = RemoteDeployment {
+                job: self.network_job,
+                attempt: number as u32,
+                slots: self.slots.clone(),
+                task_managers: endpoints.clone(),
+                task_manager,
+                restored_checkpoint_id,
+                subtasks,
+            };
+            let executor =
+                self.task_managers[task_manager].executor().expect("a remote TaskManager");
+            threads.push(executor.deploy(deployment, handles)?);
+        }
+        Ok(())
     }
 
     /// Creates and starts one coordinator per source vertex: a fresh

@@ -169,13 +169,12 @@ impl TaskExecutor for Executor {
     ) -> std::result::Result<Response<FinalCommitResponse>, Status> {
         let r = request.into_inner();
         let key = (r.job, r.attempt, r.vertex, r.subtask);
-        let commits = self.0.commits.lock().expect("commits lock").get(&key).map(|c| c.len());
-        let Some(_) = commits else {
+        if !self.0.commits.lock().expect("commits lock").contains_key(&key) {
             return Err(Status::not_found(format!(
                 "no commits held for subtask {} of vertex {} in attempt {}",
                 r.subtask, r.vertex, r.attempt
             )));
-        };
+        }
         let inner = self.0.clone();
         tokio::task::spawn_blocking(move || {
             let held = inner.commits.lock().expect("commits lock").remove(&key).unwrap_or_default();

@@ -302,12 +302,7 @@ pub fn cancel_job(job_manager: &str, security: &Security, job_id: &str) -> Resul
         let mut jm = connect_once(job_manager, security).await?;
         jm.cancel_job(crate::proto::CancelJobRequest { job_id: job_id.to_string() })
             .await
-            .map_err(|s| match s.code() {
-                tonic::Code::NotFound | tonic::Code::FailedPrecondition => {
-                    SluiceError::Config(s.message().to_string())
-                }
-                _ => job_manager_error(job_manager, s.message()),
-            })?;
+            .map_err(|s| job_command_error(job_manager, &s))?;
         Ok(())
     })
 }
@@ -329,14 +324,21 @@ pub fn trigger_savepoint(
             stop,
             request_id: 0,
         };
-        let reply = jm.trigger_savepoint(request).await.map_err(|s| match s.code() {
-            tonic::Code::NotFound | tonic::Code::FailedPrecondition => {
-                SluiceError::Config(s.message().to_string())
-            }
-            _ => job_manager_error(job_manager, s.message()),
-        })?;
+        let reply =
+            jm.trigger_savepoint(request).await.map_err(|s| job_command_error(job_manager, &s))?;
         Ok(reply.into_inner().path)
     })
+}
+
+/// A refused command about a job: no such job, or one that ended, is the
+/// user's to fix; anything else is the JobManager's.
+fn job_command_error(job_manager: &str, status: &tonic::Status) -> SluiceError {
+    match status.code() {
+        tonic::Code::NotFound | tonic::Code::FailedPrecondition => {
+            SluiceError::Config(status.message().to_string())
+        }
+        _ => job_manager_error(job_manager, status.message()),
+    }
 }
 
 async fn connect_once(job_manager: &str, security: &Security) -> Result<Client> {
